@@ -1,0 +1,60 @@
+"""Experiments built from the one training loop: CE+CAM against CC-Loss over seeds.
+
+``run_comparison`` is what ``python -m ccloss compare``, ``make run`` and notebook 02 call; a run
+that already finished is loaded, an interrupted one resumes, so calling it again is cheap.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .paper import paper_accuracy
+from .tables import aggregate, collect_runs, format_mean_std
+from .train import TrainConfig, train
+
+__all__ = ["run_name", "run_comparison", "comparison_table"]
+
+
+def run_name(loss: str, seed: int, cam: bool = True) -> str:
+    """Stable run-directory name, e.g. ``cc_seed0`` or ``ce_nocam_seed1``."""
+    return f"{loss}{'' if cam else '_nocam'}_seed{seed}"
+
+
+def run_comparison(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], out_dir: str | Path) -> pd.DataFrame:
+    """Train (or load) ``base`` for every loss and seed into ``out_dir/<loss>_seed<seed>``.
+
+    Returns one row per run (see :func:`ccloss.tables.collect_runs`).
+    """
+    out_dir = Path(out_dir)
+    run_dirs = []
+    for loss in losses:
+        for seed in seeds:
+            run_dir = out_dir / run_name(loss, seed, base.cam)
+            config = dataclasses.replace(base, loss=loss, seed=int(seed), out=str(run_dir), resume=True, overwrite=False)
+            if not base.quiet:
+                print(f"== {run_dir}", flush=True)
+            train(config)
+            run_dirs.append(run_dir)
+    return collect_runs(run_dirs)
+
+
+def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean +/- std over seeds per loss, with the paper's number for the same setting beside it."""
+    table = aggregate(runs, by=["loss", "dataset", "backbone", "cam"])
+    rows = []
+    for _, row in table.iterrows():
+        paper = paper_accuracy(row["loss"], row["backbone"], row["dataset"], bool(row["cam"]))
+        out = {
+            "loss": row["loss"] + ("+CAM" if row["cam"] and row["loss"] == "ce" else ""),
+            "dataset": row["dataset"], "backbone": row["backbone"], "n": int(row["n"]),
+            "test_acc (%)": format_mean_std(row["test_acc_mean"], row["test_acc_std"]),
+        }
+        if "test_intra_inter_mean" in row:
+            out["test intra/inter"] = format_mean_std(row["test_intra_inter_mean"], row["test_intra_inter_std"], 3)
+        out["paper acc (%)"] = "" if paper is None else (
+            f"{paper[0]:.2f}" if paper[1] is None else format_mean_std(*paper))
+        rows.append(out)
+    return pd.DataFrame(rows)

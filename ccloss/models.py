@@ -1,0 +1,259 @@
+"""VGG16-BN and ResNet18 backbones with an optional channel attention module (CAM).
+
+The layer names follow torchvision's ``resnet18`` and ``vgg16_bn`` so ImageNet weights load by
+name. The network is ``backbone -> [CAM] -> global average pool -> head``; the forward returns a
+:class:`ModelOutput` that carries what every loss of the paper's table needs.
+
+Choices the paper leaves open (recorded in the README): the CAM sits after the last stage
+(ResNet18 ``layer4``, VGG16 conv5 block) and stays in the network at test time; VGG16 uses one
+linear head after global average pooling (no 4096-wide FC layers); the ``cifar`` VGG16 stem drops
+the last max-pool so a 32x32 input leaves a 2x2 map instead of 1x1.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .attention import ChannelAttention
+
+__all__ = ["BACKBONES", "STEMS", "HEADS", "ModelOutput", "CCModel", "CosineHead", "build_model", "load_pretrained"]
+
+BACKBONES = ("resnet18", "vgg16")
+STEMS = ("cifar", "imagenet")
+HEADS = ("linear", "cosine")
+
+_RESNET18_WIDTHS = (64, 128, 256, 512)
+# torchvision's VGG16 configuration "D"; "M" is a 2x2 max-pool.
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+@dataclass
+class ModelOutput:
+    """What a forward pass returns (a small object, so losses take what they need)."""
+
+    logits: torch.Tensor  #: B x K; for the cosine head |x| cos(theta_j)
+    attention: Optional[torch.Tensor]  #: B x C channel-attention vectors in (0, 1), None without CAM
+    features: torch.Tensor  #: B x C pooled features (the head's input, after CAM re-weighting)
+    feature_map: torch.Tensor  #: B x C x H x W output of the last stage (after CAM re-weighting)
+    head_weight: torch.Tensor  #: K x C class weights as the head uses them
+
+
+def _scaled(channels: int, width_mult: float) -> int:
+    return max(1, int(round(channels * width_mult)))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (He et al., CVPR 2016), named as in torchvision."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample: Optional[nn.Module] = None
+        if stride != 1 or in_planes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet18Backbone(nn.Module):
+    """ResNet18 without its head. ``cifar`` stem: 3x3 conv, stride 1, no max-pool."""
+
+    def __init__(self, in_channels: int, width_mult: float, stem: str, last_stage_width: Optional[int]) -> None:
+        super().__init__()
+        widths = [_scaled(c, width_mult) for c in _RESNET18_WIDTHS]
+        if last_stage_width is not None:
+            widths[3] = int(last_stage_width)
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False)
+            self.maxpool: nn.Module = nn.MaxPool2d(3, 2, 1)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        planes = widths[0]
+        for index, (width, stride) in enumerate(zip(widths, (1, 2, 2, 2)), start=1):
+            setattr(self, f"layer{index}", nn.Sequential(BasicBlock(planes, width, stride), BasicBlock(width, width)))
+            planes = width
+        self.out_channels = planes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class VGG16Backbone(nn.Module):
+    """VGG16 with batch norm (torchvision ``vgg16_bn`` ``features``); ``cifar`` drops the last pool."""
+
+    def __init__(self, in_channels: int, width_mult: float, stem: str, last_stage_width: Optional[int]) -> None:
+        super().__init__()
+        cfg = list(_VGG16_CFG if stem == "imagenet" else _VGG16_CFG[:-1])
+        conv_positions = [i for i, v in enumerate(cfg) if v != "M"]
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for position, value in enumerate(cfg):
+            if value == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                continue
+            width = _scaled(int(value), width_mult)
+            if last_stage_width is not None and position in conv_positions[-3:]:
+                width = int(last_stage_width)
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+class CosineHead(nn.Module):
+    """Bias-free classifier with unit-norm class weights: logit_j = x . w_j / ||w_j|| = |x| cos(theta_j).
+
+    The head of A-Softmax (SphereFace, Liu et al. 2017) and ICAL (Hao et al. 2019).
+    """
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def normalized_weight(self) -> torch.Tensor:
+        return F.normalize(self.weight, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.normalized_weight())
+
+
+class CCModel(nn.Module):
+    """backbone -> optional :class:`ChannelAttention` -> global average pool -> head."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, cam: bool, head: str, reduction: int = 16) -> None:
+        super().__init__()
+        self.backbone = backbone
+        channels = backbone.out_channels
+        self.cam = ChannelAttention(channels, reduction) if cam else None
+        self.head = CosineHead(channels, num_classes) if head == "cosine" else nn.Linear(channels, num_classes)
+        self.num_classes = num_classes
+
+    def head_weight(self) -> torch.Tensor:
+        return self.head.normalized_weight() if isinstance(self.head, CosineHead) else self.head.weight
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        feature_map = self.backbone(x)
+        attention = None
+        if self.cam is not None:
+            feature_map, attention = self.cam(feature_map)
+        features = feature_map.mean(dim=(2, 3))
+        return ModelOutput(
+            logits=self.head(features), attention=attention, features=features,
+            feature_map=feature_map, head_weight=self.head_weight(),
+        )
+
+
+def _choice(value: str, valid: tuple[str, ...], what: str) -> str:
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid {what}s: {', '.join(valid)}")
+    return value
+
+
+def build_model(
+    backbone: str = "resnet18",
+    num_classes: int = 10,
+    *,
+    in_channels: int = 3,
+    cam: bool = True,
+    width_mult: float = 1.0,
+    stem: str = "cifar",
+    head: str = "linear",
+    last_stage_width: Optional[int] = None,
+    pretrained: Union[None, str, os.PathLike] = None,
+    reduction: int = 16,
+) -> CCModel:
+    """Build ResNet18 or VGG16-BN (+CAM) for ``num_classes`` classes.
+
+    ``width_mult`` scales every stage (1.0 = torchvision's widths, 0.25 for CPU demos);
+    ``last_stage_width`` overrides the width of the last stage (MC-Loss needs classes x xi);
+    ``pretrained`` is None, a local state-dict / checkpoint path, or ``"imagenet"`` (torchvision's
+    weights API; downloads when online, and only fits ``width_mult=1``).
+    """
+    _choice(backbone, BACKBONES, "backbone")
+    _choice(stem, STEMS, "stem")
+    _choice(head, HEADS, "head")
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels!r}")
+    if not width_mult > 0:
+        raise ValueError(f"width_mult must be > 0 (1.0 = standard widths), got {width_mult!r}")
+    if last_stage_width is not None and int(last_stage_width) < 1:
+        raise ValueError(f"last_stage_width must be a positive integer, got {last_stage_width!r}")
+    backbone_class = ResNet18Backbone if backbone == "resnet18" else VGG16Backbone
+    model = CCModel(backbone_class(in_channels, width_mult, stem, last_stage_width), int(num_classes), cam, head, reduction)
+    if pretrained is not None:
+        load_pretrained(model, backbone, pretrained)
+    return model
+
+
+def _imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
+    from torchvision import models as tv_models
+
+    weights = tv_models.ResNet18_Weights.IMAGENET1K_V1 if backbone == "resnet18" else tv_models.VGG16_BN_Weights.IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as error:  # offline, proxy, ...
+        raise RuntimeError(
+            f"could not download torchvision's ImageNet weights for {backbone} ({error}). Download them "
+            f"on a machine with internet (torchvision.models.{weights}) and pass the saved state dict "
+            f"file as pretrained=PATH (CLI: --pretrained PATH)."
+        ) from None
+
+
+def load_pretrained(model: CCModel, backbone: str, source: Union[str, os.PathLike]) -> list[str]:
+    """Load weights by name where shapes agree; returns the names that were loaded.
+
+    ``source`` is ``"imagenet"`` or a path to a state dict (ours, torchvision's, or a training
+    checkpoint with a ``"model"`` entry). Heads (``fc``, ``classifier``) are never taken from
+    torchvision; a 3-channel first conv is summed over its input channels for grey inputs.
+    """
+    if str(source) == "imagenet":
+        state = _imagenet_state_dict(backbone)
+    else:
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"pretrained weights not found: {path!r} (give a state-dict file or 'imagenet')")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+    if not any(key.startswith(("backbone.", "cam.", "head.")) for key in state):
+        state = {f"backbone.{k}": v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+    own = model.state_dict()
+    first_conv = "backbone.conv1.weight" if backbone == "resnet18" else "backbone.features.0.weight"
+    if first_conv in state and first_conv in own and state[first_conv].shape[1] == 3 and own[first_conv].shape[1] == 1:
+        state[first_conv] = state[first_conv].sum(dim=1, keepdim=True)
+    loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not any(k.startswith("backbone.") and not k.endswith("num_batches_tracked") for k in loadable):
+        raise ValueError(
+            f"none of the {len(state)} pretrained tensors fits this model (check backbone, width_mult "
+            f"and last_stage_width: ImageNet weights need width_mult=1.0)"
+        )
+    skipped = sorted(k for k in state if k not in loadable)
+    if skipped:
+        warnings.warn(f"pretrained: {len(skipped)} tensors skipped (name or shape differ): {', '.join(skipped[:8])}"
+                      + (" ..." if len(skipped) > 8 else ""), stacklevel=2)
+    model.load_state_dict(loadable, strict=False)
+    return sorted(loadable)

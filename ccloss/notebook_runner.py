@@ -1,0 +1,94 @@
+"""Execute notebooks with papermill: the one place that knows how (kernel, cwd, retries).
+
+Used by ``make run`` (``python -m ccloss run-all``), by the sweeps and by the tests. Papermill
+pitfalls handled here: the kernel is always ``python3``; the working directory is the notebook's
+folder so relative paths such as ``../data`` work; a kernel that fails to start is retried once.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+__all__ = ["REPO_ROOT", "NOTEBOOK_DIR", "NotebookFailed", "execute_notebook", "notebook_error", "run_all"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message holds the failing cell's error (read from the output)."""
+
+
+def notebook_error(output_path: str | os.PathLike) -> Optional[str]:
+    """The first error recorded in an executed notebook (papermill writes it even on failure)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(output_path), as_version=4)
+    except Exception:  # missing or unreadable
+        return None
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"{output.get('ename')}: {output.get('evalue')}"
+    return None
+
+
+def execute_notebook(
+    notebook: str | os.PathLike,
+    output: str | os.PathLike,
+    parameters: Optional[dict[str, Any]] = None,
+    *,
+    cwd: Optional[str | os.PathLike] = None,
+    kernel: str = "python3",
+    retries: int = 1,
+    log_output: bool = False,
+) -> Path:
+    """Run ``notebook`` with papermill into ``output``; raise :class:`NotebookFailed` on error."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    notebook, output = Path(notebook), Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cwd = Path(cwd) if cwd is not None else notebook.resolve().parent
+    for attempt in range(retries + 1):
+        try:
+            pm.execute_notebook(
+                str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel,
+                cwd=str(cwd), progress_bar=False, log_output=log_output,
+            )
+            return output
+        except PapermillExecutionError as error:
+            raise NotebookFailed(f"{notebook.name} failed: {error.ename}: {error.evalue} (see {output})") from None
+        except RuntimeError as error:  # e.g. "Kernel didn't respond in 60 seconds"
+            if attempt == retries or "Kernel" not in str(error):
+                raise NotebookFailed(f"{notebook.name} could not run: {error}") from None
+            time.sleep(2)
+    raise AssertionError("unreachable")
+
+
+def run_all(notebooks: Optional[Sequence[str]] = None) -> int:
+    """What ``make run`` does: execute the numbered notebooks in order, then print the table."""
+    paths = [Path(p) for p in notebooks] if notebooks else sorted(NOTEBOOK_DIR.glob("0*.ipynb"))
+    if not paths:
+        print(f"no notebooks found in {NOTEBOOK_DIR}", file=sys.stderr)
+        return 1
+    out_dir = REPO_ROOT / "runs" / "notebooks"
+    for path in paths:
+        started = time.perf_counter()
+        print(f"== {path.name}", flush=True)
+        try:
+            execute_notebook(path, out_dir / path.name)
+        except NotebookFailed as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"   done in {time.perf_counter() - started:.0f}s -> {out_dir / path.name}", flush=True)
+    summary = REPO_ROOT / "runs" / "02_train" / "summary.md"
+    if summary.exists():
+        print("\nCE+CAM against CC-Loss on the embedded digits (notebooks/02_train.ipynb):\n")
+        print(summary.read_text())
+    print(f"figures: {REPO_ROOT / 'figures'}")
+    return 0
