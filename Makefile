@@ -1,8 +1,12 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both set themselves up.
+SHELL       := bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# pip on some machines warns about configured local indexes that do not exist; hide only that.
+QUIET_PIP := { grep -v "^WARNING: Location" || true; }
 
 .PHONY: run test bench setup clean
 
@@ -10,19 +14,24 @@ STAMP  := $(VENV)/.installed
 # The stamp is refreshed whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	$(PY) -c "import ccloss, torch, torchvision, papermill, nbval"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ccloss)" > /dev/null
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+# Execute the notebooks on the embedded digits (writes figures/), then print the CE+CAM vs CC-Loss table.
 run: $(STAMP)
 	$(PY) -m ccloss run-all
 
+# Unit tests, then the notebooks under nbval (only cells marked NBVAL_CHECK_OUTPUT are compared).
 test: $(STAMP)
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider --timeout 1800
 
+# CPU benchmarks (each prints its ratio last); see benchmarks/README.md.
 bench: $(STAMP)
 	$(PY) benchmarks/run_cpu.py
 

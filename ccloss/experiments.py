@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
 
+from .losses import LOSSES
 from .paper import paper_accuracy
 from .tables import aggregate, collect_runs, format_mean_std
 from .train import TrainConfig, train
 
-__all__ = ["run_name", "run_comparison", "comparison_table"]
+__all__ = ["run_name", "config_for_loss", "run_comparison", "comparison_table"]
 
 
 def run_name(loss: str, seed: int, cam: bool = True) -> str:
@@ -23,17 +24,40 @@ def run_name(loss: str, seed: int, cam: bool = True) -> str:
     return f"{loss}{'' if cam else '_nocam'}_seed{seed}"
 
 
-def run_comparison(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], out_dir: str | Path) -> pd.DataFrame:
+#: TrainConfig fields that are hyperparameters of some losses only (None = the loss's default).
+_LOSS_SPECIFIC = ("lam", "form", "group_size")
+
+
+def config_for_loss(base: TrainConfig, loss: str, overrides: Optional[Mapping[str, Any]] = None) -> TrainConfig:
+    """``base`` for ``loss``: ``overrides`` applied, and ``lam``/``form``/``group_size`` reset to
+    None for a loss that has no such hyperparameter (CE has no lambda), so one base config
+    serves every loss of a comparison."""
+    config = dataclasses.replace(base, loss=loss, **dict(overrides or {}))
+    takes = LOSSES[config.loss].defaults if config.loss in LOSSES else {}
+    resets = {name: None for name in _LOSS_SPECIFIC if name not in takes and getattr(config, name) is not None}
+    return dataclasses.replace(config, **resets) if resets else config
+
+
+def run_comparison(
+    base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], out_dir: str | Path,
+    per_loss: Optional[Mapping[str, Mapping[str, Any]]] = None,
+) -> pd.DataFrame:
     """Train (or load) ``base`` for every loss and seed into ``out_dir/<loss>_seed<seed>``.
 
-    Returns one row per run (see :func:`ccloss.tables.collect_runs`).
+    ``per_loss`` maps a loss name to TrainConfig fields for that loss only (e.g.
+    ``{"cc": {"lam": 0.5}}``); see :func:`config_for_loss`. Returns one row per run (see
+    :func:`ccloss.tables.collect_runs`).
     """
     out_dir = Path(out_dir)
+    per_loss = per_loss or {}
     run_dirs = []
     for loss in losses:
         for seed in seeds:
             run_dir = out_dir / run_name(loss, seed, base.cam)
-            config = dataclasses.replace(base, loss=loss, seed=int(seed), out=str(run_dir), resume=True, overwrite=False)
+            config = dataclasses.replace(
+                config_for_loss(base, loss, per_loss.get(loss)),
+                seed=int(seed), out=str(run_dir), resume=True, overwrite=False,
+            )
             if not base.quiet:
                 print(f"== {run_dir}", flush=True)
             train(config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import random
 import sys
 import time
@@ -35,6 +36,9 @@ __all__ = ["TrainConfig", "NonFiniteLossError", "RunExistsError", "train", "eval
 
 DEVICES = ("auto", "cpu", "cuda")
 CC_SCOPES = ("global", "local")
+#: Under torchrun: how long a collective waits for a stuck rank before failing (a rank that dies
+#: fails the others at once: torchrun stops them, and gloo reports the closed connection).
+DIST_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -250,13 +254,77 @@ def _prepare_run_dir(config: TrainConfig, out: Path) -> Optional[dict]:
 
 
 def train(config: TrainConfig) -> dict:
-    """Train (or resume, or load a finished run) and return the metrics dictionary."""
+    """Train (or resume, or load a finished run) and return the metrics dictionary.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) this is DistributedDataParallel training: rank 0 alone
+    checks, writes and reads the run directory (its verdict, the checkpoint to resume from and
+    the final metrics are broadcast, so the other ranks never touch the files and need no shared
+    filesystem); on the CPU each process uses ``cores // LOCAL_WORLD_SIZE`` intra-op threads.
+    """
     config.validate()
-    dist = dist_utils.init_distributed(resolve_device(config.device).type)
+    device_type = resolve_device(config.device).type
+    dist = dist_utils.init_distributed(device_type, timeout_s=DIST_TIMEOUT_S)
+    threads = torch.get_num_threads()
     try:
+        if dist.is_distributed and device_type == "cpu":
+            torch.set_num_threads(_cpu_threads_per_process())
         return _train(config, dist)
     finally:
+        torch.set_num_threads(threads)
         dist_utils.cleanup_distributed()
+
+
+def _cpu_threads_per_process() -> int:
+    """The cores this process may use, shared among the processes on this node (LOCAL_WORLD_SIZE).
+
+    torchrun sets OMP_NUM_THREADS=1 for several processes per node; CPU training would then
+    leave cores idle, while torch's default (all cores in every process) oversubscribes them.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    local_world_size = max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
+    return max(1, cores // local_world_size)
+
+
+def _prepare_run_dir_on_rank0(config: TrainConfig, out: Path, dist) -> Optional[dict]:
+    """:func:`_prepare_run_dir` on rank 0 only; every rank gets its verdict.
+
+    The other ranks never look at the run directory (no race with rank 0 writing it, no shared
+    filesystem needed): an error raised on rank 0 (RunExistsError, a changed config, ...) is
+    raised on every rank, and the checkpoint to resume from is broadcast from rank 0. For a
+    finished run the other ranks only learn ``{"complete": True}``.
+    """
+    if not dist.is_distributed:
+        return _prepare_run_dir(config, out)
+    checkpoint, error = None, None
+    if dist.rank == 0:
+        try:
+            checkpoint = _prepare_run_dir(config, out)
+        except Exception as caught:  # handed to every rank, then raised on rank 0 as it was
+            error = caught
+    if error is not None:
+        try:
+            pickle.dumps(error)
+            shared_error = error
+        except Exception:
+            shared_error = RuntimeError(f"rank 0: {type(error).__name__}: {error}")
+        dist_utils.broadcast_object(("error", shared_error))
+        raise error
+    if dist.rank == 0:
+        kind = "fresh" if checkpoint is None else "complete" if checkpoint.get("complete") else "resume"
+        dist_utils.broadcast_object((kind, checkpoint if kind == "resume" else None))
+        return checkpoint
+    kind, payload = dist_utils.broadcast_object(None)
+    if kind == "error":
+        raise payload
+    return {"complete": True} if kind == "complete" else payload
+
+
+def _rank0_metrics(out: Path) -> dict:
+    """``out/metrics.json`` as rank 0 reads it, on every rank (a sync point under torchrun)."""
+    return dist_utils.broadcast_object(read_json(out / "metrics.json") if dist_utils.is_main_process() else None)
 
 
 def _train(config: TrainConfig, dist) -> dict:
@@ -267,10 +335,13 @@ def _train(config: TrainConfig, dist) -> dict:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if dist.is_distributed and config.sync_bn and device.type != "cuda":
+        raise ValueError("--sync-bn needs CUDA devices (torch's SyncBatchNorm does not run on the CPU); "
+                         "drop --sync-bn for CPU (gloo) runs")
     out = Path(config.out)
-    checkpoint = _prepare_run_dir(config, out)
+    checkpoint = _prepare_run_dir_on_rank0(config, out, dist)
     if checkpoint is not None and checkpoint.get("complete"):
-        return read_json(out / "metrics.json")
+        return _rank0_metrics(out)
 
     info = datasets.dataset_info(config.dataset)
     train_images, train_labels = datasets.load_tensors(config.dataset, "train", config.data_dir, config.download)
@@ -397,8 +468,7 @@ def _train(config: TrainConfig, dist) -> dict:
         ratio = f"  test_intra/inter {record['test_intra_inter']:.3f}" if "test_intra_inter" in record else ""
         _say(config, f"epoch {epoch + 1:3d}/{config.epochs}  {parts}  train_acc {record['train_acc']:.2f}  "
                      f"test_acc {record['test_acc']:.2f}{ratio}  {seconds:.1f}s  {record['images_per_sec']:.0f} img/s")
-    dist_utils.barrier()
-    return read_json(out / "metrics.json")
+    return _rank0_metrics(out)
 
 
 def _final_record(history: list[dict], best: dict) -> dict:

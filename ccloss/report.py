@@ -1,0 +1,552 @@
+"""Sweep reports: mean +/- std over seeds per point group, beside the paper's numbers, and plots.
+
+``python -m ccloss report runs/<sweep>`` writes ``report.csv`` (numbers) and ``report.md``
+(a readable table) into the sweep folder. The sweep file's ``paper`` section says how to join
+the paper's table (``ccloss/paper/*.csv``)::
+
+    paper:
+      table: lambda            # losses, cam, lambda or batch_size (ccloss.paper.PAPER_TABLES)
+      match: {lambda: lam}     # paper column -> our parameter
+      stand_in: {dataset: MNIST, backbone: VGG16+CAM}   # paper row shown for reference when our
+                               # dataset is not in the paper (digits): other data, no difference taken
+      baseline: {lam: 0}       # the group the deltas are taken against (ours and the paper's)
+      note: free text printed under the table
+
+The ``dataset``, ``backbone`` (+CAM) and ``loss`` columns of a paper table are matched to ours
+implicitly (``ccloss.paper`` name maps). Our digits experiments have no paper number: the
+report says so, and shows the stand-in row and the deltas, which are comparable in shape only.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_write, read_json, write_json
+from .losses import PAPER_NAMES
+from .paper import _DATASETS, paper_backbone_name, paper_dataset_name, paper_table
+from .tables import aggregate, collect_runs, format_mean_std, markdown_table
+
+__all__ = [
+    "NO_PAPER", "load_sweep_runs", "paper_lookup", "report_table", "format_report", "write_report",
+    "export_results", "group_label", "paper_curves", "plot_ablation", "plot_categories", "paper_main_table",
+]
+
+CITATION = ("Song, Chang, Ma, Li, Tan. CC-Loss: Channel Correlation Loss for Image Classification. "
+            "ICPR 2020, arXiv:2010.05469 (tables transcribed in ccloss/paper/).")
+METRICS = ("test_acc", "test_intra_inter", "best_test_acc")
+CONTEXT = ("dataset", "backbone", "width_mult", "cam", "loss", "lam", "form", "group_size", "batch_size", "epochs")
+_VALUE_COLUMNS = ("accuracy", "std", "note")
+
+
+def NO_PAPER(dataset: str) -> str:
+    return f"n/a (the paper has no {dataset} experiment)"
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a sweep folder
+# --------------------------------------------------------------------------------------------
+
+
+def _spec(sweep_dir: Path) -> dict:
+    path = sweep_dir / "sweep.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: is {sweep_dir} a sweep folder (python -m ccloss sweep ...)?")
+    return read_json(path)
+
+
+def _key(value: Any) -> str:
+    from .sweep import _format_value
+
+    return _format_value(value)
+
+
+def load_sweep_runs(sweep_dir: str | os.PathLike) -> tuple[dict, pd.DataFrame]:
+    """(sweep.json, one row per complete point: its values, config fields and final metrics)."""
+    sweep_dir = Path(sweep_dir)
+    spec = _spec(sweep_dir)
+    runs = collect_runs(sweep_dir / point["name"] for point in spec["expanded"])
+    if runs.empty:
+        return spec, runs
+    values = {}
+    for point in spec["expanded"]:
+        values[str(sweep_dir / point["name"])] = point["values"]
+    for key in spec["varied"]:
+        runs[key] = [values[d].get(key) for d in runs["run_dir"]]
+    runs["group"] = [_group_name(values[d], spec["varied"]) for d in runs["run_dir"]]
+    runs["point"] = [Path(d).name for d in runs["run_dir"]]
+    return spec, runs
+
+
+def _group_name(values: dict, varied: Sequence[str]) -> str:
+    return ",".join(f"{k}={_key(values.get(k))}" for k in varied if k in values) or "all"
+
+
+# --------------------------------------------------------------------------------------------
+# The paper join
+# --------------------------------------------------------------------------------------------
+
+
+def _same(paper_value: Any, ours: Any) -> bool:
+    if ours is None or (isinstance(paper_value, float) and math.isnan(paper_value)):
+        return False
+    try:
+        return math.isclose(float(paper_value), float(ours), rel_tol=1e-9, abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return str(paper_value) == str(ours)
+
+
+def paper_lookup(paper: dict, context: dict, dataset: Optional[str] = None) -> dict:
+    """The paper's row for one group of ours.
+
+    ``context`` holds our values (``dataset``, ``backbone``, ``cam``, ``loss`` and the ``match``
+    keys). ``dataset`` (a paper name such as ``CIFAR-100``) looks up that dataset instead.
+    Returns ``{acc, std, dataset, backbone, same_data, note}``; ``acc`` is NaN where the paper
+    has no number (with the reason in ``note``).
+    """
+    table = paper_table(paper["table"])
+    ours_dataset = paper_dataset_name(str(context.get("dataset")))
+    same_data = ours_dataset is not None and dataset in (None, ours_dataset)
+    wanted: dict[str, Any] = {}
+    for column in table.columns:
+        if column in _VALUE_COLUMNS:
+            continue
+        if column in (paper.get("match") or {}):
+            wanted[column] = context.get(paper["match"][column])
+        elif column == "dataset":
+            wanted[column] = ours_dataset
+        elif column == "backbone" and context.get("backbone") in ("resnet18", "vgg16"):
+            wanted[column] = paper_backbone_name(context["backbone"], bool(context.get("cam")))
+        elif column == "loss" and context.get("loss") in PAPER_NAMES:
+            wanted[column] = PAPER_NAMES[context["loss"]]
+    if ours_dataset is None:
+        wanted.update(paper.get("stand_in") or {})
+    if dataset is not None:
+        wanted["dataset"] = dataset
+    result = {"acc": float("nan"), "std": float("nan"), "dataset": wanted.get("dataset"),
+              "backbone": wanted.get("backbone"), "same_data": same_data, "note": ""}
+    if wanted.get("dataset") is None:
+        result["note"] = NO_PAPER(context.get("dataset"))
+        return result
+    rows = table
+    for column, value in wanted.items():
+        rows = rows[[_same(v, value) for v in rows[column]]]
+    if rows.empty:
+        shown = ", ".join(f"{k}={v}" for k, v in wanted.items())
+        result["note"] = f"not in the paper's {paper['table']} table ({shown})"
+        return result
+    if len(rows) > 1:
+        raise ValueError(f"the paper's {paper['table']} table has {len(rows)} rows for {wanted}; add a `match` "
+                         f"entry to the sweep's paper section")
+    row = rows.iloc[0]
+    if pd.isna(row["accuracy"]):
+        result["note"] = "not reported in the paper"
+        return result
+    result["acc"] = float(row["accuracy"])
+    result["std"] = float(row["std"]) if "std" in row and not pd.isna(row["std"]) else float("nan")
+    if not same_data:
+        result["note"] = f"{NO_PAPER(context.get('dataset'))}; shown: {result['dataset']}, {result['backbone']}"
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------
+
+
+def _matches(values: dict, selector: dict) -> bool:
+    return all(_key(values.get(k)) == _key(v) for k, v in selector.items())
+
+
+def report_table(sweep_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+    """(numbers, spec): one row per group of points that differ only by seed, in sweep order.
+
+    Columns: the varied keys; ``n``; ``<metric>_mean``/``_std`` (ddof=1; 0 for n=1); the
+    context (dataset, backbone, cam, ...); ``paper_acc``/``paper_std``/``paper_dataset``/
+    ``paper_backbone``/``paper_same_data``/``paper_note``; ``diff`` (ours - paper, same data
+    only); ``ours_delta``/``paper_delta`` (against the sweep's baseline group, if one).
+    """
+    spec, runs = load_sweep_runs(sweep_dir)
+    varied = list(spec["varied"])
+    order = []
+    for point in spec["expanded"]:
+        name = _group_name(point["values"], varied)
+        if name not in order:
+            order.append(name)
+    if runs.empty:
+        return pd.DataFrame(columns=["group", *varied, "n"]), spec
+    table = aggregate(runs, by=["group"], metrics=METRICS)
+    table["_order"] = [order.index(g) for g in table["group"]]
+    table = table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    first = runs.drop_duplicates("group").set_index("group")
+    for key in varied:
+        table.insert(1 + varied.index(key), key, [first.loc[g, key] for g in table["group"]])
+    for column in CONTEXT:
+        if column not in varied and column in first.columns:
+            table[column] = [first.loc[g, column] for g in table["group"]]
+    paper = spec.get("paper")
+    if paper:
+        records = []
+        for _, row in table.iterrows():
+            context = {c: first.loc[row["group"], c] for c in CONTEXT if c in first.columns}
+            context.update({k: row[k] for k in varied})
+            records.append(paper_lookup(paper, context))
+        table["paper_dataset"] = [r["dataset"] for r in records]
+        table["paper_backbone"] = [r["backbone"] for r in records]
+        table["paper_acc"] = [r["acc"] for r in records]
+        table["paper_std"] = [r["std"] for r in records]
+        table["paper_same_data"] = [r["same_data"] for r in records]
+        table["paper_note"] = [r["note"] for r in records]
+        table["diff"] = [m - r["acc"] if r["same_data"] else float("nan") for m, r in zip(table["test_acc_mean"], records)]
+        baseline = paper.get("baseline")
+        if baseline:
+            base = table[[_matches({k: row[k] for k in varied}, baseline) for _, row in table.iterrows()]]
+            if len(base) == 1:
+                base = base.iloc[0]
+                table["ours_delta"] = table["test_acc_mean"] - base["test_acc_mean"]
+                # the paper's delta on the same paper dataset/backbone family as each row's join
+                deltas = []
+                for (_, row), record in zip(table.iterrows(), records):
+                    context = {c: first.loc[base["group"], c] for c in CONTEXT if c in first.columns}
+                    context.update({k: base[k] for k in varied})
+                    reference = paper_lookup(paper, context, dataset=record["dataset"]) if record["dataset"] else None
+                    deltas.append(record["acc"] - reference["acc"] if reference else float("nan"))
+                table["paper_delta"] = deltas
+    return table, spec
+
+
+def group_label(row: pd.Series | dict, varied: Sequence[str]) -> str:
+    """A short label: ``CE+CAM`` for loss/cam groups, else ``lam=0.5``-style."""
+    keys = [k for k in varied]
+    if keys and set(keys) <= {"loss", "cam"}:
+        loss = row.get("loss")
+        name = PAPER_NAMES.get(loss, str(loss))
+        cam = row.get("cam")
+        return name + ("+CAM" if cam is True or (cam is None and loss == "cc") else "")
+    return ", ".join(f"{k}={_key(row.get(k))}" for k in keys) or "all"
+
+
+def _baseline_text(baseline: dict) -> str:
+    return ", ".join(f"{k}={_key(v)}" for k, v in baseline.items())
+
+
+def format_report(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """The readable version of :func:`report_table` (strings; the columns the Markdown shows)."""
+    varied = list(spec["varied"])
+    paper = spec.get("paper") or {}
+    rows = []
+    stand_in_used = "paper_same_data" in table and (~table["paper_same_data"].astype(bool)).any() \
+        and table["paper_acc"].notna().any()
+    for _, row in table.iterrows():
+        out: dict[str, Any] = {}
+        for key in varied:
+            out[key] = _key(row[key])
+        out["n"] = int(row["n"])
+        out["ours: test acc (%)"] = format_mean_std(row["test_acc_mean"], row["test_acc_std"])
+        if "test_intra_inter_mean" in table and table["test_intra_inter_mean"].notna().any():
+            out["ours: test intra/inter"] = format_mean_std(row["test_intra_inter_mean"], row["test_intra_inter_std"], 3)
+        if paper:
+            acc = "" if pd.isna(row["paper_acc"]) else (
+                f"{row['paper_acc']:.2f}" if pd.isna(row["paper_std"]) else format_mean_std(row["paper_acc"], row["paper_std"]))
+            if row["paper_same_data"]:
+                out["paper (%)"] = acc or row["paper_note"]
+                out["ours − paper (pp)"] = "" if pd.isna(row["diff"]) else f"{row['diff']:+.2f}"
+            else:
+                out["paper (%)"] = NO_PAPER(row.get("dataset", "this"))
+                out["ours − paper (pp)"] = "n/a"
+            if stand_in_used:
+                column = "paper on other data (%)"
+                out[column] = "" if row["paper_same_data"] else (
+                    f"{acc} ({row['paper_dataset']}, {row['paper_backbone']})" if acc else row["paper_note"])
+            if "ours_delta" in table:
+                base = _baseline_text(paper["baseline"])
+                out[f"Δ ours vs {base} (pp)"] = "" if pd.isna(row["ours_delta"]) else f"{row['ours_delta']:+.2f}"
+                out[f"Δ paper vs {base} (pp)"] = "" if pd.isna(row["paper_delta"]) else f"{row['paper_delta']:+.2f}"
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def _fixed_text(table: pd.DataFrame, spec: dict) -> str:
+    parts = []
+    for column in CONTEXT:
+        if column in table and column not in spec["varied"] and table[column].nunique(dropna=False) == 1:
+            value = table[column].iloc[0]
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                parts.append(f"{column} {_key(value)}")
+    return ", ".join(parts)
+
+
+def write_report(sweep_dir: str | os.PathLike) -> dict:
+    """Write ``report.csv`` and ``report.md`` into the sweep folder; returns paths and the Markdown."""
+    sweep_dir = Path(sweep_dir)
+    table, spec = report_table(sweep_dir)
+    expected = [p["name"] for p in spec["expanded"]]
+    complete = set(load_sweep_runs(sweep_dir)[1].get("point", pd.Series(dtype=str)))
+    missing = [name for name in expected if name not in complete]
+    lines = [f"# Sweep `{spec['name']}`", ""]
+    if spec.get("description"):
+        lines += [spec["description"], ""]
+    if not table.empty:
+        fixed = _fixed_text(table, spec)
+        if fixed:
+            lines += [f"Fixed: {fixed}.", ""]
+    lines += [f"Top-1 test accuracy at the last epoch, mean ± std over seeds (sample std, ddof=1; n = seeds). "
+              f"{len(complete)} of {len(expected)} points complete.", ""]
+    lines += [markdown_table(format_report(table, spec)) if not table.empty else "(no complete point yet)", ""]
+    paper = spec.get("paper")
+    if paper:
+        notes = [f"Paper: {CITATION} Table: `{paper['table']}`."]
+        if "paper_same_data" in table and not table.empty and (~table["paper_same_data"].astype(bool)).any():
+            notes.append("Where our dataset is not one of the paper's (the embedded digits), there is no paper number "
+                         "to compare with; the paper's row on other data is shown for reference only, and only the "
+                         "deltas against the baseline are comparable in direction.")
+        if paper.get("note"):
+            notes.append(str(paper["note"]).strip())
+        lines += [" ".join(notes), ""]
+    if missing:
+        lines += [f"Not complete ({len(missing)}): " + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""), ""]
+    if spec.get("source"):
+        lines += [f"Reproduce: `python -m ccloss sweep {spec['source']}` then `python -m ccloss report <out>/{spec['name']}`.", ""]
+    markdown = "\n".join(lines)
+    csv_path, md_path = sweep_dir / "report.csv", sweep_dir / "report.md"
+    atomic_write(csv_path, lambda f: table.to_csv(f, index=False))
+    atomic_write(md_path, lambda f: f.write(markdown))
+    return {"csv": csv_path, "md": md_path, "markdown": markdown, "table": table}
+
+
+def export_results(sweep_dir: str | os.PathLike, dest: str | os.PathLike, command: Optional[str] = None) -> Path:
+    """Copy the small files of a sweep (sweep.json, report, each point's point/config/metrics JSON)
+    to ``dest/<name>/``: what is worth committing. No checkpoints, no executed notebooks."""
+    sweep_dir = Path(sweep_dir)
+    spec = _spec(sweep_dir)
+    target = Path(dest) / spec["name"]
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    root = sweep_dir.resolve()
+    for name in ("sweep.json", "report.csv", "report.md"):
+        if (sweep_dir / name).exists():
+            shutil.copy2(sweep_dir / name, target / name)
+    for point in spec["expanded"]:
+        source = sweep_dir / point["name"]
+        if not (source / "metrics.json").exists():
+            continue
+        (target / point["name"]).mkdir()
+        record = read_json(source / "point.json")
+        for key in ("point_dir", "notebook_path", "pid"):
+            record.pop(key, None)
+        write_json(target / point["name"] / "point.json", record)
+        config = read_json(source / "config.json")
+        out = Path(config.get("out", ""))
+        try:
+            config["out"] = str(out.resolve().relative_to(root.parent))
+        except ValueError:
+            pass
+        write_json(target / point["name"] / "config.json", config)
+        shutil.copy2(source / "metrics.json", target / point["name"] / "metrics.json")
+    source_text = spec.get("source") or "<sweep file>"
+    command = command or f"python -m ccloss sweep {source_text} && python -m ccloss report runs/{spec['name']} --export {dest}"
+    (target / "COMMAND.txt").write_text(command + "\n")
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+
+def paper_curves(table: pd.DataFrame, spec: dict) -> dict[str, pd.DataFrame]:
+    """For each dataset of the paper's table: its accuracy and delta (vs the baseline) per group.
+
+    Our digits groups have no paper number; these curves are the paper's own, on its datasets,
+    looked up with our group values (and the stand-in backbone when ours has no paper twin).
+    """
+    paper = spec.get("paper")
+    if not paper or table.empty:
+        return {}
+    datasets = [d for d in paper_table(paper["table"])["dataset"].dropna().unique()]
+    varied = list(spec["varied"])
+    baseline = paper.get("baseline") or {}
+    curves = {}
+    for dataset in datasets:
+        accs, deltas, stds = [], [], []
+        base_row = None
+        if baseline:
+            matches = [row for _, row in table.iterrows() if _matches({k: row[k] for k in varied}, baseline)]
+            base_row = matches[0] if matches else None
+        for _, row in table.iterrows():
+            context = {c: row[c] for c in CONTEXT if c in row}
+            record = paper_lookup(paper, context, dataset=dataset)
+            accs.append(record["acc"])
+            stds.append(record["std"])
+            if base_row is not None:
+                ref = paper_lookup(paper, {c: base_row[c] for c in CONTEXT if c in base_row}, dataset=dataset)
+                deltas.append(record["acc"] - ref["acc"])
+            else:
+                deltas.append(float("nan"))
+        if not np.all(np.isnan(accs)):
+            label = dataset
+            backbones = {paper_lookup(paper, {c: r[c] for c in CONTEXT if c in r}, dataset=dataset)["backbone"]
+                         for _, r in table.iterrows()}
+            backbones.discard(None)
+            if len(backbones) == 1:
+                label += f", {backbones.pop()}"
+            curves[label] = pd.DataFrame({"group": table["group"], "acc": accs, "std": stds, "delta": deltas})
+    return curves
+
+
+def _ours_label(table: pd.DataFrame) -> str:
+    parts = []
+    for column in ("dataset", "backbone"):
+        if column in table and table[column].nunique() == 1:
+            parts.append(str(table[column].iloc[0]))
+    return "ours" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def plot_ablation(table: pd.DataFrame, spec: dict, x: str, path: Optional[str | os.PathLike] = None,
+                  title: Optional[str] = None, log2: bool = False, xlabel: Optional[str] = None):
+    """A numeric sweep (lambda, batch size, group size) in up to three panels.
+
+    (a) our test accuracy, mean ± std over seeds; (b) our test intra/inter ratio of the
+    attention vectors; (c) accuracy change against the sweep's baseline: ours (error bars: std
+    over seeds) and the paper's curves on its own datasets, on the same axes.
+    """
+    import matplotlib.pyplot as plt
+
+    xs = table[x].astype(float).to_numpy()
+    has_ratio = "test_intra_inter_mean" in table and table["test_intra_inter_mean"].notna().any()
+    curves = paper_curves(table, spec)
+    has_delta = "ours_delta" in table and bool(curves)
+    panels = 1 + has_ratio + has_delta
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.6), squeeze=False)
+    axes = list(axes[0])
+    label = xlabel or x
+    ours = _ours_label(table)
+    ax = axes.pop(0)
+    ax.errorbar(xs, table["test_acc_mean"], yerr=table["test_acc_std"], marker="o", capsize=4, label=ours)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("(a) accuracy, mean ± std over seeds")
+    panel_axes = [ax]
+    if has_ratio:
+        ax = axes.pop(0)
+        ax.errorbar(xs, table["test_intra_inter_mean"], yerr=table["test_intra_inter_std"], marker="s", capsize=4,
+                    color="tab:purple", label=ours)
+        ax.set_ylabel("test intra/inter distance ratio")
+        ax.set_title("(b) attention-vector intra/inter (lower = tighter)")
+        panel_axes.append(ax)
+    if has_delta:
+        ax = axes.pop(0)
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.errorbar(xs, table["ours_delta"], yerr=table["test_acc_std"], marker="o", capsize=4, lw=2, label=ours)
+        for name, curve in curves.items():
+            ax.plot(xs, curve["delta"], ls="--", marker="x", label=f"paper: {name}")
+        ax.set_ylabel(f"Δ accuracy vs {_baseline_text(spec['paper']['baseline'])} (pp)")
+        ax.set_title("(c) change vs baseline; paper on its datasets")
+        ax.legend(fontsize=7)
+        panel_axes.append(ax)
+    for ax in panel_axes:
+        ax.set_xlabel(label)
+        if log2:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([_key(v) for v in table[x]])
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def plot_categories(table: pd.DataFrame, spec: dict, path: Optional[str | os.PathLike] = None,
+                    title: Optional[str] = None, labels: Optional[Sequence[str]] = None):
+    """A categorical sweep (CAM, loss forms, losses): bars with error bars over seeds.
+
+    Left: our test accuracy. Right (when the sweep has a paper baseline): accuracy change against
+    the baseline, ours as bars and the paper's on each of its datasets as markers.
+    """
+    import matplotlib.pyplot as plt
+
+    varied = list(spec["varied"])
+    labels = list(labels) if labels is not None else [group_label(row, varied) for _, row in table.iterrows()]
+    curves = paper_curves(table, spec)
+    has_delta = "ours_delta" in table and bool(curves)
+    fig, axes = plt.subplots(1, 1 + has_delta, figsize=(max(4.8, 0.9 * len(labels) + 2) * (1 + has_delta), 3.8),
+                             squeeze=False)
+    axes = list(axes[0])
+    xs = np.arange(len(table))
+    ax = axes[0]
+    ax.bar(xs, table["test_acc_mean"], yerr=table["test_acc_std"], capsize=4, color="tab:blue", alpha=0.8,
+           label=_ours_label(table))
+    low = np.nanmin(table["test_acc_mean"] - table["test_acc_std"])
+    high = np.nanmax(table["test_acc_mean"] + table["test_acc_std"])
+    pad = max(1.0, 0.15 * (high - low))
+    ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy, mean ± std over seeds")
+    if has_delta:
+        ax = axes[1]
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.bar(xs, table["ours_delta"], yerr=table["test_acc_std"], capsize=4, color="tab:blue", alpha=0.8,
+               label=_ours_label(table))
+        offsets = np.linspace(-0.3, 0.3, max(1, len(curves)))
+        for offset, (name, curve) in zip(offsets, curves.items()):
+            ax.plot(xs + offset, curve["delta"], ls="none", marker="D", ms=5, label=f"paper: {name}")
+        ax.set_ylabel(f"Δ accuracy vs {_baseline_text(spec['paper']['baseline'])} (pp)")
+        ax.set_title("change vs baseline; paper on its datasets")
+        ax.legend(fontsize=7)
+    for ax in axes:
+        ax.set_xticks(xs)
+        ax.set_xticklabels(labels, rotation=20 if max(len(s) for s in labels) > 8 else 0, ha="right" if max(len(s) for s in labels) > 8 else "center")
+        ax.grid(alpha=0.3, axis="y")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's main-table layout (notebook 05)
+# --------------------------------------------------------------------------------------------
+
+
+def paper_main_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 1 layout: one row per loss, the paper's six columns beside ours.
+
+    ``table`` is a :func:`report_table` of a losses sweep (varied ``loss``, maybe ``backbone``
+    and ``dataset``). Our columns are named after our dataset/backbone; FICAL is marked as a
+    reconstruction from the abstract.
+    """
+    paper = paper_table("losses")
+    order = list(PAPER_NAMES)
+    columns = [(b, d) for d in paper["dataset"].unique() for b in ("VGG16", "ResNet18")]
+    rows = []
+    for loss in order:
+        if "loss" in table and loss not in set(table["loss"]):
+            continue
+        name = PAPER_NAMES[loss] + (" (reconstruction)" if loss == "fical" else "")
+        row: dict[str, Any] = {"loss": name}
+        ours = table[table["loss"] == loss] if "loss" in table else table
+        for _, r in ours.iterrows():
+            backbone = r.get("backbone", "")
+            cam = bool(r.get("cam")) if "cam" in r else loss == "cc"
+            column = f"ours: {r.get('dataset', '')} {paper_backbone_name(backbone, cam) if backbone in ('resnet18', 'vgg16') else backbone}"
+            row[column] = format_mean_std(r["test_acc_mean"], r["test_acc_std"]) + f" (n={int(r['n'])})"
+        for backbone, dataset in columns:
+            wanted = backbone + ("+CAM" if loss == "cc" else "")
+            hit = paper[(paper["loss"] == PAPER_NAMES[loss]) & (paper["backbone"] == wanted) & (paper["dataset"] == dataset)]
+            value = "" if hit.empty or pd.isna(hit["accuracy"].iloc[0]) else (
+                f"{hit['accuracy'].iloc[0]:.2f}" + ("" if pd.isna(hit["std"].iloc[0]) else f" ± {hit['std'].iloc[0]:.2f}"))
+            row[f"paper: {dataset} {backbone}"] = value or "not reported"
+        rows.append(row)
+    return pd.DataFrame(rows)

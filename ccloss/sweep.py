@@ -1,0 +1,789 @@
+"""Papermill sweeps: a YAML grid in, one executed notebook and one ``metrics.json`` per point out.
+
+A sweep file (``sweeps/*.yaml``)::
+
+    name: small_lambda                  # output folder: runs/<name>/
+    description: what it measures       # optional, free text
+    notebook: notebooks/02_train.ipynb  # relative to the repository root (or to this file)
+    fixed: {dataset: digits, epochs: 2} # notebook parameters shared by every point
+    grid: {lam: [0, 0.5, 1]}            # lists, crossed (optional)
+    points: [{loss: ce, cam: false}]    # explicit points (optional; crossed with grid if both)
+    seeds: [0, 1, 2]                    # one point per seed (a point may carry its own `seeds`)
+    paper: {table: lambda, match: {lambda: lam}}   # how `report` joins the paper's table
+
+Each point is one training run: ``loss`` and ``seed`` are passed to notebook 02 as
+``losses: [loss]`` and ``seeds: [seed]``. A point is named after what varies, e.g.
+``lam=0.5,seed=1``, and runs into ``runs/<sweep>/<point>/``:
+
+``point.json``            the point's parameters and status (running / complete / failed + error)
+``notebook.ipynb``        the executed notebook (``notebook.running.ipynb`` while it runs)
+``<run>/``                the training run directory the notebook wrote (config, metrics, checkpoint)
+``config.json``           copy of the run's config
+``metrics.json``          copy of the run's metrics: written last and atomically; its presence with
+                          ``status: complete`` is what marks the point done
+
+So a sweep killed at any moment leaves every point either done (complete marker) or not done;
+rerunning it skips the done points and reruns the others, whose training resumes from its
+checkpoint (notebook 02 calls ``train(resume=True)``). Every point runs in its own process (one
+papermill kernel each; never threads, papermill changes the working directory); ``--jobs N``
+runs N at once, one GPU each when there are several, else ``cores // N`` threads each.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import yaml
+
+from .atomic import read_json, write_json
+from .notebook_runner import REPO_ROOT, NotebookFailed, execute_notebook, notebook_error
+from .train import is_complete
+
+__all__ = [
+    "SWEEP_KEYS", "PAPER_KEYS", "Sweep", "Point", "SweepResult", "load_sweep", "expand_points", "point_name",
+    "notebook_parameters", "run_sweep", "run_point", "run_or_read", "point_status", "add_cli",
+]
+
+#: Keys a sweep file may have.
+SWEEP_KEYS = ("name", "description", "notebook", "fixed", "grid", "points", "seeds", "paper")
+#: Keys of its ``paper`` section (see :mod:`ccloss.report`).
+PAPER_KEYS = ("table", "match", "stand_in", "baseline", "note")
+#: A point's singular key -> the notebook's list parameter it fills (one run per point).
+SINGULAR = {"loss": "losses", "seed": "seeds"}
+#: Parameters that may change between a point's runs without making its result stale.
+FREE_PARAMETERS = {"device", "data_dir", "out_dir"}
+POINT_FILE, MARKER, NOTEBOOK_FILE, RUNNING_NOTEBOOK, LOG_FILE = (
+    "point.json", "metrics.json", "notebook.ipynb", "notebook.running.ipynb", "log.txt")
+SWEEP_FILE, LOCK_FILE = "sweep.json", ".sweep.lock"
+_NAME_OK = re.compile(r"[^A-Za-z0-9._=,+-]")
+
+
+# --------------------------------------------------------------------------------------------
+# Sweep files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Point:
+    """One training run of a sweep."""
+
+    name: str  #: stable, file-name-safe, e.g. ``lam=0.5,seed=1``
+    values: dict  #: what varies (grid/point values and the seed), in naming order
+    parameters: dict  #: every notebook parameter the sweep passes (``out_dir`` added at run time)
+
+    @property
+    def group(self) -> dict:
+        """The values without the seed: the points of one group differ only by seed."""
+        return {k: v for k, v in self.values.items() if k != "seed"}
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file (after ``-p`` overrides)."""
+
+    name: str
+    notebook: Path
+    fixed: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    points: list = field(default_factory=list)
+    seeds: Optional[list] = None
+    paper: Optional[dict] = None
+    description: str = ""
+    source: Optional[Path] = None
+
+    def expand(self) -> list[Point]:
+        return expand_points(self)
+
+    @property
+    def varied(self) -> list[str]:
+        """Keys that vary between groups (grid and point keys, in naming order; no seed)."""
+        keys: list[str] = []
+        for point in self.expand():
+            for key in point.group:
+                if key not in keys:
+                    keys.append(key)
+        return keys
+
+    def to_dict(self) -> dict:
+        """What ``runs/<sweep>/sweep.json`` records (enough for :mod:`ccloss.report`)."""
+        points = self.expand()
+        return {
+            "name": self.name, "description": self.description, "notebook": _display_path(self.notebook),
+            "source": _display_path(self.source) if self.source else None, "fixed": self.fixed, "grid": self.grid,
+            "points": self.points, "seeds": self.seeds, "paper": self.paper, "varied": self.varied,
+            "expanded": [{"name": p.name, "values": p.values, "parameters": p.parameters} for p in points],
+        }
+
+
+def _display_path(path: Path) -> str:
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return format(value, "g")
+    if isinstance(value, (list, tuple)):
+        return "+".join(_format_value(v) for v in value)
+    if isinstance(value, dict):
+        return "+".join(f"{k}-{_format_value(v)}" for k, v in value.items())
+    return str(value)
+
+
+def point_name(values: dict) -> str:
+    """``{"lam": 0.5, "seed": 1}`` -> ``lam=0.5,seed=1`` (safe as a file name; long names hashed)."""
+    if not values:
+        return "default"
+    name = ",".join(f"{k}={_format_value(v)}" for k, v in values.items())
+    name = _NAME_OK.sub("_", name)
+    if len(name) > 150:
+        import hashlib
+
+        name = name[:140] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a sweep file is a mapping with keys {', '.join(SWEEP_KEYS)}")
+    return data
+
+
+def _resolve_notebook(notebook: str, source: Optional[Path]) -> Path:
+    path = Path(notebook)
+    candidates = [path] if path.is_absolute() else [REPO_ROOT / path] + ([source.parent / path] if source else [])
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise ValueError(f"notebook {notebook!r} not found (looked for {tried}); paths are relative to the repository root")
+
+
+def load_sweep(path: str | os.PathLike, overrides: Optional[dict] = None, check_notebook: bool = True) -> Sweep:
+    """Parse and validate a sweep file; ``overrides`` are ``-p NAME VALUE`` pairs (already parsed).
+
+    Raises ValueError naming what is wrong: unknown keys, wrong types, a missing notebook, or
+    parameter names the notebook does not have (with the valid ones).
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise ValueError(f"sweep file {source} not found")
+    data = _read_yaml(source)
+    unknown = sorted(set(data) - set(SWEEP_KEYS))
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown}; valid: {', '.join(SWEEP_KEYS)}")
+    for key in ("name", "notebook"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ValueError(f"{source}: `{key}` (a string) is required")
+    if _NAME_OK.search(data["name"]) or data["name"] in (".", ".."):
+        raise ValueError(f"{source}: name {data['name']!r} must be a plain folder name (letters, digits, . _ - = , +)")
+    fixed = data.get("fixed") or {}
+    grid = data.get("grid") or {}
+    points = data.get("points") or []
+    if not isinstance(fixed, dict):
+        raise ValueError(f"{source}: `fixed` must be a mapping of notebook parameters")
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ValueError(f"{source}: `grid` must map each parameter to a non-empty list of values")
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise ValueError(f"{source}: `points` must be a list of mappings")
+    seeds = data.get("seeds")
+    for where, seed_list in [("seeds", seeds)] + [(f"points[{i}].seeds", p.get("seeds")) for i, p in enumerate(points)]:
+        if seed_list is not None and (not isinstance(seed_list, list) or not seed_list
+                                      or not all(isinstance(s, int) and not isinstance(s, bool) for s in seed_list)):
+            raise ValueError(f"{source}: `{where}` must be a non-empty list of integers")
+    paper = data.get("paper")
+    if paper is not None:
+        _check_paper(paper, source)
+    sweep = Sweep(
+        name=data["name"], notebook=_resolve_notebook(data["notebook"], source), fixed=dict(fixed), grid=dict(grid),
+        points=[dict(p) for p in points], seeds=seeds, paper=paper, description=str(data.get("description") or "").strip(),
+        source=source.resolve(),
+    )
+    if overrides:
+        apply_overrides(sweep, overrides)
+    for key in ("seeds", "losses"):
+        if key in sweep.fixed or key in sweep.grid:
+            raise ValueError(f"{source}: `{key}` cannot be fixed or gridded; use the top-level `seeds:` list and "
+                             f"one `loss` per point (each point is one training run)")
+    if "out_dir" in sweep.fixed or "out_dir" in sweep.grid or any("out_dir" in p for p in sweep.points):
+        raise ValueError(f"{source}: `out_dir` is set by the sweep (runs/<sweep>/<point>/); do not set it")
+    points_expanded = expand_points(sweep)
+    names = [p.name for p in points_expanded]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{source}: several points share the name(s) {duplicates}; make the points differ")
+    if check_notebook:
+        _check_parameters(sweep, points_expanded)
+    return sweep
+
+
+def _check_paper(paper: Any, source: Path) -> None:
+    from .paper import PAPER_TABLES, paper_table
+
+    if not isinstance(paper, dict):
+        raise ValueError(f"{source}: `paper` must be a mapping with keys {', '.join(PAPER_KEYS)}")
+    unknown = sorted(set(paper) - set(PAPER_KEYS))
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown} in `paper`; valid: {', '.join(PAPER_KEYS)}")
+    if paper.get("table") not in PAPER_TABLES:
+        raise ValueError(f"{source}: paper.table must be one of {', '.join(PAPER_TABLES)}, got {paper.get('table')!r}")
+    columns = list(paper_table(paper["table"]).columns)
+    for key in ("match", "stand_in", "baseline"):
+        if not isinstance(paper.get(key) or {}, dict):
+            raise ValueError(f"{source}: paper.{key} must be a mapping")
+    for section in ("match", "stand_in"):
+        bad = sorted(set(paper.get(section) or {}) - set(columns))
+        if bad:
+            raise ValueError(f"{source}: paper.{section} names column(s) {bad} that the paper's {paper['table']} "
+                             f"table lacks; its columns: {', '.join(columns)}")
+
+
+def apply_overrides(sweep: Sweep, overrides: dict) -> None:
+    """``-p NAME VALUE``: replaces the value wherever NAME appears (seeds, grid, points, else fixed)."""
+    for name, value in overrides.items():
+        if name == "seeds":
+            sweep.seeds = value if isinstance(value, list) else [value]
+            for point in sweep.points:
+                point.pop("seeds", None)
+            continue
+        placed = False
+        if name in sweep.grid:
+            sweep.grid[name] = value if isinstance(value, list) else [value]
+            placed = True
+        for point in sweep.points:
+            if name in point:
+                point[name] = value
+                placed = True
+        if not placed:
+            sweep.fixed[name] = value
+    # overriding a point key can make points identical: keep the first of each
+    unique: list[dict] = []
+    for point in sweep.points:
+        if point not in unique:
+            unique.append(point)
+    sweep.points = unique
+
+
+def expand_points(sweep: Sweep) -> list[Point]:
+    """Points (x) grid (x) seeds, in file order; each point is one training run."""
+    combos: list[dict] = [dict(zip(sweep.grid, values)) for values in itertools.product(*sweep.grid.values())]
+    explicit = sweep.points or [{}]
+    out: list[Point] = []
+    for point in explicit:
+        point = dict(point)
+        seeds = point.pop("seeds", None) or sweep.seeds
+        for combo in combos:
+            values = {**point, **{k: v for k, v in combo.items() if k not in point}}
+            for seed in (seeds if seeds is not None else [None]):
+                run_values = dict(values)
+                if seed is not None:
+                    run_values["seed"] = seed
+                parameters = dict(sweep.fixed)
+                parameters.update({k: v for k, v in run_values.items()})
+                out.append(Point(point_name(run_values), run_values, parameters))
+    return out
+
+
+def notebook_parameters(notebook: str | os.PathLike) -> dict:
+    """The notebook's ``parameters`` cell as papermill sees it: name -> {default, inferred type, help}."""
+    import papermill as pm
+
+    return dict(pm.inspect_notebook(str(notebook)))
+
+
+def _notebook_values(parameters: dict, valid: Sequence[str]) -> dict:
+    """Map singular point keys (``loss``, ``seed``) to the notebook's list parameters."""
+    out = {}
+    for key, value in parameters.items():
+        plural = SINGULAR.get(key)
+        if plural and key not in valid and plural in valid:
+            out[plural] = [value]
+        else:
+            out[key] = value
+    return out
+
+
+def _check_parameters(sweep: Sweep, points: list[Point]) -> None:
+    valid = notebook_parameters(sweep.notebook)
+    if not valid:
+        raise ValueError(f"{_display_path(sweep.notebook)} has no cell tagged `parameters`; a sweep needs one")
+    if "out_dir" not in valid:
+        raise ValueError(f"{_display_path(sweep.notebook)} has no `out_dir` parameter; the sweep passes each point's folder in it")
+    used: set[str] = set()
+    for point in points:
+        used.update(_notebook_values(point.parameters, list(valid)))
+    unknown = sorted(used - set(valid))
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s) {unknown} for {_display_path(sweep.notebook)} "
+                         f"(in {sweep.source.name if sweep.source else 'the sweep'}); valid: {', '.join(valid)}")
+    _check_known_values(sweep, points)
+
+
+def _check_known_values(sweep: Sweep, points: list[Point]) -> None:
+    """Catch misspelt dataset/backbone/loss/form names before anything runs."""
+    from .cc_loss import FORMS
+    from .data import DATASETS
+    from .losses import LOSSES
+    from .models import BACKBONES
+
+    choices = {"dataset": tuple(DATASETS), "backbone": tuple(BACKBONES), "loss": tuple(LOSSES),
+               "form": tuple(FORMS) + (None,)}
+    for point in points:
+        for key, valid in choices.items():
+            if key in point.parameters and point.parameters[key] not in valid:
+                raise ValueError(f"point {point.name}: unknown {key} {point.parameters[key]!r}; valid: "
+                                 f"{', '.join(str(v) for v in valid if v is not None)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Running one point (in its own process)
+# --------------------------------------------------------------------------------------------
+
+
+def point_status(point_dir: Path, point: Optional[Point] = None) -> str:
+    """``done`` (complete marker), ``stale`` (done with other parameters), ``failed``, ``todo``."""
+    point_dir = Path(point_dir)
+    if is_complete(point_dir):
+        if point is not None and _changed(point_dir, point):
+            return "stale"
+        return "done"
+    try:
+        if read_json(point_dir / POINT_FILE).get("status") == "failed":
+            return "failed"
+    except (OSError, ValueError):
+        pass
+    return "todo"
+
+
+def _changed(point_dir: Path, point: Point) -> dict:
+    try:
+        recorded = read_json(point_dir / POINT_FILE).get("parameters", {})
+    except (OSError, ValueError):
+        return {}
+    mine = json.loads(json.dumps(point.parameters))  # tuples -> lists, as recorded
+    keys = (set(recorded) | set(mine)) - FREE_PARAMETERS
+    return {k: (recorded.get(k), mine.get(k)) for k in sorted(keys) if recorded.get(k) != mine.get(k)}
+
+
+def run_point(point_dir: str | os.PathLike, log: Callable[[str], None] = print) -> dict:
+    """Execute the point described by ``point_dir/point.json``; returns its final record.
+
+    Never raises for a failing notebook: the record says ``status: failed`` with the error.
+    """
+    point_dir = Path(point_dir).resolve()
+    record = read_json(point_dir / POINT_FILE)
+    notebook = Path(record["notebook_path"])
+    running, final_nb = point_dir / RUNNING_NOTEBOOK, point_dir / NOTEBOOK_FILE
+    for stale in (MARKER, "config.json", NOTEBOOK_FILE):
+        if (point_dir / stale).exists():
+            (point_dir / stale).unlink()
+    valid = list(notebook_parameters(notebook))
+    parameters = _notebook_values(record["parameters"], valid)
+    parameters["out_dir"] = str(point_dir)
+    started = time.time()
+    record.update(status="running", started=started, error=None, pid=os.getpid())
+    write_json(point_dir / POINT_FILE, record)
+    error: Optional[str] = None
+    try:
+        execute_notebook(notebook, running, parameters)  # cwd: the notebook's folder
+    except NotebookFailed as failure:
+        error = notebook_error(running) or str(failure)
+    except Exception as failure:  # papermill itself, a kernel that never started, ...
+        error = f"{type(failure).__name__}: {failure}"
+    if running.exists():
+        os.replace(running, final_nb)
+    if error is None:
+        runs = sorted(p.parent for p in point_dir.glob(f"*/{MARKER}"))
+        if len(runs) != 1:
+            error = (f"the notebook finished but wrote {len(runs)} run directories with a metrics.json into "
+                     f"{point_dir} (expected exactly one)")
+        elif not is_complete(runs[0]):
+            error = f"the notebook finished but {runs[0].name}/metrics.json is not complete"
+        else:
+            record["run_dir"] = runs[0].name
+    record.update(seconds=time.time() - started, finished=time.time())
+    if error is not None:
+        record.update(status="failed", error=error)
+        write_json(point_dir / POINT_FILE, record)
+        return record
+    run_dir = point_dir / record["run_dir"]
+    if (run_dir / "config.json").exists():
+        write_json(point_dir / "config.json", read_json(run_dir / "config.json"))
+    record["status"] = "complete"
+    write_json(point_dir / POINT_FILE, record)
+    write_json(point_dir / MARKER, read_json(run_dir / MARKER))  # the marker: last, atomic
+    return record
+
+
+def _point_main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry of a point's process: ``python -c 'from ccloss.sweep import _point_main; _point_main()' DIR``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    record = run_point(argv[0])
+    return 0 if record["status"] == "complete" else 1
+
+
+# --------------------------------------------------------------------------------------------
+# Running a sweep
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    done: list = field(default_factory=list)  #: names finished in this call
+    skipped: list = field(default_factory=list)  #: names already complete
+    failed: dict = field(default_factory=dict)  #: name -> error
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        lines = [f"sweep {self.sweep_dir.name}: {len(self.done)} run, {len(self.skipped)} already complete, "
+                 f"{len(self.failed)} failed, {self.seconds:.0f}s"]
+        for name, error in self.failed.items():
+            lines.append(f"  FAILED {name}: {error}")
+        if self.failed:
+            lines.append(f"  (each point's executed notebook and log: {self.sweep_dir}/<point>/; rerun the same "
+                         f"command to retry the failed points, finished ones are skipped)")
+        return "\n".join(lines)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _visible_gpus() -> list[str]:
+    """GPU ids for CUDA_VISIBLE_DEVICES (respects an existing CUDA_VISIBLE_DEVICES)."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:  # pragma: no cover - broken CUDA install
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(count)]
+    return ids[:count]
+
+
+def worker_environments(jobs: int, gpus: Optional[Sequence[str]] = None, cores: Optional[int] = None) -> list[dict]:
+    """Environment variables for each of ``jobs`` worker slots.
+
+    Several GPUs: slot i gets GPU ``i % len(gpus)`` alone. Threads per slot: ``max(1, cores // jobs)``
+    (OMP/MKL), unless OMP_NUM_THREADS is already set by the user.
+    """
+    cores = cores or _cpu_count()
+    threads = str(max(1, cores // max(1, jobs)))
+    envs = []
+    for slot in range(jobs):
+        env: dict[str, str] = {}
+        if "OMP_NUM_THREADS" not in os.environ:
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        if gpus and len(gpus) > 1:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+        envs.append(env)
+    return envs
+
+
+class _Lock:
+    """An exclusive lock on a sweep folder (released by the OS if the process dies)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle = None
+
+    def __enter__(self):
+        self.handle = open(self.path, "a")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.close()
+            raise RuntimeError(f"another sweep is running in {self.path.parent} (lock {self.path}); wait for it "
+                               f"or stop it first") from None
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def _result_line(record: dict) -> str:
+    if record.get("status") == "complete":
+        try:
+            final = read_json(Path(record["point_dir"]) / MARKER).get("final") or {}
+        except (OSError, ValueError, KeyError):
+            final = {}
+        acc = f"  test_acc {final['test_acc']:.2f}" if "test_acc" in final else ""
+        return f"done in {record.get('seconds', 0):.1f}s{acc}"
+    return f"FAILED: {record.get('error')}"
+
+
+def run_sweep(
+    sweep: Sweep,
+    out: str | os.PathLike = "runs",
+    jobs: int = 1,
+    dry_run: bool = False,
+    log: Callable[[str], None] = print,
+    in_process: bool = False,
+) -> SweepResult:
+    """Run every point of ``sweep`` not yet complete into ``out/<sweep.name>/``.
+
+    ``jobs`` points run at once, each in its own process (``in_process=True`` runs them one by
+    one in this process instead: for debugging). A failing point is recorded and the others go on.
+    """
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    started = time.time()
+    sweep_dir = Path(out).resolve() / sweep.name
+    points = sweep.expand()
+    statuses = {p.name: point_status(sweep_dir / p.name, p) for p in points}
+    stale = [p for p in points if statuses[p.name] == "stale"]
+    if stale:
+        details = "; ".join(f"{p.name} ({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in _changed(sweep_dir / p.name, p).items())})"
+                            for p in stale[:5])
+        raise ValueError(f"{len(stale)} finished point(s) in {sweep_dir} were run with other parameters: {details}. "
+                         f"Use another --out or --name, or delete those folders to rerun them.")
+    todo = [p for p in points if statuses[p.name] != "done"]
+    result = SweepResult(sweep_dir, skipped=[p.name for p in points if statuses[p.name] == "done"])
+    log(f"sweep {sweep.name}: {len(points)} points, {len(result.skipped)} already complete, {len(todo)} to run "
+        f"({jobs} at a time) -> {sweep_dir}")
+    if dry_run:
+        for point in points:
+            log(f"  [{statuses[point.name]:>6}] {point.name}")
+        return result
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with _Lock(sweep_dir / LOCK_FILE):
+        write_json(sweep_dir / SWEEP_FILE, sweep.to_dict())
+        for point in todo:
+            point_dir = sweep_dir / point.name
+            if point_dir.is_dir() and _changed(point_dir, point):
+                shutil.rmtree(point_dir)  # an unfinished point of other parameters: its run cannot resume
+            point_dir.mkdir(parents=True, exist_ok=True)
+            previous = {}
+            if (point_dir / POINT_FILE).exists():
+                try:
+                    previous = read_json(point_dir / POINT_FILE)
+                except (OSError, ValueError):
+                    previous = {}
+            write_json(point_dir / POINT_FILE, {
+                "sweep": sweep.name, "name": point.name, "values": point.values, "parameters": point.parameters,
+                "notebook": _display_path(sweep.notebook), "notebook_path": str(sweep.notebook),
+                "point_dir": str(point_dir), "status": "pending", "attempts": int(previous.get("attempts", 0)) + 1,
+            })
+        if in_process:
+            for index, point in enumerate(todo, 1):
+                record = run_point(sweep_dir / point.name, log=log)
+                _collect(result, point, record, index, len(todo), log)
+        else:
+            _run_processes(sweep_dir, todo, jobs, result, log)
+    result.seconds = time.time() - started
+    return result
+
+
+def _collect(result: SweepResult, point: Point, record: dict, index: int, total: int, log) -> None:
+    if record.get("status") == "complete":
+        result.done.append(point.name)
+    else:
+        result.failed[point.name] = record.get("error") or "unknown error"
+    log(f"[{index}/{total}] {point.name}: {_result_line(record)}")
+
+
+def _run_processes(sweep_dir: Path, todo: list[Point], jobs: int, result: SweepResult, log) -> None:
+    gpus = _visible_gpus() if jobs > 1 else []
+    envs = worker_environments(jobs, gpus)
+    pending = list(todo)
+    running: dict[int, tuple[subprocess.Popen, Point, Any]] = {}
+    finished = 0
+    code = "import sys; from ccloss.sweep import _point_main; sys.exit(_point_main())"
+    try:
+        while pending or running:
+            free = [slot for slot in range(jobs) if slot not in running]
+            while pending and free:
+                slot, point = free.pop(0), pending.pop(0)
+                point_dir = sweep_dir / point.name
+                handle = open(point_dir / LOG_FILE, "w")
+                env = {**os.environ, **envs[slot], "PYTHONUNBUFFERED": "1"}
+                process = subprocess.Popen([sys.executable, "-c", code, str(point_dir)], stdout=handle,
+                                           stderr=subprocess.STDOUT, env=env, cwd=str(REPO_ROOT))
+                running[slot] = (process, point, handle)
+            time.sleep(0.2)
+            for slot, (process, point, handle) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                handle.close()
+                del running[slot]
+                finished += 1
+                point_dir = sweep_dir / point.name
+                try:
+                    record = read_json(point_dir / POINT_FILE)
+                except (OSError, ValueError):
+                    record = {}
+                if record.get("status") not in ("complete", "failed"):
+                    tail = (point_dir / LOG_FILE).read_text(errors="replace").strip().splitlines()[-5:]
+                    record.update(status="failed", error=f"the point's process exited with code {process.returncode}: "
+                                                         + " | ".join(tail))
+                    write_json(point_dir / POINT_FILE, record)
+                _collect(result, point, record, finished, len(todo), log)
+    except BaseException:
+        for process, _, handle in running.values():
+            process.terminate()
+        for process, _, handle in running.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            handle.close()
+        raise
+
+
+def run_or_read(
+    sweep_file: str | os.PathLike,
+    runs_dir: str | os.PathLike = "runs",
+    results_dir: Optional[str | os.PathLike] = "results",
+    run: bool = True,
+    jobs: int = 1,
+    overrides: Optional[dict] = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """The sweep folder to report on: run the sweep (``run=True``), or read finished results.
+
+    With ``run=False`` the sweep is read from ``results_dir/<name>`` (committed results) or
+    ``runs_dir/<name>`` when every point there is complete and was run with the same
+    parameters; otherwise it is run into ``runs_dir`` after all (resuming what exists).
+    """
+    sweep = load_sweep(sweep_file, overrides)
+    if not run:
+        for folder in [Path(results_dir)] if results_dir else []:
+            candidate = folder / sweep.name
+            if candidate.is_dir() and all(point_status(candidate / p.name, p) == "done" for p in sweep.expand()):
+                log(f"reading {sweep.name} from {candidate} (already run: {_provenance(candidate)})")
+                return candidate
+        candidate = Path(runs_dir) / sweep.name
+        if candidate.is_dir() and all(point_status(candidate / p.name, p) == "done" for p in sweep.expand()):
+            log(f"reading {sweep.name} from {candidate} (all {len(sweep.expand())} points complete)")
+            return candidate
+        log(f"{sweep.name}: no finished results to read; running it")
+    result = run_sweep(sweep, runs_dir, jobs=jobs, log=log)
+    log(result.summary())
+    if not result.ok:
+        raise RuntimeError(result.summary())
+    return result.sweep_dir
+
+
+def _provenance(folder: Path) -> str:
+    readme = folder / "COMMAND.txt"
+    if readme.exists():
+        return readme.read_text().strip().splitlines()[0]
+    return "no COMMAND.txt"
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _sweep_command(args: argparse.Namespace) -> int:
+    overrides = {name: _parse_value(value) for name, value in (args.parameters or [])}
+    try:
+        sweep = load_sweep(args.file, overrides)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.name:
+        if _NAME_OK.search(args.name):
+            print(f"error: --name {args.name!r} must be a plain folder name", file=sys.stderr)
+            return 2
+        sweep.name = args.name
+    try:
+        result = run_sweep(sweep, args.out, jobs=args.jobs, dry_run=args.dry_run,
+                           log=lambda message: print(message, flush=True))
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return 0
+    print(result.summary(), flush=True)
+    if result.ok and args.report:
+        from .report import write_report
+
+        print(write_report(result.sweep_dir)["markdown"])
+    return 0 if result.ok else 1
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from .report import export_results, write_report
+
+    status = 0
+    for folder in args.folders:
+        try:
+            written = write_report(folder)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            status = 2
+            continue
+        print(written["markdown"])
+        print(f"\nwritten: {written['csv']} and {written['md']}")
+        if args.export:
+            target = export_results(folder, args.export)
+            print(f"exported the small result files to {target}")
+    return status
+
+
+def add_cli(subparsers) -> None:
+    """Register ``sweep`` and ``report`` (called by :func:`ccloss.cli.build_parser`)."""
+    sweep = subparsers.add_parser(
+        "sweep", help="run a sweep file (a grid of notebook runs), resumable",
+        description="Run every point of a sweep file with papermill into OUT/<name>/<point>/. Rerunning skips "
+                    "finished points and resumes the others.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sweep.add_argument("file", help="sweep YAML file, e.g. sweeps/small_lambda.yaml")
+    sweep.add_argument("--jobs", "-j", type=int, default=1, help="points at once (one process each; one GPU each when several)")
+    sweep.add_argument("--out", default="runs", help="folder that receives <name>/")
+    sweep.add_argument("--name", default=None, help="output folder name instead of the file's `name`")
+    sweep.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="override a parameter (YAML value: 0.5, true, [0,1,2]); repeatable")
+    sweep.add_argument("--dry-run", action="store_true", help="list the points and their status, run nothing")
+    sweep.add_argument("--report", action="store_true", help="write and print the report when every point succeeded")
+    sweep.set_defaults(handler=_sweep_command)
+
+    report = subparsers.add_parser(
+        "report", help="mean +/- std over seeds of a sweep folder, beside the paper",
+        description="Aggregate a sweep folder over seeds (mean +/- std, n), join the paper's table, and write "
+                    "report.csv and report.md into the folder.")
+    report.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/small_lambda")
+    report.add_argument("--export", default=None, metavar="DIR",
+                        help="also copy the small result files (no checkpoints, no notebooks) to DIR/<name>/")
+    report.set_defaults(handler=_report_command)

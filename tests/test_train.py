@@ -1,0 +1,227 @@
+"""The training loop, run directories, resume after SIGKILL, and the CLI (on the digits)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ccloss import train as train_module
+from ccloss.atomic import atomic_write, read_json, write_json
+from ccloss.losses import LOSSES
+from ccloss.train import NonFiniteLossError, RunExistsError, TrainConfig, is_complete, load_run, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMINGS = {"seconds", "train_seconds", "images_per_sec"}
+TINY = dict(dataset="digits", width_mult=0.125, batch_size=64, quiet=True)
+
+
+def without_timings(metrics):
+    history = [{k: v for k, v in r.items() if k not in TIMINGS} for r in metrics["history"]]
+    final = {k: v for k, v in (metrics["final"] or {}).items() if k not in TIMINGS}
+    return history, final
+
+
+def cli(*args, env=None, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "ccloss", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    metrics = train(TrainConfig(**TINY, epochs=2, out=str(out)))
+    return out, metrics
+
+
+def test_run_directory_contents(reference_run):
+    out, metrics = reference_run
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.json"]
+    assert metrics["status"] == "complete" and is_complete(out)
+    assert len(metrics["history"]) == 2
+    record = metrics["history"][-1]
+    for key in ("epoch", "loss", "ce", "cc", "d_intra", "d_inter", "train_acc", "test_acc", "test_intra_inter",
+                "lr", "seconds", "images_per_sec"):
+        assert key in record, key
+    assert record["loss"] == pytest.approx(record["ce"] + 1.0 * record["cc"], rel=1e-5)
+    final = metrics["final"]
+    assert final["test_acc"] == record["test_acc"]
+    assert final["best_test_acc"] == max(r["test_acc"] for r in metrics["history"])
+    assert 0 <= final["test_intra_inter"] < 2
+    assert TrainConfig.from_dict(read_json(out / "config.json")) == TrainConfig(**TINY, epochs=2, out=str(out))
+
+
+def test_same_seed_is_bit_for_bit_repeatable(reference_run, tmp_path):
+    _, first = reference_run
+    second = train(TrainConfig(**TINY, epochs=2, out=str(tmp_path / "again")))
+    assert without_timings(second) == without_timings(first)
+    third = train(TrainConfig(**TINY, epochs=2, seed=1, out=str(tmp_path / "other")))
+    assert without_timings(third) != without_timings(first)
+
+
+def test_load_run_rebuilds_the_trained_model(reference_run):
+    out, metrics = reference_run
+    config, loaded_metrics, model = load_run(out)
+    assert loaded_metrics == metrics and config.loss == "cc" and not model.training
+    from ccloss import data
+
+    images, labels = data.load_tensors("digits", "test")
+    loader = data.TensorLoader(images, labels, 512, train=False, info=data.dataset_info("digits"))
+    evaluation = train_module.evaluate(model, loader, torch.device("cpu"))
+    acc = 100.0 * float((evaluation["logits"].argmax(1) == evaluation["labels"]).float().mean())
+    assert acc == pytest.approx(metrics["final"]["test_acc"], abs=1e-9)
+
+
+def test_existing_run_needs_resume_or_overwrite(reference_run, tmp_path):
+    out, metrics = reference_run
+    with pytest.raises(RunExistsError, match="--resume"):
+        train(TrainConfig(**TINY, epochs=2, out=str(out)))
+    # resuming a finished run just loads it
+    assert train(TrainConfig(**TINY, epochs=2, out=str(out), resume=True)) == metrics
+    with pytest.raises(ValueError, match="lr"):
+        train(TrainConfig(**TINY, epochs=2, lr=0.05, out=str(out), resume=True))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    args = ["train", "--dataset", "digits", "--width-mult", "0.125", "--batch-size", "32", "--epochs", "3",
+            "--quiet", "--out"]
+    full = cli(*args, str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "ccloss", *args, str(out)], cwd=ROOT,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if len(read_json(out / "metrics.json")["history"]) >= 1:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    time.sleep(0.5)  # well into the second epoch
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = read_json(out / "metrics.json")
+    assert partial["status"] == "running" and 1 <= len(partial["history"]) < 3
+    resumed = cli(*args, str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert without_timings(read_json(out / "metrics.json")) == without_timings(read_json(tmp_path / "full" / "metrics.json"))
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+    real_build = train_module.build_criterion
+
+    def poisoned(name, num_classes, **params):
+        criterion = real_build(name, num_classes, **params)
+        real_forward = criterion.forward
+
+        def forward(output, labels, step=0):
+            result = real_forward(output, labels, step=step)
+            if step == 25:  # the 5th step of epoch 2 (21 steps per epoch at batch 64)
+                result.loss = result.loss * float("nan")
+            return result
+
+        criterion.forward = forward
+        return criterion
+
+    monkeypatch.setattr(train_module, "build_criterion", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 5 of 21 \(global step 26\)"):
+        train(TrainConfig(**TINY, epochs=3, out=str(out)))
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert checkpoint["epoch"] == 0 and not checkpoint["complete"]
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
+    assert read_json(out / "metrics.json")["status"] == "running"
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"a": 1})
+
+    def explode(handle):
+        handle.write('{"half": ')
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, explode)
+    assert read_json(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"dataset": "imagenet"}, "digits, mnist, cifar100, cars196"),
+    ({"backbone": "resnet50"}, "resnet18, vgg16"),
+    ({"loss": "triplet"}, "ce, cc"),
+    ({"device": "tpu"}, "auto, cpu, cuda"),
+    ({"epochs": 0}, "positive integer"),
+    ({"batch_size": 2.5}, "positive integer"),
+    ({"lr": -1.0}, "lr"),
+])
+def test_config_validation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**overrides).validate()
+
+
+def test_cc_without_cam_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="drop --no-cam"):
+        train(TrainConfig(**TINY, epochs=1, cam=False, out=str(tmp_path / "x")))
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_help_documents_every_flag_with_default():
+    result = cli("train", "--help")
+    assert result.returncode == 0
+    for field in TrainConfig.__dataclass_fields__:
+        flag = "--no-cam" if field == "cam" else "--loss-param" if field == "loss_params" else "--" + field.replace("_", "-")
+        assert flag in result.stdout, flag
+    assert "(default: 0.25)" in result.stdout and "(default: 32)" in result.stdout
+    for name in LOSSES:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["train", "--dataset", "imagenet"], ["invalid choice: 'imagenet'", "digits", "mnist", "cifar100", "cars196"]),
+    (["train", "--loss", "triplet"], ["invalid choice: 'triplet'", "asoftmax", "mcloss", "fical"]),
+    (["train", "--form", "cosine"], ["invalid choice: 'cosine'", "ratio", "sums", "difference", "log_ratio"]),
+    (["train", "--loss-param", "gamma"], ["expected NAME=VALUE"]),
+    (["frobnicate"], ["invalid choice: 'frobnicate'", "train", "compare"]),
+])
+def test_cli_unknown_names_exit_2_with_valid_names(args, expected):
+    result = cli(*args)
+    assert result.returncode == 2
+    for text in expected:
+        assert text in result.stderr
+
+
+def test_cli_bad_loss_param_and_no_cam(tmp_path):
+    result = cli("train", "--loss", "focal", "--loss-param", "gama=3", "--epochs", "1", "--out", str(tmp_path / "a"))
+    assert result.returncode == 2
+    assert "gama" in result.stderr and "gamma" in result.stderr and "Traceback" not in result.stderr
+    result = cli("train", "--no-cam", "--epochs", "1", "--out", str(tmp_path / "b"))
+    assert result.returncode == 2 and "CC-Loss needs the channel attention vectors" in result.stderr
+
+
+def test_cli_missing_dataset_says_where_and_how(tmp_path):
+    result = cli("train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1", "--out", str(tmp_path / "r"))
+    assert result.returncode == 1
+    assert str(tmp_path) in result.stderr and "--download" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_every_loss_trains_one_epoch_from_the_cli(loss, tmp_path):
+    out = tmp_path / loss
+    extra = ["--no-cam"] if loss not in ("cc",) else []
+    result = cli("train", "--loss", loss, "--dataset", "digits", "--width-mult", "0.125", "--epochs", "1",
+                 "--batch-size", "32", "--quiet", "--out", str(out), *extra)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    record = metrics["history"][0]
+    assert all(torch.isfinite(torch.tensor(record[k])) for k in ("loss", "ce"))
+    assert metrics["final"]["test_acc"] > 20.0  # chance is 10 %
