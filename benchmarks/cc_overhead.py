@@ -116,6 +116,11 @@ def main(argv=None) -> int:
     run("cc", warmup)
     run("ce", warmup)
     common.sync(device)
+    for name in ("cc", "ce"):  # a host sync inside a step stalls the GPU's queue: list them
+        syncs = common.host_syncs(lambda: run(name, 1), device)
+        if syncs is not None:
+            print(f"   host synchronisations in one {name} step: {len(syncs)}"
+                  + "".join(f"\n      {s}" for s in syncs[:8]))
     t_cc, t_ce = common.interleaved_pairs(lambda: run("cc", block), lambda: run("ce", block), pairs, device)
     for name in ("cc", "ce"):
         if not state[name][1].end_epoch():

@@ -18,7 +18,6 @@ import platform
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -30,7 +29,7 @@ from ccloss.train import TrainConfig, build_for_config
 
 __all__ = [
     "add_common_args", "setup", "resolve_device", "sync", "machine_lines", "load_average",
-    "interleaved_pairs", "RatioSummary", "summarize_ratio", "EpochBook", "train_step",
+    "host_syncs", "interleaved_pairs", "interleaved_rounds", "RatioSummary", "summarize_ratio", "EpochBook", "train_step",
     "PhaseTimer", "build", "synthetic_cifar", "digits_train", "print_ratio",
 ]
 
@@ -135,6 +134,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def host_syncs(fn: Callable[[], object], device: torch.device) -> Optional[list[str]]:
+    """The synchronising CUDA calls ``fn()`` makes (torch.cuda.set_sync_debug_mode("warn"));
+    None on the CPU, where the question does not arise."""
+    if device.type != "cuda":
+        return None
+    import warnings
+
+    sync(device)
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    return [str(w.message).splitlines()[0][:160] for w in caught if "synchroniz" in str(w.message).lower()]
+
+
 # --------------------------------------------------------------------------------------------
 # Interleaved pairs and ratios
 # --------------------------------------------------------------------------------------------
@@ -164,6 +182,21 @@ def interleaved_pairs(
         times_a.append(ta)
         times_b.append(tb)
     return times_a, times_b
+
+
+def interleaved_rounds(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each function in ``rounds`` rounds; the order rotates from round to round."""
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            sync(device)
+            start = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 @dataclass
@@ -312,6 +345,3 @@ def train_step(
     book.seen += y.shape[0]
     mark("bookkeeping")
 
-
-def autocast_or_null(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else nullcontext()

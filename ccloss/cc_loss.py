@@ -143,7 +143,10 @@ def cc_statistics(
     same = labels[:, None] == labels[None, :]
     off_diagonal = index[:, None] != index[None, :]
     group_id = index // group_size if group_size is not None else torch.zeros_like(index)
-    n_groups = int(group_id[-1].item()) + 1
+    group = group_size if group_size is not None else n
+    n_groups = -(-n // group)
+    # sizes are known on the host: no device synchronisation anywhere in this function
+    group_has_pairs = [min(group, n - k * group) >= 2 for k in range(n_groups)]
     in_group = group_id[:, None] == group_id[None, :]
     intra_mask = same & off_diagonal & in_group
     inter_mask = ~same & in_group
@@ -168,11 +171,13 @@ def cc_statistics(
     else:  # log_ratio
         values = torch.log1p(d_intra / (d_inter + eps))
 
-    has_pairs = (count_intra + count_inter) > 0
-    if bool(has_pairs.any()):
-        loss = values[has_pairs].mean()
-        mean_intra = d_intra[has_pairs].mean()
-        mean_inter = d_inter[has_pairs].mean()
+    if any(group_has_pairs):
+        # groups without a pair (a trailing group of one) have finite zero values and weight 0
+        weights = torch.tensor(group_has_pairs, dtype=dist.dtype, device=device)
+        weights = weights / weights.sum()
+        loss = (values * weights).sum()
+        mean_intra = (d_intra * weights).sum()
+        mean_inter = (d_inter * weights).sum()
     else:  # a batch of one sample: no pair, a zero loss that still belongs to the graph
         loss = dist.sum() * 0.0
         mean_intra = mean_inter = loss

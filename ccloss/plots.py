@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from .analysis import class_sorted, history_summary
 
 __all__ = [
-    "save_figure", "plot_attention_batch", "plot_distance_matrix", "plot_descent", "animate_descent",
+    "save_figure", "plot_attention_batch", "plot_distance_matrix", "plot_distance_matrices", "plot_descent", "animate_descent",
     "plot_timing", "plot_training_curves", "plot_embedding_grid", "plot_distance_comparison",
     "plot_class_channel_heatmaps",
 ]
@@ -65,12 +65,20 @@ def save_figure(fig: Figure, name: str, figures_dir: str | os.PathLike = "../fig
             metadata = {"Date": None} if fmt == "svg" else ({"Software": None} if fmt == "png" else None)
             with matplotlib.rc_context({"svg.hashsalt": "ccloss"}):
                 fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
-            os.replace(tmp, path)
+            _publish(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         paths.append(path)
     return paths
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """Give a finished temporary file the usual permissions (mkstemp makes it 0600) and rename it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
 
 
 def _class_boundaries(ax, sorted_labels: np.ndarray, colour: str = "white") -> None:
@@ -126,6 +134,22 @@ def plot_distance_matrix(distances: np.ndarray, labels: np.ndarray, title: str =
     ax.set_title(title)
     if colorbar:
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+def plot_distance_matrices(matrices: Mapping[str, tuple[np.ndarray, np.ndarray]], vmax: Optional[float] = None,
+                           panel_size: float = 4.3) -> Figure:
+    """Class-sorted distance matrices side by side on one colour scale (0 to ``vmax``, default the
+    largest entry of all). ``matrices[title] = (distances, labels)``."""
+    titles = list(matrices)
+    if vmax is None:
+        vmax = max(float(np.nanmax(d)) for d, _ in matrices.values())
+    fig, axes = plt.subplots(1, len(titles), figsize=(panel_size * len(titles), panel_size * 0.9), squeeze=False)
+    for c, title in enumerate(titles):
+        d, labels = matrices[title]
+        plot_distance_matrix(d, labels, title=title, ax=axes[0][c], vmin=0.0, vmax=vmax,
+                             colorbar=c == len(titles) - 1)
+    fig.tight_layout()
     return fig
 
 
@@ -200,7 +224,7 @@ def animate_descent(result: Mapping[str, np.ndarray], labels: np.ndarray, path: 
     os.close(fd)
     try:
         animation.save(tmp, writer=PillowWriter(fps=fps))
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -29,7 +29,7 @@ import pandas as pd
 
 from .atomic import atomic_write, read_json, write_json
 from .losses import PAPER_NAMES
-from .paper import _DATASETS, paper_backbone_name, paper_dataset_name, paper_table
+from .paper import PAPER_TABLES, paper_backbone_name, paper_dataset_name, paper_table
 from .tables import aggregate, collect_runs, format_mean_std, markdown_table
 
 __all__ = [
@@ -63,7 +63,19 @@ def _spec(sweep_dir: Path) -> dict:
 def _key(value: Any) -> str:
     from .sweep import _format_value
 
+    if isinstance(value, np.generic):
+        value = value.item()
     return _format_value(value)
+
+
+def _context(row: Any, varied: Sequence[str]) -> dict:
+    """Our values for one row of the table (what the paper join and the baseline look at)."""
+    out = {}
+    for column in (*CONTEXT, *varied):
+        if column in row:
+            value = row[column]
+            out[column] = value.item() if isinstance(value, np.generic) else value
+    return out
 
 
 def load_sweep_runs(sweep_dir: str | os.PathLike) -> tuple[dict, pd.DataFrame]:
@@ -191,11 +203,7 @@ def report_table(sweep_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
             table[column] = [first.loc[g, column] for g in table["group"]]
     paper = spec.get("paper")
     if paper:
-        records = []
-        for _, row in table.iterrows():
-            context = {c: first.loc[row["group"], c] for c in CONTEXT if c in first.columns}
-            context.update({k: row[k] for k in varied})
-            records.append(paper_lookup(paper, context))
+        records = [paper_lookup(paper, _context(row, varied)) for _, row in table.iterrows()]
         table["paper_dataset"] = [r["dataset"] for r in records]
         table["paper_backbone"] = [r["backbone"] for r in records]
         table["paper_acc"] = [r["acc"] for r in records]
@@ -203,21 +211,40 @@ def report_table(sweep_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
         table["paper_same_data"] = [r["same_data"] for r in records]
         table["paper_note"] = [r["note"] for r in records]
         table["diff"] = [m - r["acc"] if r["same_data"] else float("nan") for m, r in zip(table["test_acc_mean"], records)]
-        baseline = paper.get("baseline")
-        if baseline:
-            base = table[[_matches({k: row[k] for k in varied}, baseline) for _, row in table.iterrows()]]
-            if len(base) == 1:
-                base = base.iloc[0]
-                table["ours_delta"] = table["test_acc_mean"] - base["test_acc_mean"]
-                # the paper's delta on the same paper dataset/backbone family as each row's join
-                deltas = []
-                for (_, row), record in zip(table.iterrows(), records):
-                    context = {c: first.loc[base["group"], c] for c in CONTEXT if c in first.columns}
-                    context.update({k: base[k] for k in varied})
-                    reference = paper_lookup(paper, context, dataset=record["dataset"]) if record["dataset"] else None
-                    deltas.append(record["acc"] - reference["acc"] if reference else float("nan"))
-                table["paper_delta"] = deltas
+        if paper.get("baseline"):
+            ours_delta, paper_delta = [], []
+            for (_, row), record in zip(table.iterrows(), records):
+                base = _baseline_row(table, spec, row)
+                if base is None:
+                    ours_delta.append(float("nan"))
+                    paper_delta.append(float("nan"))
+                    continue
+                ours_delta.append(row["test_acc_mean"] - base["test_acc_mean"])
+                if record["dataset"] is None:  # the paper's delta on the dataset this row was joined with
+                    paper_delta.append(float("nan"))
+                else:
+                    reference = paper_lookup(paper, _context(base, varied), dataset=record["dataset"])
+                    paper_delta.append(record["acc"] - reference["acc"])
+            table["ours_delta"] = ours_delta
+            table["paper_delta"] = paper_delta
     return table, spec
+
+
+def _baseline_row(table: pd.DataFrame, spec: dict, row: Any = None) -> Optional[pd.Series]:
+    """The baseline group of ``row``: the row whose values equal ``row``'s with the sweep's
+    ``paper.baseline`` values put in (so each dataset/backbone of a sweep has its own baseline).
+    Without ``row``: the baseline when there is exactly one. None when it is missing."""
+    baseline = (spec.get("paper") or {}).get("baseline")
+    if not baseline or table.empty:
+        return None
+    varied = list(spec["varied"])
+    if row is None:
+        target = dict(baseline)
+    else:
+        target = {k: v for k, v in _context(row, varied).items() if k in varied}
+        target.update(baseline)
+    hits = [other for _, other in table.iterrows() if _matches(_context(other, varied), target)]
+    return hits[0] if len(hits) == 1 else None
 
 
 def group_label(row: pd.Series | dict, varied: Sequence[str]) -> str:
@@ -371,32 +398,24 @@ def paper_curves(table: pd.DataFrame, spec: dict) -> dict[str, pd.DataFrame]:
         return {}
     datasets = [d for d in paper_table(paper["table"])["dataset"].dropna().unique()]
     varied = list(spec["varied"])
-    baseline = paper.get("baseline") or {}
     curves = {}
     for dataset in datasets:
-        accs, deltas, stds = [], [], []
-        base_row = None
-        if baseline:
-            matches = [row for _, row in table.iterrows() if _matches({k: row[k] for k in varied}, baseline)]
-            base_row = matches[0] if matches else None
+        records = [paper_lookup(paper, _context(row, varied), dataset=dataset) for _, row in table.iterrows()]
+        accs = np.array([r["acc"] for r in records], dtype=float)
+        if np.all(np.isnan(accs)):
+            continue
+        reference = []
         for _, row in table.iterrows():
-            context = {c: row[c] for c in CONTEXT if c in row}
-            record = paper_lookup(paper, context, dataset=dataset)
-            accs.append(record["acc"])
-            stds.append(record["std"])
-            if base_row is not None:
-                ref = paper_lookup(paper, {c: base_row[c] for c in CONTEXT if c in base_row}, dataset=dataset)
-                deltas.append(record["acc"] - ref["acc"])
-            else:
-                deltas.append(float("nan"))
-        if not np.all(np.isnan(accs)):
-            label = dataset
-            backbones = {paper_lookup(paper, {c: r[c] for c in CONTEXT if c in r}, dataset=dataset)["backbone"]
-                         for _, r in table.iterrows()}
-            backbones.discard(None)
-            if len(backbones) == 1:
-                label += f", {backbones.pop()}"
-            curves[label] = pd.DataFrame({"group": table["group"], "acc": accs, "std": stds, "delta": deltas})
+            base = _baseline_row(table, spec, row)
+            reference.append(float("nan") if base is None else
+                             paper_lookup(paper, _context(base, varied), dataset=dataset)["acc"])
+        reference = np.array(reference, dtype=float)
+        label = dataset
+        backbones = {r["backbone"] for r in records if r["backbone"] and not math.isnan(r["acc"])}
+        if len(backbones) == 1:
+            label += f", {backbones.pop()}"
+        curves[label] = pd.DataFrame({"group": list(table["group"]), "acc": accs,
+                                      "std": [r["std"] for r in records], "delta": accs - reference})
     return curves
 
 
@@ -525,10 +544,11 @@ def paper_main_table(table: pd.DataFrame) -> pd.DataFrame:
 
     ``table`` is a :func:`report_table` of a losses sweep (varied ``loss``, maybe ``backbone``
     and ``dataset``). Our columns are named after our dataset/backbone; FICAL is marked as a
-    reconstruction from the abstract.
+    reconstruction from the abstract. As in the paper, the CC-Loss row is the backbone with the CAM.
     """
     paper = paper_table("losses")
-    order = list(PAPER_NAMES)
+    by_paper_name = {v: k for k, v in PAPER_NAMES.items()}
+    order = [by_paper_name[name] for name in paper["loss"].unique() if name in by_paper_name]  # the paper's row order
     columns = [(b, d) for d in paper["dataset"].unique() for b in ("VGG16", "ResNet18")]
     rows = []
     for loss in order:
@@ -539,8 +559,7 @@ def paper_main_table(table: pd.DataFrame) -> pd.DataFrame:
         ours = table[table["loss"] == loss] if "loss" in table else table
         for _, r in ours.iterrows():
             backbone = r.get("backbone", "")
-            cam = bool(r.get("cam")) if "cam" in r else loss == "cc"
-            column = f"ours: {r.get('dataset', '')} {paper_backbone_name(backbone, cam) if backbone in ('resnet18', 'vgg16') else backbone}"
+            column = f"ours: {r.get('dataset', '')} {paper_backbone_name(backbone, False) if backbone in ('resnet18', 'vgg16') else backbone}"
             row[column] = format_mean_std(r["test_acc_mean"], r["test_acc_std"]) + f" (n={int(r['n'])})"
         for backbone, dataset in columns:
             wanted = backbone + ("+CAM" if loss == "cc" else "")

@@ -63,8 +63,7 @@ PAPER_KEYS = ("table", "match", "stand_in", "baseline", "note")
 SINGULAR = {"loss": "losses", "seed": "seeds"}
 #: Parameters that may change between a point's runs without making its result stale.
 FREE_PARAMETERS = {"device", "data_dir", "out_dir"}
-POINT_FILE, MARKER, NOTEBOOK_FILE, RUNNING_NOTEBOOK, LOG_FILE = (
-    "point.json", "metrics.json", "notebook.ipynb", "notebook.running.ipynb", "log.txt")
+POINT_FILE, MARKER, NOTEBOOK_FILE, RUNNING_NOTEBOOK = "point.json", "metrics.json", "notebook.ipynb", "notebook.running.ipynb"
 SWEEP_FILE, LOCK_FILE = "sweep.json", ".sweep.lock"
 _NAME_OK = re.compile(r"[^A-Za-z0-9._=,+-]")
 
@@ -437,13 +436,6 @@ def run_point(point_dir: str | os.PathLike, log: Callable[[str], None] = print) 
     return record
 
 
-def _point_main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry of a point's process: ``python -c 'from ccloss.sweep import _point_main; _point_main()' DIR``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    record = run_point(argv[0])
-    return 0 if record["status"] == "complete" else 1
-
-
 # --------------------------------------------------------------------------------------------
 # Running a sweep
 # --------------------------------------------------------------------------------------------
@@ -614,52 +606,130 @@ def _collect(result: SweepResult, point: Point, record: dict, index: int, total:
     log(f"[{index}/{total}] {point.name}: {_result_line(record)}")
 
 
+class _Worker:
+    """A long-lived point runner process (one per slot): imports once, runs points one by one.
+
+    Protocol: the parent writes a point folder per line on the worker's stdin; the worker answers
+    one JSON line on its stdout when the point is finished. Its stderr (kernel warnings, papermill
+    messages) goes to ``<sweep>/logs/worker<slot>.log``.
+    """
+
+    CODE = "from ccloss.sweep import _worker_main; _worker_main()"
+
+    def __init__(self, slot: int, env: dict, log_dir: Path):
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.slot = slot
+        self.log_path = log_dir / f"worker{slot}.log"
+        self.log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", self.CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, cwd=str(REPO_ROOT), text=True, bufsize=1,
+        )
+        self.point: Optional[Point] = None
+
+    def submit(self, point: Point, point_dir: Path) -> None:
+        self.point = point
+        self.process.stdin.write(str(point_dir) + "\n")
+        self.process.stdin.flush()
+
+    def read_answer(self) -> Optional[dict]:
+        """The worker's answer, or None if it died."""
+        line = self.process.stdout.readline()
+        if not line:
+            return None
+        try:
+            return json.loads(line)
+        except ValueError:
+            return None
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+    def close(self, kill: bool = False) -> None:
+        try:
+            if kill:
+                self.process.terminate()
+            else:
+                self.process.stdin.close()
+            self.process.wait(timeout=30)
+        except (subprocess.TimeoutExpired, OSError):
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def _worker_main() -> None:
+    """Body of a worker process (see :class:`_Worker`)."""
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # prints from papermill or the runner go to the log, not into the protocol
+    for line in sys.stdin:
+        point_dir = line.strip()
+        if not point_dir:
+            continue
+        try:
+            record = run_point(point_dir)
+        except Exception as error:  # a bug of the runner itself: record it on the point
+            record = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+            try:
+                previous = read_json(Path(point_dir) / POINT_FILE)
+                previous.update(record)
+                write_json(Path(point_dir) / POINT_FILE, previous)
+            except (OSError, ValueError):
+                pass
+        answers.write(json.dumps({"point_dir": point_dir, "status": record.get("status")}) + "\n")
+
+
 def _run_processes(sweep_dir: Path, todo: list[Point], jobs: int, result: SweepResult, log) -> None:
+    import select
+
+    jobs = min(jobs, len(todo)) or 1
     gpus = _visible_gpus() if jobs > 1 else []
     envs = worker_environments(jobs, gpus)
+    log_dir = sweep_dir / "logs"
+    workers = [_Worker(slot, envs[slot], log_dir) for slot in range(jobs)]
     pending = list(todo)
-    running: dict[int, tuple[subprocess.Popen, Point, Any]] = {}
     finished = 0
-    code = "import sys; from ccloss.sweep import _point_main; sys.exit(_point_main())"
     try:
-        while pending or running:
-            free = [slot for slot in range(jobs) if slot not in running]
-            while pending and free:
-                slot, point = free.pop(0), pending.pop(0)
-                point_dir = sweep_dir / point.name
-                handle = open(point_dir / LOG_FILE, "w")
-                env = {**os.environ, **envs[slot], "PYTHONUNBUFFERED": "1"}
-                process = subprocess.Popen([sys.executable, "-c", code, str(point_dir)], stdout=handle,
-                                           stderr=subprocess.STDOUT, env=env, cwd=str(REPO_ROOT))
-                running[slot] = (process, point, handle)
-            time.sleep(0.2)
-            for slot, (process, point, handle) in list(running.items()):
-                if process.poll() is None:
+        while True:
+            for worker in workers:
+                if worker.point is None and pending:
+                    point = pending.pop(0)
+                    worker.submit(point, sweep_dir / point.name)
+            busy = [w for w in workers if w.point is not None]
+            if not busy:
+                break
+            ready, _, _ = select.select([w.process.stdout for w in busy], [], [], 1.0)
+            for worker in busy:
+                if worker.process.stdout not in ready:
                     continue
-                handle.close()
-                del running[slot]
+                point, answer = worker.point, worker.read_answer()
+                worker.point = None
                 finished += 1
                 point_dir = sweep_dir / point.name
                 try:
                     record = read_json(point_dir / POINT_FILE)
                 except (OSError, ValueError):
                     record = {}
-                if record.get("status") not in ("complete", "failed"):
-                    tail = (point_dir / LOG_FILE).read_text(errors="replace").strip().splitlines()[-5:]
-                    record.update(status="failed", error=f"the point's process exited with code {process.returncode}: "
-                                                         + " | ".join(tail))
+                if answer is None or record.get("status") not in ("complete", "failed"):
+                    code = worker.process.poll()
+                    record.update(status="failed", error=f"the worker process died (exit code {code}) while running "
+                                                         f"this point: {worker.log_tail()}")
                     write_json(point_dir / POINT_FILE, record)
                 _collect(result, point, record, finished, len(todo), log)
+                if answer is None:  # replace the dead worker
+                    slot = worker.slot
+                    worker.close(kill=True)
+                    workers[slot] = _Worker(slot, envs[slot], log_dir)
     except BaseException:
-        for process, _, handle in running.values():
-            process.terminate()
-        for process, _, handle in running.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            handle.close()
+        for worker in workers:
+            worker.close(kill=True)
         raise
+    for worker in workers:
+        worker.close()
 
 
 def run_or_read(

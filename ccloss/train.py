@@ -11,6 +11,7 @@ and 75% of the epochs, batch 32, loss = CE + lambda * CC with lambda = 1.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import pickle
@@ -260,10 +261,16 @@ def train(config: TrainConfig) -> dict:
     checks, writes and reads the run directory (its verdict, the checkpoint to resume from and
     the final metrics are broadcast, so the other ranks never touch the files and need no shared
     filesystem); on the CPU each process uses ``cores // LOCAL_WORLD_SIZE`` intra-op threads.
+    The process group is created on the first call and destroyed when the process exits.
     """
     config.validate()
     device_type = resolve_device(config.device).type
+    created = not dist_utils.is_distributed()
     dist = dist_utils.init_distributed(device_type, timeout_s=DIST_TIMEOUT_S)
+    if dist.is_distributed and created:
+        # kept for the life of the process: several runs in one torchrun process (compare, sweep,
+        # a notebook) reuse it; destroying and re-creating it under torchrun's store is unreliable
+        atexit.register(dist_utils.cleanup_distributed)
     threads = torch.get_num_threads()
     try:
         if dist.is_distributed and device_type == "cpu":
@@ -271,7 +278,6 @@ def train(config: TrainConfig) -> dict:
         return _train(config, dist)
     finally:
         torch.set_num_threads(threads)
-        dist_utils.cleanup_distributed()
 
 
 def _cpu_threads_per_process() -> int:
