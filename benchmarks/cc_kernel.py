@@ -19,9 +19,10 @@ matrix under bf16 autocast, i.e. what the float32 upcast in ccloss prevents.
 
 Memory: on the CPU, (1) the bytes autograd saves for the backward pass (unique storages seen by
 ``torch.autograd.graph.saved_tensors_hooks``) and (2) the peak resident-set growth of one
-forward+backward in a fresh subprocess (``resource.getrusage(...).ru_maxrss`` after minus before,
-after a small warm-up of the same code; it includes temporaries that autograd does not keep);
-torch's CPU allocations are invisible to tracemalloc. On CUDA, ``torch.cuda.max_memory_allocated``
+forward+backward in a fresh subprocess (Linux: ``VmHWM`` of /proc/self/status, reset to the
+current RSS just before the call, after a small warm-up of the same code; it includes the
+temporaries autograd does not keep). torch's CPU allocations are invisible to tracemalloc, and
+``ru_maxrss`` is inherited from the parent through fork + exec, so it cannot be used here. On CUDA, ``torch.cuda.max_memory_allocated``
 above the memory held before the call.
 
 The naive form is skipped where its (B, B, C) float32 difference tensor alone would exceed
@@ -126,18 +127,35 @@ def saved_bytes(form: str, a: torch.Tensor, labels: torch.Tensor) -> int:
     return sum(storages.values())
 
 
-def _rss_child(form: str, b: int, c: int, threads: int) -> None:
-    """Fresh process: peak RSS growth (bytes) of one forward+backward, printed as JSON."""
-    import resource
+def _proc_status_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
 
+
+def _rss_child(form: str, b: int, c: int, threads: int) -> None:
+    """Fresh process: peak resident-set growth (bytes) of one forward+backward, printed as JSON.
+
+    Reads the peak RSS of this process's memory map (``VmHWM`` in /proc/self/status), reset to the
+    current RSS just before the call (``echo 5 > /proc/self/clear_refs``). ``ru_maxrss`` would be
+    wrong here: Linux carries it over from the parent through fork + exec, so a child started by a
+    parent that is already large reports no growth at all.
+    """
     torch.set_num_threads(threads)
     small, small_labels = inputs(8, c, torch.device("cpu"))
     fwd_bwd(form, small, small_labels)  # load the code paths (their pages count in RSS)
     a, labels = inputs(b, c, torch.device("cpu"))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak (VmHWM) to the current RSS
+        before = _proc_status_kib("VmRSS")
+    except OSError:  # no permission to reset: growth above the peak so far
+        before = _proc_status_kib("VmHWM")
     fwd_bwd(form, a, labels)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rss_growth_bytes": (after - before) * 1024}))  # ru_maxrss is in KiB on Linux
+    after = _proc_status_kib("VmHWM")
+    print(json.dumps({"peak_rss_growth_bytes": max(0, after - before) * 1024}))
 
 
 def rss_growth(form: str, b: int, c: int) -> float:

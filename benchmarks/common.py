@@ -47,9 +47,9 @@ def add_common_args(parser: argparse.ArgumentParser, default_device: str = "cpu"
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: few repeats, small sizes; checks that the code runs, the numbers mean little")
     parser.add_argument("--threads", default="auto",
-                        help="torch intra-op threads on the CPU: an integer, or 'auto' = torch's default, except 1 "
-                             "when the 1-minute load average already reaches the core count (OpenMP threads on an "
-                             "oversubscribed CPU run several times slower and far noisier)")
+                        help="torch intra-op threads on the CPU: an integer, or 'auto' = torch's default (all cores) "
+                             "on an idle machine (1-minute load average < 0.5), else 1: OpenMP threads on a CPU that "
+                             "other processes also use run several times slower and far noisier")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and the data")
 
 
@@ -80,9 +80,9 @@ def _choose_threads(spec: str) -> tuple[int, str]:
         load = os.getloadavg()[0]
     except OSError:  # pragma: no cover
         load = 0.0
-    if load >= cores:
-        return 1, f"auto: load average {load:.1f} >= {cores} cores"
-    return torch.get_num_threads(), "auto: torch default"
+    if load >= 0.5:  # others are running: they may claim the cores at any moment
+        return 1, f"auto: load average {load:.2f} >= 0.5, the CPU is shared"
+    return torch.get_num_threads(), f"auto: torch default, load average {load:.2f} < 0.5"
 
 
 def setup(args: argparse.Namespace, title: str) -> torch.device:

@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # (script, extra arguments of the make-bench size)
 BENCHMARKS = (
     ("cc_overhead.py", ["--pairs", "40"]),
-    ("pipeline.py", ["--pairs", "3", "--steps", "21", "--overhead-steps", "21"]),
+    ("pipeline.py", ["--pairs", "6", "--steps", "12", "--overhead-steps", "21"]),
     ("cc_kernel.py", []),
 )
 

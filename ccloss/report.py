@@ -193,6 +193,11 @@ def report_table(sweep_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     if runs.empty:
         return pd.DataFrame(columns=["group", *varied, "n"]), spec
     table = aggregate(runs, by=["group"], metrics=METRICS)
+    for metric in METRICS:  # runs whose metric is NaN (e.g. an undefined ratio) are counted apart
+        if f"{metric}_mean" in table:
+            counts = runs.groupby("group")[metric].count()
+            table[f"{metric}_n"] = [int(counts.get(g, 0)) for g in table["group"]]
+            table.loc[table[f"{metric}_n"] < 2, f"{metric}_std"] = float("nan")
     table["_order"] = [order.index(g) for g in table["group"]]
     table = table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
     first = runs.drop_duplicates("group").set_index("group")
@@ -254,12 +259,25 @@ def group_label(row: pd.Series | dict, varied: Sequence[str]) -> str:
         loss = row.get("loss")
         name = PAPER_NAMES.get(loss, str(loss))
         cam = row.get("cam")
-        return name + ("+CAM" if cam is True or (cam is None and loss == "cc") else "")
+        with_cam = (loss == "cc") if cam is None or (isinstance(cam, float) and math.isnan(cam)) else bool(cam)
+        return name + ("+CAM" if with_cam else "")
     return ", ".join(f"{k}={_key(row.get(k))}" for k in keys) or "all"
 
 
 def _baseline_text(baseline: dict) -> str:
     return ", ".join(f"{k}={_key(v)}" for k, v in baseline.items())
+
+
+def _mean_std(row: Any, metric: str, digits: int) -> str:
+    """``mean ± std``; ``[k of n NaN]`` when some runs have no value (std needs two values)."""
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    count = int(row.get(f"{metric}_n", row["n"]))
+    if count == 0:
+        return f"NaN ({int(row['n'])} of {int(row['n'])})"
+    text = f"{mean:.{digits}f}" if pd.isna(std) else format_mean_std(mean, std, digits)
+    if count < int(row["n"]):
+        text += f" [{int(row['n']) - count} of {int(row['n'])} NaN]"
+    return text
 
 
 def format_report(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
@@ -274,9 +292,10 @@ def format_report(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
         for key in varied:
             out[key] = _key(row[key])
         out["n"] = int(row["n"])
-        out["ours: test acc (%)"] = format_mean_std(row["test_acc_mean"], row["test_acc_std"])
+        out["ours: test acc (%)"] = _mean_std(row, "test_acc", 2)
         if "test_intra_inter_mean" in table and table["test_intra_inter_mean"].notna().any():
-            out["ours: test intra/inter"] = format_mean_std(row["test_intra_inter_mean"], row["test_intra_inter_std"], 3)
+            out["ours: test intra/inter"] = "" if pd.isna(row["test_intra_inter_mean"]) and row.get("cam") is not None and not bool(row["cam"]) \
+                else _mean_std(row, "test_intra_inter", 3)
         if paper:
             acc = "" if pd.isna(row["paper_acc"]) else (
                 f"{row['paper_acc']:.2f}" if pd.isna(row["paper_std"]) else format_mean_std(row["paper_acc"], row["paper_std"]))
@@ -324,6 +343,10 @@ def write_report(sweep_dir: str | os.PathLike) -> dict:
             lines += [f"Fixed: {fixed}.", ""]
     lines += [f"Top-1 test accuracy at the last epoch, mean ± std over seeds (sample std, ddof=1; n = seeds). "
               f"{len(complete)} of {len(expected)} points complete.", ""]
+    if "test_intra_inter_mean" in table and not table.empty and table["test_intra_inter_mean"].notna().any():
+        lines += ["Test intra/inter: mean squared distance between the attention vectors of same-class test "
+                  "images over that of different-class ones (lower: tighter classes). It is NaN for a run whose "
+                  "attention vectors are all identical (0/0); such runs are counted as `[k of n NaN]`.", ""]
     lines += [markdown_table(format_report(table, spec)) if not table.empty else "(no complete point yet)", ""]
     paper = spec.get("paper")
     if paper:

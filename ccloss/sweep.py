@@ -24,9 +24,12 @@ Each point is one training run: ``loss`` and ``seed`` are passed to notebook 02 
 
 So a sweep killed at any moment leaves every point either done (complete marker) or not done;
 rerunning it skips the done points and reruns the others, whose training resumes from its
-checkpoint (notebook 02 calls ``train(resume=True)``). Every point runs in its own process (one
-papermill kernel each; never threads, papermill changes the working directory); ``--jobs N``
-runs N at once, one GPU each when there are several, else ``cores // N`` threads each.
+checkpoint (notebook 02 calls ``train(resume=True)``). Points run in ``--jobs N`` worker
+processes (never threads: papermill changes the working directory), each point in a fresh
+kernel; with several GPUs each worker gets its own (``CUDA_VISIBLE_DEVICES``), and each gets
+``cores // N`` CPU threads. A point whose notebook raises, or whose worker dies, is recorded as
+failed with its error and the others go on; the exit code says whether any failed.
+A lock file keeps two sweeps out of the same folder.
 """
 from __future__ import annotations
 
@@ -743,22 +746,22 @@ def run_or_read(
 ) -> Path:
     """The sweep folder to report on: run the sweep (``run=True``), or read finished results.
 
-    With ``run=False`` the sweep is read from ``results_dir/<name>`` (committed results) or
-    ``runs_dir/<name>`` when every point there is complete and was run with the same
-    parameters; otherwise it is run into ``runs_dir`` after all (resuming what exists).
+    With ``run=False`` the sweep is read from ``runs_dir/<name>`` (a sweep run here before) or
+    ``results_dir/<name>`` (committed results), the first where every point is complete and was
+    run with the sweep file's parameters; otherwise it is run into ``runs_dir`` after all
+    (resuming what exists). Reading does not need the notebook to be runnable.
     """
-    sweep = load_sweep(sweep_file, overrides)
+    sweep = load_sweep(sweep_file, overrides, check_notebook=run)  # reading needs no runnable notebook
     if not run:
-        for folder in [Path(results_dir)] if results_dir else []:
+        expanded = sweep.expand()
+        for folder in [Path(runs_dir)] + ([Path(results_dir)] if results_dir else []):
             candidate = folder / sweep.name
-            if candidate.is_dir() and all(point_status(candidate / p.name, p) == "done" for p in sweep.expand()):
-                log(f"reading {sweep.name} from {candidate} (already run: {_provenance(candidate)})")
+            if candidate.is_dir() and all(point_status(candidate / p.name, p) == "done" for p in expanded):
+                log(f"reading {sweep.name} from {candidate}: all {len(expanded)} points complete "
+                    f"({_provenance(candidate)})")
                 return candidate
-        candidate = Path(runs_dir) / sweep.name
-        if candidate.is_dir() and all(point_status(candidate / p.name, p) == "done" for p in sweep.expand()):
-            log(f"reading {sweep.name} from {candidate} (all {len(sweep.expand())} points complete)")
-            return candidate
         log(f"{sweep.name}: no finished results to read; running it")
+        sweep = load_sweep(sweep_file, overrides)  # now with the notebook's parameter names checked
     result = run_sweep(sweep, runs_dir, jobs=jobs, log=log)
     log(result.summary())
     if not result.ok:
@@ -769,8 +772,8 @@ def run_or_read(
 def _provenance(folder: Path) -> str:
     readme = folder / "COMMAND.txt"
     if readme.exists():
-        return readme.read_text().strip().splitlines()[0]
-    return "no COMMAND.txt"
+        return "made by: " + readme.read_text().strip().splitlines()[0]
+    return "run here"
 
 
 # --------------------------------------------------------------------------------------------

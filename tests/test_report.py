@@ -87,9 +87,20 @@ def test_incomplete_points_are_left_out_and_named(tmp_path):
     assert "8 of 9 points complete" in markdown and "Not complete (1): lam=1,seed=2" in markdown
 
 
-def test_single_seed_has_zero_std(tmp_path):
-    table, _ = report_table(fake_sweep(tmp_path, lambda_sweep(seeds=(0,)), acc))
-    assert list(table["n"]) == [1, 1, 1] and list(table["test_acc_std"]) == [0.0, 0.0, 0.0]
+def test_single_seed_has_no_std(tmp_path):
+    table, spec = report_table(fake_sweep(tmp_path, lambda_sweep(seeds=(0,)), acc))
+    assert list(table["n"]) == [1, 1, 1] and table["test_acc_std"].isna().all()  # undefined, not 0
+    assert list(format_report(table, spec)["ours: test acc (%)"]) == ["90.00", "93.00", "80.00"]
+
+
+def test_nan_metric_values_are_counted_apart(tmp_path):
+    """A run whose intra/inter ratio is NaN (all attention vectors identical) is not averaged in."""
+    ratio = {0: 0.2, 1: float("nan"), 2: 0.4}
+    table, spec = report_table(fake_sweep(tmp_path, lambda_sweep(), acc, ratio=lambda v: ratio[v["seed"]] + v["lam"]))
+    row = table.iloc[0]
+    assert row["test_intra_inter_n"] == 2 and row["n"] == 3 and row["test_acc_n"] == 3
+    assert row["test_intra_inter_mean"] == pytest.approx(0.3) and row["test_intra_inter_std"] == pytest.approx(math.sqrt(0.02))
+    assert format_report(table, spec).loc[0, "ours: test intra/inter"] == "0.300 ± 0.141 [1 of 3 NaN]"
 
 
 def test_digits_rows_have_no_paper_number(tmp_path):

@@ -462,3 +462,59 @@ def test_one_real_point_through_the_training_notebook(tmp_path):
     assert read_json(point_dir / "config.json")["width_mult"] == 0.125
     assert (point_dir / "cc_seed0" / "checkpoint.pt").exists()
     assert "| 1 | " in (tmp_path / "runs" / "real" / "report.md").read_text() or "n | " in result.stdout
+
+
+CONTRACT = {"dataset", "data_dir", "backbone", "width_mult", "cam", "losses", "lam", "form", "group_size",
+            "loss_params", "batch_size", "epochs", "seeds", "device", "amp", "out_dir"}
+
+
+@pytest.mark.skipif(not TRAIN_NOTEBOOK.exists(), reason="notebooks/02_train.ipynb is not there yet")
+def test_training_notebook_has_the_sweep_contract():
+    """Every parameter the sweeps pass must be visible to papermill (a comment with '=' hides a line)."""
+    assert CONTRACT <= set(sweep_module.notebook_parameters(TRAIN_NOTEBOOK))
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("03_ablations.ipynb", {"sweeps_dir", "prefix", "run_sweeps", "runs_dir", "results_dir", "jobs", "figures_dir"}),
+    ("05_loss_comparison.ipynb", {"sweep_file", "run", "runs_dir", "results_dir", "jobs", "figures_dir"}),
+])
+def test_sweep_notebooks_parameters_parse(name, expected):
+    path = ROOT / "notebooks" / name
+    if not path.exists():
+        pytest.skip(f"{name} is not there yet")
+    assert set(sweep_module.notebook_parameters(path)) == expected
+
+
+def test_committed_results_match_their_sweep_files():
+    """results/<name>/ is what run_or_read reads: complete, and run with the sweep file's parameters."""
+    results = ROOT / "results"
+    folders = sorted(p for p in results.iterdir() if (p / "sweep.json").exists()) if results.exists() else []
+    if not folders:
+        pytest.skip("no committed results")
+    for folder in folders:
+        sweep = load_sweep(ROOT / "sweeps" / f"{folder.name}.yaml", check_notebook=False)
+        assert all(point_status(folder / p.name, p) == "done" for p in sweep.expand()), folder
+        assert (folder / "COMMAND.txt").read_text().startswith(f"python -m ccloss sweep sweeps/{folder.name}.yaml")
+        assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.ipynb"))
+
+
+def test_run_or_read_reads_finished_results_else_runs(tmp_path, standin):
+    path = write_sweep(tmp_path, standin, grid={"lam": [0.0]}, seeds=[0, 1])
+    lines = []
+    # nothing anywhere: it runs (into runs_dir)
+    folder = sweep_module.run_or_read(path, tmp_path / "runs", tmp_path / "results", run=False, log=lines.append)
+    assert folder == (tmp_path / "runs" / "demo").resolve() and "no finished results to read; running it" in lines[0]
+    # committed results elsewhere are read when runs_dir has none, with their provenance
+    (tmp_path / "runs" / "demo").rename(tmp_path / "committed")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "committed").rename(tmp_path / "results" / "demo")
+    (tmp_path / "results" / "demo" / "COMMAND.txt").write_text("python -m ccloss sweep demo.yaml\n")
+    lines.clear()
+    folder = sweep_module.run_or_read(path, tmp_path / "runs", tmp_path / "results", run=False, log=lines.append)
+    assert folder == tmp_path / "results" / "demo"
+    assert lines == ["reading demo from " + str(folder) + ": all 2 points complete (made by: python -m ccloss sweep demo.yaml)"]
+    # results of other parameters are not read: the sweep runs
+    changed = write_sweep(tmp_path, standin, grid={"lam": [0.0]}, seeds=[0, 1], fixed={"epochs": 3})
+    lines.clear()
+    folder = sweep_module.run_or_read(changed, tmp_path / "runs", tmp_path / "results", run=False, log=lines.append)
+    assert folder == (tmp_path / "runs" / "demo").resolve() and "running it" in lines[0]
