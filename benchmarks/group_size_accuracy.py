@@ -116,7 +116,7 @@ def main(argv=None) -> int:
               f"{_mean_std([r['test_acc'] for r in rs])} | {_mean_std([r['test_intra_inter'] for r in rs])} | "
               f"{sum(1 for r in rs if r.get('diverged'))} | {statistics.mean(r['wall_s'] for r in rs):.0f} |")
     print(f"   (mean +/- std over {len(args.seeds)} seed(s); final-epoch numbers; an undefined intra/inter "
-          f"is 0/0: every test attention vector identical, e.g. a CAM saturated at 1; load average after: "
+          f"is 0/0: every test attention vector identical (an input-independent CAM); load average after: "
           f"{common.load_average()})")
     if args.json:
         with open(args.json, "w") as f:

@@ -236,6 +236,7 @@ def load_sweep(path: str | os.PathLike, overrides: Optional[dict] = None, check_
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"{source}: several points share the name(s) {duplicates}; make the points differ")
+    _check_known_values(sweep, points_expanded)
     if check_notebook:
         _check_parameters(sweep, points_expanded)
     return sweep
@@ -340,7 +341,6 @@ def _check_parameters(sweep: Sweep, points: list[Point]) -> None:
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {unknown} for {_display_path(sweep.notebook)} "
                          f"(in {sweep.source.name if sweep.source else 'the sweep'}); valid: {', '.join(valid)}")
-    _check_known_values(sweep, points)
 
 
 def _check_known_values(sweep: Sweep, points: list[Point]) -> None:
@@ -757,7 +757,7 @@ def run_or_read(
         for folder in [Path(runs_dir)] + ([Path(results_dir)] if results_dir else []):
             candidate = folder / sweep.name
             if candidate.is_dir() and all(point_status(candidate / p.name, p) == "done" for p in expanded):
-                log(f"reading {sweep.name} from {candidate}: all {len(expanded)} points complete "
+                log(f"reading {sweep.name} from {candidate}: {len(expanded)} point{'s' * (len(expanded) != 1)}, all complete "
                     f"({_provenance(candidate)})")
                 return candidate
         log(f"{sweep.name}: no finished results to read; running it")
