@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ccloss import data as datasets
-from ccloss.train import TrainConfig, build_for_config
+from ccloss.train import TrainConfig, build_for_config, resolve_device
 
 __all__ = [
     "add_common_args", "setup", "resolve_device", "sync", "machine_lines", "load_average",
@@ -51,14 +51,6 @@ def add_common_args(parser: argparse.ArgumentParser, default_device: str = "cpu"
                              "on an idle machine (1-minute load average < 0.5), else 1: OpenMP threads on a CPU that "
                              "other processes also use run several times slower and far noisier")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and the data")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda was asked for but CUDA is not available")
-    return torch.device(name)
 
 
 def load_average() -> str:

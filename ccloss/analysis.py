@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .atomic import atomic_write, read_json
+from .atomic import atomic_write
+from .tables import iter_runs
 from .cc_loss import cc_statistics, dataset_intra_inter, pairwise_distances
 from .tables import markdown_table
 
@@ -432,13 +433,7 @@ def load_histories(run_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
     each run's ``config.json`` and ``metrics.json`` (``history``). Missing runs are skipped.
     """
     rows = []
-    for run_dir in run_dirs:
-        run_dir = Path(run_dir)
-        try:
-            config = read_json(run_dir / "config.json")
-            metrics = read_json(run_dir / "metrics.json")
-        except (OSError, ValueError):
-            continue
+    for run_dir, config, metrics in iter_runs(run_dirs):
         for record in metrics.get("history", []):
             for metric, value in record.items():
                 if metric == "epoch" or not isinstance(value, (int, float)):

@@ -450,6 +450,17 @@ def _ours_label(table: pd.DataFrame) -> str:
     return "ours" + (f" ({', '.join(parts)})" if parts else "")
 
 
+def _finish(fig, path: Optional[str | os.PathLike], title: Optional[str]):
+    """Title, tight layout, and a PNG at ``path`` when given; returns the figure."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
 def plot_ablation(table: pd.DataFrame, spec: dict, x: str, path: Optional[str | os.PathLike] = None,
                   title: Optional[str] = None, log2: bool = False, xlabel: Optional[str] = None):
     """A numeric sweep (lambda, batch size, group size) in up to three panels.
@@ -498,13 +509,7 @@ def plot_ablation(table: pd.DataFrame, spec: dict, x: str, path: Optional[str | 
         ax.set_xticks(xs)
         ax.set_xticklabels([_key(v) for v in table[x]])
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    return fig
+    return _finish(fig, path, title)
 
 
 def plot_categories(table: pd.DataFrame, spec: dict, path: Optional[str | os.PathLike] = None,
@@ -548,13 +553,7 @@ def plot_categories(table: pd.DataFrame, spec: dict, path: Optional[str | os.Pat
         ax.set_xticks(xs)
         ax.set_xticklabels(labels, rotation=20 if max(len(s) for s in labels) > 8 else 0, ha="right" if max(len(s) for s in labels) > 8 else "center")
         ax.grid(alpha=0.3, axis="y")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    return fig
+    return _finish(fig, path, title)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import pandas as pd
 
 from .atomic import read_json
 
-__all__ = ["collect_runs", "aggregate", "format_mean_std", "markdown_table"]
+__all__ = ["read_run", "iter_runs", "collect_runs", "aggregate", "format_mean_std", "markdown_table"]
 
 #: Config fields copied into each run's row (what a table can group by).
 CONFIG_COLUMNS = (
@@ -22,16 +22,27 @@ CONFIG_COLUMNS = (
 )
 
 
+def read_run(run_dir: str | os.PathLike) -> Optional[tuple[dict, dict]]:
+    """``(config, metrics)`` of a run directory, or None when either file is missing or unreadable."""
+    run_dir = Path(run_dir)
+    try:
+        return read_json(run_dir / "config.json"), read_json(run_dir / "metrics.json")
+    except (OSError, ValueError):
+        return None
+
+
+def iter_runs(run_dirs: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, dict, dict]]:
+    """``(run_dir, config, metrics)`` for each readable run directory; the others are skipped."""
+    for run_dir in run_dirs:
+        loaded = read_run(run_dir)
+        if loaded is not None:
+            yield Path(run_dir), *loaded
+
+
 def collect_runs(run_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """One row per complete run: its config fields, ``final`` metrics and its directory."""
     rows = []
-    for run_dir in run_dirs:
-        run_dir = Path(run_dir)
-        try:
-            metrics = read_json(run_dir / "metrics.json")
-            config = read_json(run_dir / "config.json")
-        except (OSError, ValueError):
-            continue
+    for run_dir, config, metrics in iter_runs(run_dirs):
         if metrics.get("status") != "complete" or not metrics.get("final"):
             continue
         row = {name: config.get(name) for name in CONFIG_COLUMNS}
