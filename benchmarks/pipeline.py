@@ -42,6 +42,7 @@ except ImportError:  # run as a script
     import common
 
 from ccloss import data as datasets
+from ccloss.train import TrainConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="ours: bf16 autocast (default: on for CUDA; off on the CPU, as ccloss.train)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="ours: channels_last (default: on for CUDA)")
+                   help="ours: channels_last (default: ccloss.train.TrainConfig's, on)")
     p.add_argument("--compile", action="store_true", help="ours: torch.compile the model (as --compile of ccloss.train)")
     p.add_argument("--overhead-steps", type=int, default=None,
                    help="steps of each instrumented (overhead) epoch (default: CPU 42 = a digits epoch, GPU 300)")
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
     width = args.width or (1.0 if gpu else 0.25)
     workers = args.workers if args.workers is not None else (2 if gpu else 0)
     amp = (gpu if args.amp is None else args.amp) and gpu
-    channels_last = gpu if args.channels_last is None else args.channels_last
+    channels_last = TrainConfig().channels_last if args.channels_last is None else args.channels_last
     max_steps = args.steps
     overhead_steps = args.overhead_steps or (300 if gpu else 42)
     if args.quick:
@@ -262,7 +263,7 @@ def main(argv=None) -> int:
         _profile("tutorial", lambda: run_tut(n), device)
 
     if args.check_train and data_name == "digits":
-        from ccloss.train import TrainConfig, train
+        from ccloss.train import train
 
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()

@@ -145,8 +145,9 @@ def cc_statistics(
     group_id = index // group_size if group_size is not None else torch.zeros_like(index)
     group = group_size if group_size is not None else n
     n_groups = -(-n // group)
-    # sizes are known on the host: no device synchronisation anywhere in this function
-    group_has_pairs = [min(group, n - k * group) >= 2 for k in range(n_groups)]
+    # sizes are known on the host: no device synchronisation anywhere in this function. Every
+    # group but the last has `group` >= 2 members, so the groups with a pair are the first k.
+    groups_with_pairs = sum(1 for k in range(n_groups) if min(group, n - k * group) >= 2)
     in_group = group_id[:, None] == group_id[None, :]
     intra_mask = same & off_diagonal & in_group
     inter_mask = ~same & in_group
@@ -171,13 +172,12 @@ def cc_statistics(
     else:  # log_ratio
         values = torch.log1p(d_intra / (d_inter + eps))
 
-    if any(group_has_pairs):
-        # groups without a pair (a trailing group of one) have finite zero values and weight 0
-        weights = torch.tensor(group_has_pairs, dtype=dist.dtype, device=device)
-        weights = weights / weights.sum()
-        loss = (values * weights).sum()
-        mean_intra = (d_intra * weights).sum()
-        mean_inter = (d_inter * weights).sum()
+    if groups_with_pairs:
+        # a trailing group of one has a finite zero value and is left out of the mean (slicing
+        # by a host-known count: no host-to-device copy, so no stall on the GPU)
+        loss = values[:groups_with_pairs].mean()
+        mean_intra = d_intra[:groups_with_pairs].mean()
+        mean_inter = d_inter[:groups_with_pairs].mean()
     else:  # a batch of one sample: no pair, a zero loss that still belongs to the graph
         loss = dist.sum() * 0.0
         mean_intra = mean_inter = loss
@@ -225,14 +225,27 @@ class CCLoss(nn.Module):
         return f"form={self.form!r}, squared={self.squared}, eps={self.eps}, group_size={self.group_size}"
 
 
-def dataset_intra_inter(attention: torch.Tensor, labels: torch.Tensor, eps: float = 0.0) -> dict[str, float]:
+#: Below this mean inter-class squared distance a set of attention vectors counts as collapsed: it
+#: is the CCLoss default ``eps``, so there the loss's denominator is mostly ``eps`` and the ratio
+#: form is minimised by shrinking every vector onto one point (see the README, "Known issue").
+COLLAPSE_TOL = 1e-3
+
+
+def dataset_intra_inter(
+    attention: torch.Tensor, labels: torch.Tensor, eps: float = 0.0, collapse_tol: float = COLLAPSE_TOL,
+) -> dict[str, float]:
     """Ratio-form CC statistic of a whole set (e.g. a test set) in O(N C) memory.
 
     Uses sum_{i,j in S} ||a_i - a_j||^2 = 2 |S| sum_i ||a_i||^2 - 2 ||sum_i a_i||^2 over ordered
     pairs, per class for the intra part and over the whole set for the total; inter = total -
-    intra. Returns {"d_intra", "d_inter", "ratio"} (means over unordered pairs, squared distances),
-    equal to ``cc_statistics(..., form="ratio")`` on the same vectors without building N x N.
+    intra. Returns {"d_intra", "d_inter", "ratio", "collapsed"} (means over unordered pairs,
+    squared distances), equal to ``cc_statistics(..., form="ratio")`` on the same vectors without
+    building N x N. ``ratio`` is NaN when d_inter + eps is 0 (0/0: every vector identical);
+    ``collapsed`` is True when d_inter < ``collapse_tol``, so a tiny ratio of collapsed vectors is
+    not mistaken for separated classes.
     """
+    if not (math.isfinite(collapse_tol) and collapse_tol >= 0):
+        raise ValueError(f"collapse_tol must be a finite number >= 0, got {collapse_tol!r}")
     _check_inputs(attention, labels)
     a = attention.detach().to(torch.float64).cpu()
     a = a - a.mean(dim=0, keepdim=True)
@@ -253,4 +266,5 @@ def dataset_intra_inter(attention: torch.Tensor, labels: torch.Tensor, eps: floa
     inter_pairs = n * (n - 1) - intra_pairs
     d_intra = intra / intra_pairs if intra_pairs else 0.0
     d_inter = (total - intra) / inter_pairs if inter_pairs else 0.0
-    return {"d_intra": d_intra, "d_inter": d_inter, "ratio": d_intra / (d_inter + eps) if (d_inter + eps) > 0 else float("nan")}
+    ratio = d_intra / (d_inter + eps) if (d_inter + eps) > 0 else float("nan")
+    return {"d_intra": d_intra, "d_inter": d_inter, "ratio": ratio, "collapsed": bool(d_inter < collapse_tol)}

@@ -72,6 +72,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = (
         elif f.name == "loss_params":
             parser.add_argument("--loss-param", dest="loss_params", action="append", type=_key_value, default=[],
                                 metavar="NAME=VALUE", help="a hyperparameter of the loss (repeatable); see the list below")
+        elif isinstance(default, bool) and default:
+            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                help=f"turn off: {help_text} (default: on)")
         elif isinstance(default, bool):
             parser.add_argument(flag, dest=f.name, action="store_true", help=f"{help_text} (default: off)")
         elif f.name == "lr_milestones":

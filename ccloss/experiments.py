@@ -67,7 +67,12 @@ def run_comparison(
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean +/- std over seeds per loss, with the paper's number for the same setting beside it."""
-    table = aggregate(runs, by=["loss", "dataset", "backbone", "cam"])
+    by = ["loss", "dataset", "backbone", "cam"]
+    table = aggregate(runs, by=by)
+    if "test_attention_collapsed" in runs.columns:
+        collapsed = runs.assign(c=runs["test_attention_collapsed"].fillna(False).astype(bool)).groupby(
+            by, dropna=False, sort=False)["c"].sum()
+        table["collapsed"] = [int(collapsed.get(tuple(r[k] for k in by), 0)) for _, r in table.iterrows()]
     rows = []
     for _, row in table.iterrows():
         paper = paper_accuracy(row["loss"], row["backbone"], row["dataset"], bool(row["cam"]))
@@ -78,6 +83,8 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
         }
         if "test_intra_inter_mean" in row:
             out["test intra/inter"] = format_mean_std(row["test_intra_inter_mean"], row["test_intra_inter_std"], 3)
+        if row.get("collapsed"):
+            out["test intra/inter"] += f" ({int(row['collapsed'])} of {int(row['n'])} collapsed)"
         out["paper acc (%)"] = "" if paper is None else (
             f"{paper[0]:.2f}" if paper[1] is None else format_mean_std(*paper))
         rows.append(out)

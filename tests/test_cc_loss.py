@@ -209,6 +209,26 @@ def test_dataset_intra_inter_matches_pairwise():
     assert whole["ratio"] == pytest.approx(stats.loss.item(), rel=1e-9)
 
 
+def test_dataset_intra_inter_flags_collapsed_vectors():
+    """Vectors shrunk onto one point: the ratio of the shrunk set equals the original's (the
+    ratio is scale-invariant) but the set is flagged; identical vectors give NaN, not 0."""
+    gen = torch.Generator().manual_seed(5)
+    a = torch.rand(40, 6, generator=gen, dtype=torch.float64)
+    labels = torch.arange(40) % 4
+    spread = dataset_intra_inter(a, labels)
+    assert spread["collapsed"] is False and spread["d_inter"] > 1e-3
+    centre = a.mean(0, keepdim=True)
+    shrunk = dataset_intra_inter(centre + 1e-3 * (a - centre), labels)
+    assert shrunk["ratio"] == pytest.approx(spread["ratio"], rel=1e-6)
+    assert shrunk["d_inter"] == pytest.approx(spread["d_inter"] * 1e-6, rel=1e-6)
+    assert shrunk["collapsed"] is True
+    same = dataset_intra_inter(torch.full((10, 6), 0.5, dtype=torch.float64), torch.arange(10) % 2)
+    assert math.isnan(same["ratio"]) and same["collapsed"] is True and same["d_inter"] == 0.0
+    assert dataset_intra_inter(a, labels, collapse_tol=10.0)["collapsed"] is True
+    with pytest.raises(ValueError, match="collapse_tol"):
+        dataset_intra_inter(a, labels, collapse_tol=-1.0)
+
+
 @pytest.mark.parametrize("attention,labels,message", [
     (torch.rand(4), torch.zeros(4, dtype=torch.long), "2-D"),
     (torch.rand(4, 3, 2), torch.zeros(4, dtype=torch.long), "2-D"),

@@ -10,13 +10,15 @@ from ccloss.paper import paper_accuracy, paper_table
 from ccloss.tables import aggregate, collect_runs, format_mean_std, markdown_table
 
 
-def fake_run(path, loss, seed, acc, ratio, status="complete", cam=True):
+def fake_run(path, loss, seed, acc, ratio, status="complete", cam=True, collapsed=None):
     path.mkdir(parents=True)
     config = {"dataset": "cifar100", "backbone": "resnet18", "width_mult": 1.0, "cam": cam, "loss": loss,
               "lam": None, "form": None, "group_size": None, "batch_size": 32, "epochs": 2, "seed": seed,
               "loss_params": {}}
     (path / "config.json").write_text(json.dumps(config))
     final = {"test_acc": acc, "best_test_acc": acc, "test_intra_inter": ratio} if status == "complete" else None
+    if final is not None and collapsed is not None:
+        final["test_attention_collapsed"] = collapsed
     (path / "metrics.json").write_text(json.dumps({"status": status, "history": [], "final": final}))
     return path
 
@@ -50,6 +52,16 @@ def test_comparison_table_puts_the_paper_beside_ours(tmp_path):
     assert table.loc["cc", "test_acc (%)"] == format_mean_std(70.5, statistics.stdev([70.0, 71.0]))
     text = markdown_table(table.reset_index())
     assert text.splitlines()[0].startswith("| loss |") and "78.23 ± 0.07" in text
+
+
+def test_comparison_table_counts_collapsed_runs(tmp_path):
+    dirs = [fake_run(tmp_path / run_name("cc", s), "cc", s, 90.0, ratio, collapsed=c)
+            for s, (ratio, c) in enumerate([(0.04, False), (0.05, False), (0.42, True)])]
+    dirs += [fake_run(tmp_path / run_name("ce", s), "ce", s, 90.0, 0.12, collapsed=False) for s in range(2)]
+    table = comparison_table(collect_runs(dirs)).set_index("loss")
+    expected = format_mean_std(statistics.mean([0.04, 0.05, 0.42]), statistics.stdev([0.04, 0.05, 0.42]), 3)
+    assert table.loc["cc", "test intra/inter"] == f"{expected} (1 of 3 collapsed)"
+    assert table.loc["ce+CAM", "test intra/inter"] == "0.120 ± 0.000"
 
 
 def test_paper_lookups():

@@ -176,9 +176,13 @@ def test_cc_without_cam_is_refused(tmp_path):
 def test_cli_help_documents_every_flag_with_default():
     result = cli("train", "--help")
     assert result.returncode == 0
+    defaults = TrainConfig()
     for field in TrainConfig.__dataclass_fields__:
-        flag = "--no-cam" if field == "cam" else "--loss-param" if field == "loss_params" else "--" + field.replace("_", "-")
+        dashed = field.replace("_", "-")
+        on_by_default = getattr(defaults, field) is True  # a switch that is on: the flag turns it off
+        flag = "--loss-param" if field == "loss_params" else f"--no-{dashed}" if on_by_default else f"--{dashed}"
         assert flag in result.stdout, flag
+    assert "--no-channels-last" in result.stdout and "(default: on)" in result.stdout
     assert "(default: 0.25)" in result.stdout and "(default: 32)" in result.stdout
     for name in LOSSES:
         assert name in result.stdout
