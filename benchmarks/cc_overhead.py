@@ -26,13 +26,14 @@ import sys
 
 import torch
 
+
 try:
     from . import common
 except ImportError:  # run as a script: benchmarks/ is on sys.path
     import common
 
 from ccloss import data as datasets
-from ccloss.models import ModelOutput
+from ccloss.models import ModelOutput, channels_last_is_safe
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,10 +89,11 @@ def main(argv=None) -> int:
 
     dataset = "cifar100" if gpu else "digits"
     n_batches = min(pairs * block, 64) if not args.quick else 2
-    batches, info = _batches(device, batch_size, n_batches, channels_last, args.seed)
     torch.manual_seed(args.seed)
     cc_crit, cc_model = common.build("cc", dataset, width, device, channels_last=channels_last)
     ce_crit, ce_model = common.build("ce", dataset, width, device, channels_last=channels_last)
+    channels_last = channels_last and channels_last_is_safe(cc_model, device)  # as ccloss.train decides
+    batches, info = _batches(device, batch_size, n_batches, channels_last, args.seed)
     ce_model.load_state_dict(cc_model.state_dict())  # identical initial weights
     cc_opt, ce_opt = common.sgd(cc_model), common.sgd(ce_model)
     cc_model.train()

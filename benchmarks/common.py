@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ccloss import data as datasets
+from ccloss.models import channels_last_is_safe
 from ccloss.train import TrainConfig, build_for_config, resolve_device
 
 __all__ = [
@@ -237,7 +238,7 @@ def build(
     config = TrainConfig(dataset=dataset, backbone=backbone, width_mult=width, loss=loss, group_size=group_size)
     info = datasets.dataset_info(dataset)
     criterion, model = build_for_config(config, info, device)
-    if channels_last:
+    if channels_last and channels_last_is_safe(model, device):  # as ccloss.train decides
         model = model.to(memory_format=torch.channels_last)
     return criterion, model
 

@@ -31,7 +31,7 @@ from . import distributed as dist_utils
 from .atomic import read_json, save_torch, write_json
 from .cc_loss import dataset_intra_inter
 from .losses import LOSSES, build_criterion, model_kwargs_for
-from .models import BACKBONES, build_model
+from .models import BACKBONES, build_model, channels_last_is_safe
 
 __all__ = ["TrainConfig", "NonFiniteLossError", "RunExistsError", "train", "evaluate", "load_run", "resolve_device"]
 
@@ -357,7 +357,11 @@ def _train(config: TrainConfig, dist) -> dict:
     test_images, test_labels = datasets.load_tensors(config.dataset, "test", config.data_dir, False)
     seed_everything(config.seed)
     criterion, model = build_for_config(config, info, device)
-    if config.channels_last:
+    channels_last = config.channels_last and channels_last_is_safe(model, device)
+    if config.channels_last and not channels_last:
+        _say(config, "channels_last is off for this model on the CPU (a torch bug with 1x1 strided convolutions "
+                     "of < 8 channels; see ccloss.models.channels_last_is_safe)")
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if dist.is_distributed:
         if config.sync_bn:
@@ -370,10 +374,10 @@ def _train(config: TrainConfig, dist) -> dict:
                 cc_module.group_size = config.batch_size  # local scope: one group per process
     train_loader = datasets.TensorLoader(
         train_images, train_labels, config.batch_size, train=True, info=info, device=device, seed=config.seed,
-        rank=dist.rank, world_size=dist.world_size, channels_last=config.channels_last,
+        rank=dist.rank, world_size=dist.world_size, channels_last=channels_last,
     )
     test_loader = datasets.TensorLoader(
-        test_images, test_labels, 512, train=False, info=info, device=device, channels_last=config.channels_last,
+        test_images, test_labels, 512, train=False, info=info, device=device, channels_last=channels_last,
     )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay

@@ -133,3 +133,16 @@ def test_bad_arguments(kwargs, message):
     args = {"backbone": "resnet18", "num_classes": 10, **kwargs}
     with pytest.raises(ValueError, match=message):
         build_model(args.pop("backbone"), args.pop("num_classes"), **args)
+
+
+def test_channels_last_is_refused_only_where_torch_crashes():
+    """The CPU guard against torch's segfault: a 1x1 strided conv with < 8 input channels."""
+    from ccloss.models import channels_last_is_safe
+
+    tiny = build_model("resnet18", num_classes=10, in_channels=1, width_mult=0.0625)  # 4-channel shortcut
+    assert not channels_last_is_safe(tiny, "cpu")
+    assert channels_last_is_safe(tiny, "cuda")
+    assert channels_last_is_safe(build_model("resnet18", num_classes=10, in_channels=1, width_mult=0.125), "cpu")
+    assert channels_last_is_safe(build_model("vgg16", num_classes=10, in_channels=1, width_mult=0.0625), "cpu")
+    assert not channels_last_is_safe(nn.Sequential(nn.Conv2d(2, 4, 1, stride=2)), torch.device("cpu"))
+    assert channels_last_is_safe(nn.Sequential(nn.Conv2d(2, 4, 3, stride=2)), torch.device("cpu"))
