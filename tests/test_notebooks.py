@@ -21,7 +21,7 @@ CONTRACT_02 = {
     "dataset": "digits", "data_dir": "../data", "backbone": "resnet18", "width_mult": 0.25, "cam": True,
     "losses": ["ce", "cc"], "lam": 1.0, "form": "ratio", "group_size": None, "loss_params": {},
     "batch_size": 32, "epochs": 3, "seeds": [0, 1, 2], "device": "auto", "amp": False,
-    "out_dir": "../runs/02_train",
+    "out_dir": "../runs/02_train", "pretrained": None, "check_claims": True,
 }
 
 

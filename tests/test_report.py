@@ -24,7 +24,7 @@ BASE = {"dataset": "digits", "backbone": "resnet18", "width_mult": 0.125, "cam":
         "form": "ratio", "group_size": None, "batch_size": 32, "epochs": 2, "loss_params": {}}
 
 
-def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=()) -> Path:
+def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=(), collapsed=None) -> Path:
     """Write what ``ccloss.sweep.run_sweep`` leaves: sweep.json and one folder per point."""
     sweep_dir = folder / sweep.name
     write_json(sweep_dir / "sweep.json", sweep.to_dict())
@@ -38,6 +38,8 @@ def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=()) 
         final = {"test_acc": accuracy(point.values), "best_test_acc": accuracy(point.values) + 1, "epochs": 2}
         if ratio is not None:
             final["test_intra_inter"] = ratio(point.values)
+        if collapsed is not None:
+            final["test_attention_collapsed"] = collapsed(point.values)
         (point_dir / "cc_seed0").mkdir()
         (point_dir / "cc_seed0" / "checkpoint.pt").write_bytes(b"not small")
         (point_dir / "notebook.ipynb").write_text("{}")
@@ -101,6 +103,15 @@ def test_nan_metric_values_are_counted_apart(tmp_path):
     assert row["test_intra_inter_n"] == 2 and row["n"] == 3 and row["test_acc_n"] == 3
     assert row["test_intra_inter_mean"] == pytest.approx(0.3) and row["test_intra_inter_std"] == pytest.approx(math.sqrt(0.02))
     assert format_report(table, spec).loc[0, "ours: test intra/inter"] == "0.300 ± 0.141 [1 of 3 NaN]"
+
+
+def test_collapsed_runs_are_counted_beside_the_ratio(tmp_path):
+    """Runs flagged test_attention_collapsed keep their ratio in the mean, and the row says how many."""
+    table, spec = report_table(fake_sweep(tmp_path, lambda_sweep(), acc, ratio=lambda v: 0.1 * (v["seed"] + 1),
+                                          collapsed=lambda v: v["lam"] == 2.0 and v["seed"] > 0))
+    assert table["collapsed"].tolist() == [0, 0, 2]
+    text = format_report(table, spec)["ours: test intra/inter"].tolist()
+    assert text[0] == text[1] == "0.200 ± 0.100" and text[2] == "0.200 ± 0.100 (2 of 3 collapsed)"
 
 
 def test_digits_rows_have_no_paper_number(tmp_path):
