@@ -26,15 +26,12 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(PY) -m ccloss run-all
 
-# The test suites that are finished and green on a 2-core CPU. The notebook (nbval), sweep,
-# report, analysis and torchrun suites are still being completed (issues 5, 6, 8) and join this
-# list when they pass; run them by hand with `$(PY) -m pytest tests/test_sweep.py` etc.
-TESTS := tests/test_cc_loss.py tests/test_models.py tests/test_losses.py tests/test_data.py \
-	tests/test_train.py tests/test_tables.py tests/test_packaging.py tests/test_distributed_grad.py \
-	tests/test_bench_numerics.py
+# Every test suite, then every notebook executed start to end with nbval (outputs of cells marked
+# `# NBVAL_CHECK_OUTPUT` compared after notebooks/sanitize.cfg). 02 trains the runs that 04 reads.
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 test: $(STAMP)
-	$(PY) -m pytest $(TESTS) -p no:cacheprovider --timeout 1800
+	$(PY) -m pytest tests notebooks $(NBVAL) -p no:cacheprovider --timeout 1800 --durations 15
 
 # CPU benchmarks (each prints its ratio last); see benchmarks/README.md.
 bench: $(STAMP)
