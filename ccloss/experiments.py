@@ -13,7 +13,7 @@ import pandas as pd
 
 from .losses import LOSSES
 from .paper import paper_accuracy
-from .tables import aggregate, collect_runs, format_mean_std
+from .tables import aggregate, collect_runs, count_collapsed, format_mean_std
 from .train import TrainConfig, train
 
 __all__ = ["run_name", "config_for_loss", "run_comparison", "comparison_table"]
@@ -69,9 +69,8 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean +/- std over seeds per loss, with the paper's number for the same setting beside it."""
     by = ["loss", "dataset", "backbone", "cam"]
     table = aggregate(runs, by=by)
-    if "test_attention_collapsed" in runs.columns:
-        collapsed = runs.assign(c=runs["test_attention_collapsed"].fillna(False).astype(bool)).groupby(
-            by, dropna=False, sort=False)["c"].sum()
+    collapsed = count_collapsed(runs, by)
+    if collapsed is not None:
         table["collapsed"] = [int(collapsed.get(tuple(r[k] for k in by), 0)) for _, r in table.iterrows()]
     rows = []
     for _, row in table.iterrows():

@@ -30,7 +30,7 @@ import pandas as pd
 from .atomic import atomic_write, read_json, write_json
 from .losses import PAPER_NAMES
 from .paper import PAPER_TABLES, paper_backbone_name, paper_dataset_name, paper_table
-from .tables import aggregate, collect_runs, format_mean_std, markdown_table
+from .tables import aggregate, collect_runs, count_collapsed, format_mean_std, markdown_table
 
 __all__ = [
     "NO_PAPER", "load_sweep_runs", "paper_lookup", "report_table", "format_report", "write_report",
@@ -198,8 +198,8 @@ def report_table(sweep_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
             counts = runs.groupby("group")[metric].count()
             table[f"{metric}_n"] = [int(counts.get(g, 0)) for g in table["group"]]
             table.loc[table[f"{metric}_n"] < 2, f"{metric}_std"] = float("nan")
-    if "test_attention_collapsed" in runs:  # runs recorded since the collapse check exists
-        collapsed = runs.assign(c=runs["test_attention_collapsed"].fillna(False).astype(bool)).groupby("group")["c"].sum()
+    collapsed = count_collapsed(runs, ["group"])
+    if collapsed is not None:
         table["collapsed"] = [int(collapsed.get(g, 0)) for g in table["group"]]
     table["_order"] = [order.index(g) for g in table["group"]]
     table = table.sort_values("_order").drop(columns="_order").reset_index(drop=True)

@@ -66,6 +66,15 @@ def aggregate(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = ("
     return table.reset_index()
 
 
+def count_collapsed(runs: pd.DataFrame, by: Sequence[str]) -> Optional[pd.Series]:
+    """Runs per group of ``by`` whose test attention collapsed (``test_attention_collapsed``), or
+    None for runs recorded before that flag existed."""
+    if "test_attention_collapsed" not in runs.columns:
+        return None
+    flags = runs["test_attention_collapsed"].astype("boolean").fillna(False).astype(int)
+    return flags.groupby([runs[k] for k in by], dropna=False, sort=False).sum()
+
+
 def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
     if pd.isna(mean):
         return ""
