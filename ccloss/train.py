@@ -119,8 +119,10 @@ class TrainConfig:
         return cls(**values)
 
 
-#: Fields that may differ between a run and its resumption.
-_RESUME_FREE = {"out", "resume", "overwrite", "quiet", "device", "download", "data_dir", "compile"}
+#: Fields that may differ between a run and its resumption: where and how it runs, not what it
+#: trains (``compile`` and ``channels_last`` change only the order of floating-point operations;
+#: run directories made before channels_last became the default stay loadable and resumable).
+_RESUME_FREE = {"out", "resume", "overwrite", "quiet", "device", "download", "data_dir", "compile", "channels_last"}
 
 
 class NonFiniteLossError(RuntimeError):

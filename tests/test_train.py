@@ -241,3 +241,11 @@ def test_tiny_width_trains_with_the_default_channels_last(tmp_path, capsys):
     assert config.channels_last
     metrics = train(config)
     assert metrics["status"] == "complete" and "channels_last is off" in capsys.readouterr().out
+
+
+def test_a_run_made_without_channels_last_is_loaded_with_the_new_default(tmp_path):
+    """Run directories from before channels_last became the default stay usable."""
+    out = tmp_path / "old"
+    first = train(TrainConfig(**TINY, epochs=1, channels_last=False, out=str(out)))
+    again = train(TrainConfig(**TINY, epochs=1, out=str(out), resume=True))
+    assert again["final"] == first["final"]
