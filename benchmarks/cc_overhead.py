@@ -33,7 +33,7 @@ except ImportError:  # run as a script: benchmarks/ is on sys.path
     import common
 
 from ccloss import data as datasets
-from ccloss.models import ModelOutput, channels_last_is_safe
+from ccloss.models import ModelOutput
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -90,9 +90,8 @@ def main(argv=None) -> int:
     dataset = "cifar100" if gpu else "digits"
     n_batches = min(pairs * block, 64) if not args.quick else 2
     torch.manual_seed(args.seed)
-    cc_crit, cc_model = common.build("cc", dataset, width, device, channels_last=channels_last)
-    ce_crit, ce_model = common.build("ce", dataset, width, device, channels_last=channels_last)
-    channels_last = channels_last and channels_last_is_safe(cc_model, device)  # as ccloss.train decides
+    cc_crit, cc_model, channels_last = common.build("cc", dataset, width, device, channels_last=channels_last)
+    ce_crit, ce_model, _ = common.build("ce", dataset, width, device, channels_last=channels_last)
     batches, info = _batches(device, batch_size, n_batches, channels_last, args.seed)
     ce_model.load_state_dict(cc_model.state_dict())  # identical initial weights
     cc_opt, ce_opt = common.sgd(cc_model), common.sgd(ce_model)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ccloss import data as datasets
-from ccloss.models import channels_last_is_safe
+from ccloss.models import to_channels_last
 from ccloss.train import TrainConfig, build_for_config, resolve_device
 
 __all__ = [
@@ -234,13 +234,15 @@ def build(
     loss: str, dataset: str, width: float, device: torch.device, *, backbone: str = "resnet18",
     channels_last: bool = False, group_size: Optional[int] = None,
 ):
-    """(criterion, model) exactly as ccloss.train builds them for this config."""
+    """(criterion, model, channels_last) exactly as ccloss.train builds them for this config;
+    ``channels_last`` is the memory format the model got (feed batches in it), which is off where
+    ccloss.models.channels_last_is_safe says it would crash."""
     config = TrainConfig(dataset=dataset, backbone=backbone, width_mult=width, loss=loss, group_size=group_size)
     info = datasets.dataset_info(dataset)
     criterion, model = build_for_config(config, info, device)
-    if channels_last and channels_last_is_safe(model, device):  # as ccloss.train decides
-        model = model.to(memory_format=torch.channels_last)
-    return criterion, model
+    if channels_last:
+        model, channels_last = to_channels_last(model, device)
+    return criterion, model, channels_last
 
 
 def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:

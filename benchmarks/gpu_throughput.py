@@ -91,7 +91,7 @@ def run_cell(backbone, batch, precision, group_size, images, labels, info, devic
     if compiled:
         torch._dynamo.reset()
     torch.manual_seed(args.seed)
-    criterion, model = common.build("cc", "cifar100", args.width, device, backbone=backbone,
+    criterion, model, channels_last = common.build("cc", "cifar100", args.width, device, backbone=backbone,
                                     channels_last=channels_last, group_size=group_size or None)
     optimizer = common.sgd(model)
     train_model = torch.compile(model) if compiled else model

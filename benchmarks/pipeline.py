@@ -42,7 +42,6 @@ except ImportError:  # run as a script
     import common
 
 from ccloss import data as datasets
-from ccloss.models import channels_last_is_safe
 from ccloss.train import TrainConfig
 
 
@@ -192,9 +191,8 @@ def main(argv=None) -> int:
     augment = info.augment != "none"
 
     torch.manual_seed(args.seed)
-    crit_ours, model_ours = common.build("cc", dataset, width, device, channels_last=channels_last)
-    channels_last = channels_last and channels_last_is_safe(model_ours, device)  # as ccloss.train decides
-    crit_tut, model_tut = common.build("cc", dataset, width, device)
+    crit_ours, model_ours, channels_last = common.build("cc", dataset, width, device, channels_last=channels_last)
+    crit_tut, model_tut, _ = common.build("cc", dataset, width, device)
     model_tut.load_state_dict(model_ours.state_dict())
     opt_ours, opt_tut = common.sgd(model_ours), common.sgd(model_tut)
     train_model = torch.compile(model_ours) if args.compile else model_ours

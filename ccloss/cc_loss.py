@@ -147,7 +147,7 @@ def cc_statistics(
     n_groups = -(-n // group)
     # sizes are known on the host: no device synchronisation anywhere in this function. Every
     # group but the last has `group` >= 2 members, so the groups with a pair are the first k.
-    groups_with_pairs = sum(1 for k in range(n_groups) if min(group, n - k * group) >= 2)
+    groups_with_pairs = n_groups - (n - (n_groups - 1) * group < 2)
     in_group = group_id[:, None] == group_id[None, :]
     intra_mask = same & off_diagonal & in_group
     inter_mask = ~same & in_group

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from .attention import ChannelAttention
 
 __all__ = ["BACKBONES", "STEMS", "HEADS", "ModelOutput", "CCModel", "CosineHead", "build_model", "load_pretrained",
-           "channels_last_is_safe"]
+           "channels_last_is_safe", "to_channels_last"]
 
 BACKBONES = ("resnet18", "vgg16")
 STEMS = ("cifar", "imagenet")
@@ -272,3 +272,11 @@ def channels_last_is_safe(model: nn.Module, device: torch.device | str) -> bool:
                 and module.in_channels < 8):
             return False
     return True
+
+
+def to_channels_last(model: nn.Module, device: torch.device | str) -> tuple[nn.Module, bool]:
+    """``(model, True)`` with the model in channels_last, or ``(model, False)`` unchanged where
+    :func:`channels_last_is_safe` says it would crash; feed batches in the same format."""
+    if not channels_last_is_safe(model, device):
+        return model, False
+    return model.to(memory_format=torch.channels_last), True

@@ -31,7 +31,7 @@ from . import distributed as dist_utils
 from .atomic import read_json, save_torch, write_json
 from .cc_loss import dataset_intra_inter
 from .losses import LOSSES, build_criterion, model_kwargs_for
-from .models import BACKBONES, build_model, channels_last_is_safe
+from .models import BACKBONES, build_model, to_channels_last
 
 __all__ = ["TrainConfig", "NonFiniteLossError", "RunExistsError", "train", "evaluate", "load_run", "resolve_device"]
 
@@ -359,12 +359,12 @@ def _train(config: TrainConfig, dist) -> dict:
     test_images, test_labels = datasets.load_tensors(config.dataset, "test", config.data_dir, False)
     seed_everything(config.seed)
     criterion, model = build_for_config(config, info, device)
-    channels_last = config.channels_last and channels_last_is_safe(model, device)
-    if config.channels_last and not channels_last:
-        _say(config, "channels_last is off for this model on the CPU (a torch bug with 1x1 strided convolutions "
-                     "of < 8 channels; see ccloss.models.channels_last_is_safe)")
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    channels_last = False
+    if config.channels_last:
+        model, channels_last = to_channels_last(model, device)
+        if not channels_last:
+            _say(config, "channels_last is off for this model on the CPU (a torch bug with 1x1 strided convolutions "
+                         "of < 8 channels; see ccloss.models.channels_last_is_safe)")
     if dist.is_distributed:
         if config.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
