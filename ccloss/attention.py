@@ -11,7 +11,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ChannelAttention"]
+__all__ = ["ACTIVATIONS", "ChannelAttention"]
+
+#: Hidden-layer activations of the SE block. ``relu`` is Hu et al.'s; ``leaky_relu`` (slope 0.1)
+#: keeps a gradient for negative inputs, so a hidden unit cannot die (stop firing for every
+#: input and never recover), which is how CC-Loss's attention collapsed (docs/study_cc_default.md).
+ACTIVATIONS = ("relu", "leaky_relu")
+LEAKY_SLOPE = 0.1
 
 
 class ChannelAttention(nn.Module):
@@ -19,23 +25,36 @@ class ChannelAttention(nn.Module):
 
     Args:
         channels: number of channels C of the input map.
-        reduction: bottleneck ratio r; the hidden layer has max(1, C // r) units.
+        reduction: bottleneck ratio r; the hidden layer has max(min_hidden, C // r) units.
+        activation: ``relu`` (SE as published) or ``leaky_relu`` (negative slope 0.1).
+        min_hidden: a floor on the hidden width (1: none). 32 is what r = 16 gives at C = 512.
 
     ``forward(x)`` takes B x C x H x W and returns ``(x * a[..., None, None], a)`` with
     ``a`` of shape B x C and every entry in (0, 1).
     """
 
-    def __init__(self, channels: int, reduction: int = 16) -> None:
+    def __init__(self, channels: int, reduction: int = 16, activation: str = "relu", min_hidden: int = 1) -> None:
         super().__init__()
         if int(channels) < 1:
             raise ValueError(f"ChannelAttention needs channels >= 1, got {channels}")
         if int(reduction) < 1:
             raise ValueError(f"ChannelAttention needs reduction >= 1, got {reduction}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown SE activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        if isinstance(min_hidden, bool) or int(min_hidden) != min_hidden or int(min_hidden) < 1:
+            raise ValueError(f"min_hidden must be an integer >= 1, got {min_hidden!r}")
         self.channels = int(channels)
         self.reduction = int(reduction)
-        hidden = max(1, self.channels // self.reduction)
-        self.fc1 = nn.Linear(self.channels, hidden)
-        self.fc2 = nn.Linear(hidden, self.channels)
+        self.activation = activation
+        self.min_hidden = int(min_hidden)
+        self.hidden = max(self.min_hidden, self.channels // self.reduction)
+        self.fc1 = nn.Linear(self.channels, self.hidden)
+        self.fc2 = nn.Linear(self.hidden, self.channels)
+
+    def hidden_activations(self, squeezed: torch.Tensor) -> torch.Tensor:
+        """The SE block's hidden layer, relu(W1 z + b1) (or leaky): B x hidden."""
+        pre = self.fc1(squeezed)
+        return F.relu(pre) if self.activation == "relu" else F.leaky_relu(pre, LEAKY_SLOPE)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.channels:
@@ -44,8 +63,9 @@ class ChannelAttention(nn.Module):
                 f"got shape {tuple(x.shape)}"
             )
         squeezed = x.mean(dim=(2, 3))
-        attention = torch.sigmoid(self.fc2(F.relu(self.fc1(squeezed))))
+        attention = torch.sigmoid(self.fc2(self.hidden_activations(squeezed)))
         return x * attention[:, :, None, None], attention
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, reduction={self.reduction}"
+        return (f"channels={self.channels}, reduction={self.reduction}, hidden={self.hidden}, "
+                f"activation={self.activation!r}")

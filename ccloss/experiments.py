@@ -16,7 +16,7 @@ from .paper import paper_accuracy
 from .tables import aggregate, collect_runs, count_collapsed, format_mean_std
 from .train import TrainConfig, train
 
-__all__ = ["run_name", "config_for_loss", "run_comparison", "comparison_table"]
+__all__ = ["run_name", "config_for_loss", "run_comparison", "comparison_table", "evaluated_split"]
 
 
 def run_name(loss: str, seed: int, cam: bool = True) -> str:
@@ -65,11 +65,20 @@ def run_comparison(
     return collect_runs(run_dirs)
 
 
+def evaluated_split(runs: pd.DataFrame) -> str:
+    """``"val"`` when the runs were evaluated on the validation split only, else ``"test"``."""
+    return "val" if "val_acc" in runs.columns and "test_acc" not in runs.columns else "test"
+
+
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean +/- std over seeds per loss, with the paper's number for the same setting beside it."""
+    """Mean +/- std over seeds per loss, with the paper's number for the same setting beside it.
+
+    Runs evaluated on the validation split (``eval_split="val"``) give ``val_*`` columns, and no
+    paper column (the paper reports test accuracy)."""
+    split = evaluated_split(runs)
     by = ["loss", "dataset", "backbone", "cam"]
-    table = aggregate(runs, by=by)
-    collapsed = count_collapsed(runs, by)
+    table = aggregate(runs, by=by, metrics=(f"{split}_acc", f"{split}_intra_inter"))
+    collapsed = count_collapsed(runs, by, split)
     if collapsed is not None:
         table["collapsed"] = [int(collapsed.get(tuple(r[k] for k in by), 0)) for _, r in table.iterrows()]
     rows = []
@@ -78,13 +87,14 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
         out = {
             "loss": row["loss"] + ("+CAM" if row["cam"] and row["loss"] == "ce" else ""),
             "dataset": row["dataset"], "backbone": row["backbone"], "n": int(row["n"]),
-            "test_acc (%)": format_mean_std(row["test_acc_mean"], row["test_acc_std"]),
+            f"{split}_acc (%)": format_mean_std(row[f"{split}_acc_mean"], row[f"{split}_acc_std"]),
         }
-        if "test_intra_inter_mean" in row:
-            out["test intra/inter"] = format_mean_std(row["test_intra_inter_mean"], row["test_intra_inter_std"], 3)
+        if f"{split}_intra_inter_mean" in row:
+            out[f"{split} intra/inter"] = format_mean_std(row[f"{split}_intra_inter_mean"], row[f"{split}_intra_inter_std"], 3)
         if row.get("collapsed"):
-            out["test intra/inter"] += f" ({int(row['collapsed'])} of {int(row['n'])} collapsed)"
-        out["paper acc (%)"] = "" if paper is None else (
-            f"{paper[0]:.2f}" if paper[1] is None else format_mean_std(*paper))
+            out[f"{split} intra/inter"] += f" ({int(row['collapsed'])} of {int(row['n'])} collapsed)"
+        if split == "test":
+            out["paper acc (%)"] = "" if paper is None else (
+                f"{paper[0]:.2f}" if paper[1] is None else format_mean_std(*paper))
         rows.append(out)
     return pd.DataFrame(rows)

@@ -143,11 +143,12 @@ class CosineHead(nn.Module):
 class CCModel(nn.Module):
     """backbone -> optional :class:`ChannelAttention` -> global average pool -> head."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, cam: bool, head: str, reduction: int = 16) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, cam: bool, head: str, reduction: int = 16,
+                 cam_activation: str = "relu", cam_min_hidden: int = 1) -> None:
         super().__init__()
         self.backbone = backbone
         channels = backbone.out_channels
-        self.cam = ChannelAttention(channels, reduction) if cam else None
+        self.cam = ChannelAttention(channels, reduction, cam_activation, cam_min_hidden) if cam else None
         self.head = CosineHead(channels, num_classes) if head == "cosine" else nn.Linear(channels, num_classes)
         self.num_classes = num_classes
 
@@ -184,13 +185,16 @@ def build_model(
     last_stage_width: Optional[int] = None,
     pretrained: Union[None, str, os.PathLike] = None,
     reduction: int = 16,
+    cam_activation: str = "relu",
+    cam_min_hidden: int = 1,
 ) -> CCModel:
     """Build ResNet18 or VGG16-BN (+CAM) for ``num_classes`` classes.
 
     ``width_mult`` scales every stage (1.0 = torchvision's widths, 0.25 for CPU demos);
     ``last_stage_width`` overrides the width of the last stage (MC-Loss needs classes x xi);
     ``pretrained`` is None, a local state-dict / checkpoint path, or ``"imagenet"`` (torchvision's
-    weights API; downloads when online, and only fits ``width_mult=1``).
+    weights API; downloads when online, and only fits ``width_mult=1``). ``reduction``,
+    ``cam_activation`` and ``cam_min_hidden`` configure the CAM (:class:`ChannelAttention`).
     """
     _choice(backbone, BACKBONES, "backbone")
     _choice(stem, STEMS, "stem")
@@ -204,7 +208,8 @@ def build_model(
     if last_stage_width is not None and int(last_stage_width) < 1:
         raise ValueError(f"last_stage_width must be a positive integer, got {last_stage_width!r}")
     backbone_class = ResNet18Backbone if backbone == "resnet18" else VGG16Backbone
-    model = CCModel(backbone_class(in_channels, width_mult, stem, last_stage_width), int(num_classes), cam, head, reduction)
+    model = CCModel(backbone_class(in_channels, width_mult, stem, last_stage_width), int(num_classes), cam, head,
+                    reduction, cam_activation, cam_min_hidden)
     if pretrained is not None:
         load_pretrained(model, backbone, pretrained)
     return model

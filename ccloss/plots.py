@@ -33,6 +33,8 @@ CURVE_PANELS = (
     ("train_acc", "train accuracy (%)"),
     ("test_acc", "test accuracy (%)"),
     ("test_intra_inter", "test intra/inter ratio (attention)"),
+    ("val_acc", "validation accuracy (%)"),
+    ("val_intra_inter", "validation intra/inter ratio (attention)"),
 )
 LOSS_LABELS = {"ce": "CE+CAM", "cc": "CC-Loss"}
 LOSS_COLOURS = {"ce": "tab:blue", "cc": "tab:orange"}
@@ -267,7 +269,7 @@ def plot_training_curves(histories: pd.DataFrame, panels: Sequence[tuple[str, st
                 ax.fill_between(frame["epoch"], frame["min"], frame["max"], color=colour, alpha=0.2, lw=0)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
-        if metric in ("ce", "cc", "test_intra_inter"):
+        if metric in ("ce", "cc", "test_intra_inter", "val_intra_inter"):
             ax.set_yscale("log")
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0][0].legend(fontsize=7)

@@ -7,7 +7,8 @@ A sweep file (``sweeps/*.yaml``)::
     notebook: notebooks/02_train.ipynb  # relative to the repository root (or to this file)
     fixed: {dataset: digits, epochs: 2} # notebook parameters shared by every point
     grid: {lam: [0, 0.5, 1]}            # lists, crossed (optional)
-    points: [{loss: ce, cam: false}]    # explicit points (optional; crossed with grid if both)
+    points: [{loss: ce, cam: false}]    # explicit points (optional; crossed with grid if both);
+                                        # a point's optional `label` names it instead of its values
     seeds: [0, 1, 2]                    # one point per seed (a point may carry its own `seeds`)
     paper: {table: lambda, match: {lambda: lam}}   # how `report` joins the paper's table
 
@@ -210,6 +211,10 @@ def load_sweep(path: str | os.PathLike, overrides: Optional[dict] = None, check_
         raise ValueError(f"{source}: `grid` must map each parameter to a non-empty list of values")
     if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
         raise ValueError(f"{source}: `points` must be a list of mappings")
+    for i, p in enumerate(points):
+        if "label" in p and (not isinstance(p["label"], str) or not p["label"] or _NAME_OK.search(p["label"])):
+            raise ValueError(f"{source}: points[{i}].label must be a plain name (letters, digits, . _ - = +), "
+                             f"got {p['label']!r}")
     seeds = data.get("seeds")
     for where, seed_list in [("seeds", seeds)] + [(f"points[{i}].seeds", p.get("seeds")) for i, p in enumerate(points)]:
         if seed_list is not None and (not isinstance(seed_list, list) or not seed_list
@@ -297,6 +302,7 @@ def expand_points(sweep: Sweep) -> list[Point]:
     for point in explicit:
         point = dict(point)
         seeds = point.pop("seeds", None) or sweep.seeds
+        label = point.pop("label", None)
         for combo in combos:
             values = {**point, **{k: v for k, v in combo.items() if k not in point}}
             for seed in (seeds if seeds is not None else [None]):
@@ -305,6 +311,8 @@ def expand_points(sweep: Sweep) -> list[Point]:
                     run_values["seed"] = seed
                 parameters = dict(sweep.fixed)
                 parameters.update({k: v for k, v in run_values.items()})
+                if label is not None:  # named by its label, the grid values and the seed
+                    run_values = {"label": label, **{k: v for k, v in run_values.items() if k not in point}}
                 out.append(Point(point_name(run_values), run_values, parameters))
     return out
 
@@ -538,7 +546,7 @@ def _result_line(record: dict) -> str:
             final = read_json(Path(record["point_dir"]) / MARKER).get("final") or {}
         except (OSError, ValueError, KeyError):
             final = {}
-        acc = f"  test_acc {final['test_acc']:.2f}" if "test_acc" in final else ""
+        acc = "".join(f"  {key} {final[key]:.2f}" for key in ("test_acc", "val_acc") if key in final)
         return f"done in {record.get('seconds', 0):.1f}s{acc}"
     return f"FAILED: {record.get('error')}"
 

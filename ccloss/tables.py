@@ -18,7 +18,7 @@ __all__ = ["read_run", "iter_runs", "collect_runs", "aggregate", "format_mean_st
 #: Config fields copied into each run's row (what a table can group by).
 CONFIG_COLUMNS = (
     "dataset", "backbone", "width_mult", "cam", "loss", "lam", "form", "group_size", "batch_size",
-    "epochs", "seed", "loss_params",
+    "epochs", "seed", "loss_params", "eval_split", "cam_activation", "cam_min_hidden",
 )
 
 
@@ -66,12 +66,13 @@ def aggregate(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = ("
     return table.reset_index()
 
 
-def count_collapsed(runs: pd.DataFrame, by: Sequence[str]) -> Optional[pd.Series]:
-    """Runs per group of ``by`` whose test attention collapsed (``test_attention_collapsed``), or
-    None for runs recorded before that flag existed."""
-    if "test_attention_collapsed" not in runs.columns:
+def count_collapsed(runs: pd.DataFrame, by: Sequence[str], split: str = "test") -> Optional[pd.Series]:
+    """Runs per group of ``by`` whose attention collapsed on ``split`` (``<split>_attention_collapsed``),
+    or None for runs recorded before that flag existed."""
+    column = f"{split}_attention_collapsed"
+    if column not in runs.columns:
         return None
-    flags = runs["test_attention_collapsed"].astype("boolean").fillna(False).astype(int)
+    flags = runs[column].astype("boolean").fillna(False).astype(int)
     return flags.groupby([runs[k] for k in by], dropna=False, sort=False).sum()
 
 

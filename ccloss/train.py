@@ -29,6 +29,7 @@ from torch import nn
 from . import data as datasets
 from . import distributed as dist_utils
 from .atomic import read_json, save_torch, write_json
+from .attention import ACTIVATIONS
 from .cc_loss import dataset_intra_inter
 from .losses import LOSSES, build_criterion, model_kwargs_for
 from .models import BACKBONES, build_model, to_channels_last
@@ -36,6 +37,7 @@ from .models import BACKBONES, build_model, to_channels_last
 __all__ = ["TrainConfig", "NonFiniteLossError", "RunExistsError", "train", "evaluate", "load_run", "resolve_device"]
 
 DEVICES = ("auto", "cpu", "cuda")
+EVAL_SPLITS = ("test", "val")
 CC_SCOPES = ("global", "local")
 #: Under torchrun: how long a collective waits for a stuck rank before failing (a rank that dies
 #: fails the others at once: torchrun stops them, and gloo reports the closed connection).
@@ -52,6 +54,8 @@ class TrainConfig:
     width_mult: float = 0.25  #: 1.0 = standard widths; 0.25 for CPU demos
     stem: Optional[str] = None  #: cifar or imagenet; None = the dataset's suggestion
     cam: bool = True  #: the channel attention module (CC-Loss needs it)
+    cam_activation: str = "relu"  #: the SE block's hidden activation: relu or leaky_relu
+    cam_min_hidden: int = 1  #: a floor on the SE block's hidden width (1: none, C // 16 units)
     pretrained: Optional[str] = None  #: None, "imagenet" or a state-dict path
     loss: str = "cc"  #: ce, cc, focal, asoftmax, mcloss, ical, fical
     lam: Optional[float] = None  #: weight of the loss's extra term; None = the loss's default
@@ -66,6 +70,7 @@ class TrainConfig:
     lr_milestones: tuple = (0.5, 0.75)  #: fractions of the epochs where lr is multiplied by lr_gamma
     lr_gamma: float = 0.1
     seed: int = 0
+    eval_split: str = "test"  #: evaluate on test, or on val (then train on train without val)
     device: str = "auto"  #: auto, cpu or cuda
     amp: bool = False  #: bf16 autocast (CUDA only)
     channels_last: bool = True  #: channels_last memory format (measured 1.2x faster on a 2-core CPU too; benchmarks/README.md)
@@ -89,6 +94,10 @@ class TrainConfig:
         check("loss", self.loss, tuple(LOSSES))
         check("device", self.device, DEVICES)
         check("cc_scope", self.cc_scope, CC_SCOPES)
+        check("eval_split", self.eval_split, EVAL_SPLITS)
+        check("cam_activation", self.cam_activation, ACTIVATIONS)
+        if isinstance(self.cam_min_hidden, bool) or not isinstance(self.cam_min_hidden, int) or self.cam_min_hidden < 1:
+            raise ValueError(f"cam_min_hidden must be a positive integer, got {self.cam_min_hidden!r}")
         if self.stem is not None:
             check("stem", self.stem, ("cifar", "imagenet"))
         for name in ("batch_size", "epochs"):
@@ -186,7 +195,8 @@ def build_for_config(config: TrainConfig, info: "datasets.DatasetInfo", device: 
     kwargs = model_kwargs_for(criterion, info.num_classes, cam=config.cam, default_last_width=_default_last_width(config))
     model = build_model(
         config.backbone, info.num_classes, in_channels=info.in_channels, width_mult=config.width_mult,
-        stem=config.stem or info.stem, pretrained=config.pretrained, **kwargs,
+        stem=config.stem or info.stem, pretrained=config.pretrained, cam_activation=config.cam_activation,
+        cam_min_hidden=config.cam_min_hidden, **kwargs,
     )
     return criterion.to(device), model.to(device)
 
@@ -198,29 +208,44 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, amp: bool = False) -> dict[str, torch.Tensor]:
-    """Run the model over a loader; returns CPU tensors: logits, labels, features, attention (or None)."""
+    """Run the model over a loader; returns CPU tensors: logits, labels, features, attention (or None),
+    and ``se_max``: per hidden unit of the CAM, its largest pre-activation over the set (or None)."""
     model.eval()
     outputs: dict[str, list] = {"logits": [], "labels": [], "features": [], "attention": []}
-    for x, y in loader:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            out = model(x)
-        outputs["logits"].append(out.logits.float().cpu())
-        outputs["labels"].append(y.cpu())
-        outputs["features"].append(out.features.float().cpu())
-        if out.attention is not None:
-            outputs["attention"].append(out.attention.float().cpu())
+    cam = getattr(model, "cam", None)
+    se_max: list[torch.Tensor] = []
+    hook = None
+    if cam is not None and hasattr(cam, "fc1"):
+        hook = cam.fc1.register_forward_hook(lambda _m, _i, pre: se_max.append(pre.float().amax(dim=0).cpu()))
+    try:
+        for x, y in loader:
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+                out = model(x)
+            outputs["logits"].append(out.logits.float().cpu())
+            outputs["labels"].append(y.cpu())
+            outputs["features"].append(out.features.float().cpu())
+            if out.attention is not None:
+                outputs["attention"].append(out.attention.float().cpu())
+    finally:
+        if hook is not None:
+            hook.remove()
     result = {k: torch.cat(v) if v else None for k, v in outputs.items()}
+    result["se_max"] = torch.stack(se_max).amax(dim=0) if se_max else None
     return result
 
 
-def _test_record(evaluation: dict) -> dict:
+def _eval_record(evaluation: dict, split: str) -> dict:
+    """``{split}_acc`` and, with the CAM, ``{split}_intra_inter``, ``_d_inter``, ``_attention_collapsed``."""
     logits, labels = evaluation["logits"], evaluation["labels"]
-    record = {"test_acc": 100.0 * float((logits.argmax(1) == labels).float().mean())}
+    record = {f"{split}_acc": 100.0 * float((logits.argmax(1) == labels).float().mean())}
     if evaluation["attention"] is not None:
         stats = dataset_intra_inter(evaluation["attention"], labels)
-        record["test_intra_inter"] = stats["ratio"]
-        record["test_d_inter"] = stats["d_inter"]
-        record["test_attention_collapsed"] = stats["collapsed"]
+        record[f"{split}_intra_inter"] = stats["ratio"]
+        record[f"{split}_d_inter"] = stats["d_inter"]
+        record[f"{split}_attention_collapsed"] = stats["collapsed"]
+    if evaluation.get("se_max") is not None:  # a hidden unit that fires on no image of the set is dead
+        record[f"{split}_se_dead_units"] = int((evaluation["se_max"] <= 0).sum())
+        record["se_hidden_units"] = int(evaluation["se_max"].numel())
     return record
 
 
@@ -355,8 +380,10 @@ def _train(config: TrainConfig, dist) -> dict:
         return _rank0_metrics(out)
 
     info = datasets.dataset_info(config.dataset)
-    train_images, train_labels = datasets.load_tensors(config.dataset, "train", config.data_dir, config.download)
-    test_images, test_labels = datasets.load_tensors(config.dataset, "test", config.data_dir, False)
+    split = config.eval_split
+    train_images, train_labels = datasets.load_tensors(
+        config.dataset, "train", config.data_dir, config.download, holdout_val=split == "val")
+    test_images, test_labels = datasets.load_tensors(config.dataset, split, config.data_dir, False)
     seed_everything(config.seed)
     criterion, model = build_for_config(config, info, device)
     channels_last = False
@@ -388,13 +415,16 @@ def _train(config: TrainConfig, dist) -> dict:
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.lr_gamma)
 
     history: list[dict] = []
-    start_epoch, step, best = 0, 0, {"test_acc": -1.0, "epoch": -1}
+    start_epoch, step, best = 0, 0, {"acc": -1.0, "epoch": -1}
+    criterion.set_total_steps(config.epochs * len(train_loader))
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         criterion.load_state_dict(checkpoint["criterion"])
-        history, start_epoch, step, best = checkpoint["history"], checkpoint["epoch"] + 1, checkpoint["step"], checkpoint["best"]
+        history, start_epoch, step = checkpoint["history"], checkpoint["epoch"] + 1, checkpoint["step"]
+        saved_best = checkpoint["best"]  # {"acc", "epoch"}; runs made before eval_split: {"test_acc", "epoch"}
+        best = {"acc": saved_best.get("acc", saved_best.get("test_acc")), "epoch": saved_best["epoch"]}
         _set_rng_state(checkpoint["rng"])
         _say(config, f"resuming {out} after epoch {start_epoch} of {config.epochs}")
     elif dist.rank == 0:
@@ -403,7 +433,8 @@ def _train(config: TrainConfig, dist) -> dict:
             if (out / stale).exists():
                 (out / stale).unlink()
         write_json(out / "config.json", config.to_dict())
-        write_json(out / "metrics.json", {"status": "running", "history": [], "final": None})
+        write_json(out / "metrics.json", {"status": "running", "history": [], "final": None,
+                                          "loss_hparams": criterion.hparams})
 
     train_model: nn.Module = model
     if dist.is_distributed:
@@ -458,14 +489,14 @@ def _train(config: TrainConfig, dist) -> dict:
         record = {"epoch": epoch + 1}
         record.update({name: float(value) / steps for name, value in sums.items()})
         record["train_acc"] = 100.0 * float(correct) / max(seen, 1)
-        record.update(_test_record(evaluation))
+        record.update(_eval_record(evaluation, split))
         record.update({
             "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "train_seconds": train_seconds,
             "images_per_sec": seen * dist.world_size / train_seconds,
         })
         history.append(record)
-        if record["test_acc"] > best["test_acc"]:
-            best = {"test_acc": record["test_acc"], "epoch": epoch + 1}
+        if record[f"{split}_acc"] > best["acc"]:
+            best = {"acc": record[f"{split}_acc"], "epoch": epoch + 1}
         complete = epoch + 1 == config.epochs
         if dist.rank == 0:
             state = {
@@ -475,28 +506,30 @@ def _train(config: TrainConfig, dist) -> dict:
                 "config": config.to_dict(),
             }
             save_torch(out / "checkpoint.pt", state)
-            metrics = {"status": "complete" if complete else "running", "history": history, "final": None}
+            metrics = {"status": "complete" if complete else "running", "history": history, "final": None,
+                       "loss_hparams": criterion.hparams}
             if complete:
-                metrics["final"] = _final_record(history, best)
+                metrics["final"] = _final_record(history, best, split)
             write_json(out / "metrics.json", metrics)
         parts = "  ".join(f"{k} {record[k]:.4f}" for k in ("loss", "ce", "cc", "d_intra", "d_inter") if k in record)
-        ratio = f"  test_intra/inter {record['test_intra_inter']:.3f}" if "test_intra_inter" in record else ""
-        if record.get("test_attention_collapsed"):
+        ratio = f"  {split}_intra/inter {record[f'{split}_intra_inter']:.3f}" if f"{split}_intra_inter" in record else ""
+        if record.get(f"{split}_attention_collapsed"):
             ratio += " (attention collapsed)"
         _say(config, f"epoch {epoch + 1:3d}/{config.epochs}  {parts}  train_acc {record['train_acc']:.2f}  "
-                     f"test_acc {record['test_acc']:.2f}{ratio}  {seconds:.1f}s  {record['images_per_sec']:.0f} img/s")
+                     f"{split}_acc {record[f'{split}_acc']:.2f}{ratio}  {seconds:.1f}s  {record['images_per_sec']:.0f} img/s")
     return _rank0_metrics(out)
 
 
-def _final_record(history: list[dict], best: dict) -> dict:
+def _final_record(history: list[dict], best: dict, split: str = "test") -> dict:
     last = history[-1]
     final = {
-        "test_acc": last["test_acc"], "best_test_acc": best["test_acc"], "best_epoch": best["epoch"],
+        f"{split}_acc": last[f"{split}_acc"], f"best_{split}_acc": best["acc"], "best_epoch": best["epoch"],
         "train_acc": last["train_acc"], "epochs": last["epoch"],
         "seconds": sum(r["seconds"] for r in history),
         "images_per_sec": float(np.mean([r["images_per_sec"] for r in history])),
     }
-    for key in ("test_intra_inter", "test_d_inter", "test_attention_collapsed"):
+    for key in (f"{split}_intra_inter", f"{split}_d_inter", f"{split}_attention_collapsed",
+                f"{split}_se_dead_units", "se_hidden_units"):
         if key in last:
             final[key] = last[key]
     return final

@@ -29,12 +29,13 @@ from ccloss.data import (
 
 
 def test_dataset_infos():
-    assert set(DATASETS) == {"digits", "mnist", "cifar100", "cars196"}
+    assert set(DATASETS) == {"digits", "mnist5k", "mnist", "cifar100", "cars196"}
     sizes = {
         n: (i.image_size, i.stored_size, i.in_channels, i.num_classes) for n, i in DATASETS.items()
     }
     assert sizes == {
         "digits": (32, 32, 1, 10),
+        "mnist5k": (32, 32, 1, 10),
         "mnist": (32, 32, 1, 10),
         "cifar100": (32, 32, 3, 100),
         "cars196": (224, 256, 3, 196),
@@ -63,8 +64,8 @@ def test_unknown_dataset_lists_valid_names():
 
 def test_bad_split_lists_valid_splits(tmp_path):
     for name in DATASETS:
-        with pytest.raises(ValueError, match="train, test"):
-            load_tensors(name, "val", root=tmp_path)
+        with pytest.raises(ValueError, match="train, val, test"):
+            load_tensors(name, "validation", root=tmp_path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"dataset": "imagenet"}, "digits, mnist, cifar100, cars196"),
+    ({"dataset": "imagenet"}, "digits, mnist5k, mnist, cifar100, cars196"),
     ({"backbone": "resnet50"}, "resnet18, vgg16"),
     ({"loss": "triplet"}, "ce, cc"),
     ({"device": "tpu"}, "auto, cpu, cuda"),
