@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     run_all = sub.add_parser("run-all", help="what `make run` does: execute the notebooks, then print the table")
     run_all.add_argument("--notebooks", nargs="*", default=None, help="notebook files (default: notebooks/0*.ipynb)")
 
+    study = sub.add_parser("study", help="the CC-Loss default study: mean +/- std per candidate and the selection",
+                           description="Read the study's sweep folders (points with a label) and apply the "
+                                       "pre-registered selection rule of docs/study_cc_default.md.")
+    study.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/study_screen runs/study_finalists")
+
     try:
         from . import sweep as sweep_module
     except ImportError:  # pragma: no cover - the sweep module is part of the package
@@ -156,6 +161,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             base = config_from_args(args, loss="cc", seed=0, out=args.out)
             _print_comparison(run_comparison(base, args.losses, args.seeds, args.out))
+            return 0
+        if args.command == "study":
+            from .study import load_study, study_markdown
+
+            print(study_markdown(load_study(args.folders)))
             return 0
         if args.command == "run-all":
             from .notebook_runner import run_all

@@ -1,0 +1,242 @@
+"""The CC-Loss default study (docs/study_cc_default.md): its tables and its pre-registered rule.
+
+A study is one or more sweep folders whose points carry a ``label`` (the candidate) and a
+``dataset``. :func:`load_study` reads them into one row per run; :func:`summarize` gives mean ± std
+over seeds per candidate and dataset; :func:`select` applies the selection rule written down before
+the runs:
+
+- eligible: no run of the candidate collapsed (or failed), and on every dataset its mean
+  intra/inter ratio is at most ``RATIO_FACTOR`` times the reference's (``ce_cam``);
+- score: the mean over datasets of the per-dataset mean accuracy;
+- winner: the highest score among the eligible; scores within ``TIE_PP`` points of the best go to
+  the lowest mean ratio. With no eligible candidate the ratio condition is dropped.
+
+``python -m ccloss study runs/study_screen [more folders]`` prints both tables.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .atomic import read_json
+from .tables import format_mean_std, markdown_table
+
+__all__ = ["REFERENCE", "TIE_PP", "RATIO_FACTOR", "load_study", "summarize", "select", "finalists",
+           "study_markdown", "plot_study", "budget_rule", "pilot_curves"]
+
+REFERENCE = "ce_cam"  #: the label of CE+CAM, the reference (never selected)
+TIE_PP = 0.1  #: scores closer than this (percentage points) are a tie
+RATIO_FACTOR = 0.5  #: eligible only at most this times the reference's intra/inter ratio
+LAMBDA_LABELS = ("lam0.3", "lam0.1", "lam0.03")  #: the λ rows of the candidate table
+
+
+def _split_of(final: dict) -> Optional[str]:
+    for split in ("val", "test"):
+        if f"{split}_acc" in final:
+            return split
+    return None
+
+
+def _point_row(point_dir: Path, values: dict) -> Optional[dict]:
+    """One run of a study point; a failed point is a row that counts as collapsed."""
+    row = {"label": values.get("label"), "dataset": values.get("dataset"), "seed": values.get("seed"),
+           "point_dir": str(point_dir)}
+    try:
+        metrics = read_json(point_dir / "metrics.json")
+    except (OSError, ValueError):
+        metrics = None
+    if metrics and metrics.get("status") == "complete" and metrics.get("final"):
+        final = metrics["final"]
+        split = _split_of(final)
+        row.update(split=split, acc=final.get(f"{split}_acc"), ratio=final.get(f"{split}_intra_inter"),
+                   d_inter=final.get(f"{split}_d_inter"), dead_units=final.get(f"{split}_se_dead_units"),
+                   collapsed=bool(final.get(f"{split}_attention_collapsed", False)), failed=False)
+        return row
+    try:
+        status = read_json(point_dir / "point.json").get("status")
+    except (OSError, ValueError):
+        status = None
+    if status != "failed":
+        return None  # not run yet
+    row.update(split=None, acc=np.nan, ratio=np.nan, d_inter=np.nan, dead_units=np.nan, collapsed=True, failed=True)
+    return row
+
+
+def load_study(sweep_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per finished (or failed) point of the study's sweep folders; points need a label."""
+    rows = []
+    for sweep_dir in map(Path, sweep_dirs):
+        spec_path = sweep_dir / "sweep.json"
+        if not spec_path.exists():
+            raise FileNotFoundError(f"{spec_path} is missing: is {sweep_dir} a sweep folder?")
+        for point in read_json(spec_path)["expanded"]:
+            if "label" not in point["values"]:
+                raise ValueError(f"{sweep_dir}: point {point['name']} has no label; a study's points are labelled")
+            row = _point_row(sweep_dir / point["name"], point["values"])
+            if row is not None:
+                rows.append(row)
+    runs = pd.DataFrame(rows)
+    if not runs.empty and runs["split"].dropna().nunique() > 1:
+        raise ValueError("the study mixes val and test runs; select on one split")
+    return runs
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per label and dataset: n, mean/std of accuracy and ratio, collapsed and failed counts."""
+    grouped = runs.groupby(["label", "dataset"], sort=False)
+    table = grouped.size().rename("n").to_frame()
+    for metric in ("acc", "ratio"):
+        table[f"{metric}_mean"] = grouped[metric].mean()
+        table[f"{metric}_std"] = grouped[metric].std(ddof=1).fillna(0.0)
+    table["collapsed"] = grouped["collapsed"].sum().astype(int)
+    table["failed"] = grouped["failed"].sum().astype(int)
+    return table.reset_index()
+
+
+def _verdicts(summary: pd.DataFrame, reference: str, use_ratio: bool) -> pd.DataFrame:
+    ref = summary[summary["label"] == reference].set_index("dataset")["ratio_mean"]
+    datasets = sorted(summary["dataset"].unique())
+    rows = []
+    for label, frame in summary[summary["label"] != reference].groupby("label", sort=False):
+        frame = frame.set_index("dataset")
+        reasons = []
+        if frame["collapsed"].sum():
+            reasons.append(f"{int(frame['collapsed'].sum())} collapsed run(s)")
+        missing = [d for d in datasets if d not in frame.index]
+        if missing:
+            reasons.append(f"no runs on {', '.join(missing)}")
+        if use_ratio:
+            for dataset in frame.index:
+                limit = RATIO_FACTOR * ref.get(dataset, np.nan)
+                if not frame.loc[dataset, "ratio_mean"] <= limit:
+                    reasons.append(f"{dataset} ratio {frame.loc[dataset, 'ratio_mean']:.3f} > {limit:.3f}")
+        rows.append({"label": label, "score": frame["acc_mean"].mean(), "ratio": frame["ratio_mean"].mean(),
+                     "n": int(frame["n"].min()), "eligible": not reasons, "why not": "; ".join(reasons)})
+    return pd.DataFrame(rows)
+
+
+def select(runs: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """The selection rule: every CC candidate with its score, eligibility and rank (1 = winner).
+
+    ``ratio_rule`` in ``attrs`` says whether the ratio condition was applied (it is dropped only
+    when no candidate meets it)."""
+    summary = summarize(runs)
+    if reference not in set(summary["label"]):
+        raise ValueError(f"the study has no {reference!r} runs: the reference is needed for the ratio rule")
+    verdicts = _verdicts(summary, reference, use_ratio=True)
+    ratio_rule = bool(verdicts["eligible"].any())
+    if not ratio_rule:
+        verdicts = _verdicts(summary, reference, use_ratio=False)
+    verdicts = verdicts.sort_values(["eligible", "score"], ascending=[False, False]).reset_index(drop=True)
+    eligible = verdicts[verdicts["eligible"]]
+    if not eligible.empty:
+        tied = eligible[eligible["score"] >= eligible["score"].max() - TIE_PP]
+        winner = tied.sort_values("ratio").index[0]
+        verdicts = pd.concat([verdicts.loc[[winner]], verdicts.drop(index=winner)]).reset_index(drop=True)
+    verdicts["rank"] = [i + 1 if ok else None for i, ok in enumerate(verdicts["eligible"])]
+    verdicts.attrs["ratio_rule"] = ratio_rule
+    return verdicts
+
+
+def finalists(verdicts: pd.DataFrame, top: int = 3) -> dict:
+    """Stage 2 of the study: the ``top`` eligible candidates, and the combination of the best
+    eligible mechanism (not a λ row) with the best eligible λ row, when both exist."""
+    eligible = verdicts[verdicts["eligible"]]
+    chosen = list(eligible["label"][:top])
+    mechanisms = [label for label in eligible["label"] if label not in LAMBDA_LABELS and label != "old_default"]
+    lambdas = [label for label in eligible["label"] if label in LAMBDA_LABELS]
+    combination = (mechanisms[0], lambdas[0]) if mechanisms and lambdas else None
+    return {"finalists": chosen, "combination": combination}
+
+
+def study_markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
+    """The results table (every candidate and dataset, mean ± std, collapse count) and the ranking."""
+    summary = summarize(runs)
+    split = runs["split"].dropna().iloc[0] if runs["split"].notna().any() else "val"
+    rows = []
+    for _, r in summary.iterrows():
+        rows.append({"candidate": r["label"], "dataset": r["dataset"], "n": int(r["n"]),
+                     f"{split} acc (%)": format_mean_std(r["acc_mean"], r["acc_std"]),
+                     f"{split} intra/inter": format_mean_std(r["ratio_mean"], r["ratio_std"], 3),
+                     "collapsed": f"{int(r['collapsed'])} of {int(r['n'])}"})
+    text = markdown_table(pd.DataFrame(rows))
+    if reference in set(summary["label"]) and len(summary["label"].unique()) > 1:
+        verdicts = select(runs, reference)
+        shown = verdicts.assign(score=verdicts["score"].map(lambda v: f"{v:.2f}"),
+                                ratio=verdicts["ratio"].map(lambda v: f"{v:.3f}"),
+                                rank=verdicts["rank"].map(lambda v: "" if pd.isna(v) else str(int(v))))
+        rule = "applied" if verdicts.attrs["ratio_rule"] else "dropped: no candidate met it"
+        text += (f"\n\nSelection (score = mean over datasets of the mean {split} accuracy; ratio condition "
+                 f"{rule}):\n\n" + markdown_table(shown[["rank", "label", "score", "ratio", "n", "eligible", "why not"]]))
+    return text
+
+
+def plot_study(runs: pd.DataFrame, order: Optional[Sequence[str]] = None):
+    """Mean ± std accuracy and intra/inter ratio per candidate, one colour per dataset; collapsed
+    runs are counted above their candidate."""
+    import matplotlib.pyplot as plt
+
+    summary = summarize(runs)
+    labels = list(order) if order is not None else list(dict.fromkeys(summary["label"]))
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.6 * len(labels) + 2), 6.4), sharex=True)
+    width = 0.8 / max(1, len(datasets))
+    for k, dataset in enumerate(datasets):
+        frame = summary[summary["dataset"] == dataset].set_index("label").reindex(labels)
+        xs = np.arange(len(labels)) + (k - (len(datasets) - 1) / 2) * width
+        axes[0].errorbar(xs, frame["acc_mean"], yerr=frame["acc_std"], fmt="o", capsize=3, label=dataset)
+        axes[1].errorbar(xs, frame["ratio_mean"], yerr=frame["ratio_std"], fmt="s", capsize=3, label=dataset)
+        for x, (collapsed, n) in zip(xs, zip(frame["collapsed"], frame["n"])):
+            if collapsed and not pd.isna(collapsed):
+                axes[0].annotate(f"{int(collapsed)}/{int(n)} coll.", (x, axes[0].get_ylim()[0]), fontsize=6,
+                                 rotation=90, va="bottom", ha="center", color="tab:red")
+    split = runs["split"].dropna().iloc[0] if runs["split"].notna().any() else "val"
+    axes[0].set_ylabel(f"{split} accuracy (%)")
+    axes[1].set_ylabel(f"{split} intra/inter (attention)")
+    axes[1].set_yscale("log")
+    axes[1].set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pilot_curves(sweep_dir: str | os.PathLike) -> pd.DataFrame:
+    """The budget pilot's per-epoch val accuracy: one row per run and epoch (dataset, epochs, seed)."""
+    sweep_dir = Path(sweep_dir)
+    rows = []
+    for point in read_json(sweep_dir / "sweep.json")["expanded"]:
+        try:
+            metrics = read_json(sweep_dir / point["name"] / "metrics.json")
+        except (OSError, ValueError):
+            continue
+        if metrics.get("status") != "complete":
+            continue
+        for record in metrics["history"]:
+            rows.append({**{k: point["values"][k] for k in ("dataset", "epochs", "seed")},
+                         "epoch": record["epoch"], "val_acc": record["val_acc"]})
+    return pd.DataFrame(rows)
+
+
+def budget_rule(curves: pd.DataFrame, short: int = 20, long: int = 40, tolerance: float = 0.3) -> dict:
+    """The pre-registered budget rule: ``short`` epochs when, on every dataset, (a) the mean final val
+    accuracy at ``short`` is within max(tolerance, the seeds' std at ``long``) of the mean at ``long``,
+    and (b) the mean val accuracy of the ``short`` runs moves by less than ``tolerance`` over their
+    last five epochs; else ``long``. Returns the epochs and the numbers per dataset."""
+    checks = {}
+    for dataset, frame in curves.groupby("dataset", sort=False):
+        finals = frame[frame["epoch"] == frame["epochs"]].groupby("epochs")["val_acc"]
+        mean_short, mean_long, std_long = finals.mean()[short], finals.mean()[long], finals.std(ddof=1)[long]
+        curve = frame[frame["epochs"] == short].groupby("epoch")["val_acc"].mean()
+        last5 = curve[curve.index > short - 5]
+        checks[dataset] = {
+            "mean_short": mean_short, "mean_long": mean_long, "std_long": std_long,
+            "gap": mean_long - mean_short, "allowed_gap": max(tolerance, std_long),
+            "last5_range": float(last5.max() - last5.min()),
+        }
+        checks[dataset]["ok"] = (abs(checks[dataset]["gap"]) <= checks[dataset]["allowed_gap"]
+                                 and checks[dataset]["last5_range"] < tolerance)
+    return {"epochs": short if all(c["ok"] for c in checks.values()) else long, "checks": checks}
