@@ -33,6 +33,7 @@ except ImportError:  # run as a script: benchmarks/ is on sys.path
     import common
 
 from ccloss import data as datasets
+from ccloss.loader import TensorLoader
 from ccloss.models import ModelOutput
 
 
@@ -61,7 +62,7 @@ def _batches(device: torch.device, batch_size: int, count: int, channels_last: b
     else:
         images, labels = common.digits_train()
         info = datasets.dataset_info("digits")
-    loader = datasets.TensorLoader(images, labels, batch_size, train=True, info=info, device=device, seed=seed,
+    loader = TensorLoader(images, labels, batch_size, train=True, info=info, device=device, seed=seed,
                                    channels_last=channels_last)
     out = []
     epoch = 0

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from ccloss import data as datasets
-from ccloss.models import to_channels_last
-from ccloss.train import TrainConfig, build_for_config, resolve_device
+from ccloss.runtime.devices import resolve_device, to_channels_last
+from ccloss.config import TrainConfig
+from ccloss.train import build_for_config
 
 __all__ = [
     "add_common_args", "setup", "resolve_device", "sync", "machine_lines", "load_average",

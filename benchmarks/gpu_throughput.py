@@ -37,6 +37,7 @@ except ImportError:  # run as a script
     import common
 
 from ccloss import data as datasets
+from ccloss.loader import TensorLoader
 
 PRECISIONS = ("fp32", "bf16", "bf16+cl", "bf16+cl+compile")
 BACKBONES = ("resnet18", "vgg16")
@@ -64,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 class Stream:
     """Batches of a TensorLoader forever, with ccloss.train's per-epoch bookkeeping."""
 
-    def __init__(self, loader: datasets.TensorLoader, device: torch.device) -> None:
+    def __init__(self, loader: TensorLoader, device: torch.device) -> None:
         self.loader, self.device = loader, device
         self.epoch = 0
         self.book = common.EpochBook(device)
@@ -96,7 +97,7 @@ def run_cell(backbone, batch, precision, group_size, images, labels, info, devic
     optimizer = common.sgd(model)
     train_model = torch.compile(model) if compiled else model
     model.train()
-    loader = datasets.TensorLoader(images, labels, batch, train=True, info=info, device=device, seed=args.seed,
+    loader = TensorLoader(images, labels, batch, train=True, info=info, device=device, seed=args.seed,
                                    channels_last=channels_last)
     stream = Stream(loader, device)
 

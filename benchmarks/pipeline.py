@@ -42,7 +42,8 @@ except ImportError:  # run as a script
     import common
 
 from ccloss import data as datasets
-from ccloss.train import TrainConfig
+from ccloss.loader import TensorLoader
+from ccloss.config import TrainConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
     opt_ours, opt_tut = common.sgd(model_ours), common.sgd(model_tut)
     train_model = torch.compile(model_ours) if args.compile else model_ours
 
-    loader_ours = datasets.TensorLoader(images, labels, args.batch_size, train=True, info=info, device=device,
+    loader_ours = TensorLoader(images, labels, args.batch_size, train=True, info=info, device=device,
                                         seed=args.seed, channels_last=channels_last)
     g = torch.Generator().manual_seed(args.seed)
     loader_tut = torch.utils.data.DataLoader(

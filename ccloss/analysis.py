@@ -19,17 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .atomic import atomic_write
-from .tables import iter_runs
 from .cc_loss import cc_statistics, dataset_intra_inter, pairwise_distances
-from .tables import markdown_table
+from .experiments.tables import iter_runs
 
 __all__ = [
-    "ArrayLike", "comparison_config", "collect_embeddings", "test_embeddings", "class_sorted",
+    "ArrayLike", "collect_embeddings", "test_embeddings", "class_sorted",
     "stratified_subset", "class_distance_matrix", "class_channel_matrix", "channel_order",
     "tsne_embed", "silhouette", "embedding_scores", "toy_attention", "descend_cc",
     "imbalanced_labels", "variant_table", "naive_pairwise_distances", "time_distances", "load_histories",
-    "history_summary", "write_summary",
+    "history_summary",
 ]
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
@@ -53,32 +51,6 @@ def _labels(labels: ArrayLike) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def comparison_config(
-    *, dataset: str = "digits", data_dir: str = "data", backbone: str = "resnet18", width_mult: float = 0.25,
-    cam: bool = True, lam: Optional[float] = 1.0, form: Optional[str] = "ratio", group_size: Optional[int] = None,
-    loss_params: Optional[Mapping[str, Any]] = None, batch_size: int = 32, epochs: int = 3, device: str = "auto",
-    amp: bool = False, quiet: bool = True, **extra: Any,
-):
-    """``(base TrainConfig, per_loss)`` for :func:`ccloss.experiments.run_comparison`.
-
-    ``lam``, ``form`` and ``group_size`` go to the ``cc`` loss only (other losses keep their own
-    defaults); ``loss_params`` go to every loss; the stem and augmentation follow the dataset.
-    ``extra`` holds further TrainConfig fields (``lr``, ``pretrained`` ...). Notebooks 02 and 04
-    build their runs with this, so they find each other's run directories.
-    """
-    from .train import TrainConfig
-
-    base = TrainConfig(
-        dataset=str(dataset), data_dir=str(data_dir), backbone=str(backbone), width_mult=float(width_mult),
-        cam=bool(cam), loss="cc", lam=None, form=None, group_size=None, loss_params=dict(loss_params or {}),
-        batch_size=int(batch_size), epochs=int(epochs), device=str(device), amp=bool(amp), quiet=bool(quiet),
-        **extra,
-    )
-    cc = {"lam": None if lam is None else float(lam), "form": form,
-          "group_size": None if group_size is None else int(group_size)}
-    return base.validate(), {"cc": cc}
-
-
 # --------------------------------------------------------------------------------------------
 # Embeddings of a trained model
 # --------------------------------------------------------------------------------------------
@@ -93,7 +65,7 @@ def collect_embeddings(model: torch.nn.Module, loader_or_images, labels: Optiona
     :func:`ccloss.train.evaluate` (eval mode, no gradient). Returns float64 NumPy arrays
     (``attention`` is None for a model without CAM) and int64 ``labels``/``predictions``.
     """
-    from .data import TensorLoader
+    from .loader import TensorLoader
     from .train import evaluate
 
     device = torch.device(device)
@@ -450,14 +422,3 @@ def history_summary(histories: pd.DataFrame) -> pd.DataFrame:
     out = grouped.agg(["mean", "std", "min", "max", "count"]).rename(columns={"count": "n"}).reset_index()
     out["std"] = out["std"].fillna(0.0)
     return out
-
-
-def write_summary(table: pd.DataFrame, out_dir: str | os.PathLike, name: str = "summary",
-                  title: Optional[str] = None) -> tuple[Path, Path]:
-    """Write ``table`` as ``<out_dir>/<name>.md`` (Markdown, :func:`ccloss.tables.markdown_table`)
-    and ``<out_dir>/<name>.csv``, each atomically; returns both paths."""
-    out_dir = Path(out_dir)
-    text = (f"{title}\n\n" if title else "") + markdown_table(table) + "\n"
-    md = atomic_write(out_dir / f"{name}.md", lambda f: f.write(text))
-    csv = atomic_write(out_dir / f"{name}.csv", lambda f: table.to_csv(f, index=False))
-    return md, csv

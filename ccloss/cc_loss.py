@@ -45,7 +45,7 @@ class CCStats:
     group_values: torch.Tensor  #: per-group loss values (one entry without group_size)
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
     # float64 stays float64 (gradcheck, references); everything else is computed in float32:
     # a Gram matrix in bf16 is badly wrong (see METHOD.md, "Numerics").
     return torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -69,7 +69,7 @@ def normalize_attention(attention: torch.Tensor, how: str = "none") -> torch.Ten
     if how not in NORMALIZATIONS:
         raise ValueError(f"unknown normalize {how!r}; valid: {', '.join(NORMALIZATIONS)}")
     with torch.autocast(device_type=attention.device.type, enabled=False):
-        a = attention.to(_compute_dtype(attention))
+        a = attention.to(compute_dtype(attention))
         if how == "unit":
             return a / a.norm(dim=1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
         if how == "standardize":
@@ -89,7 +89,7 @@ def pairwise_distances(attention: torch.Tensor, squared: bool = True) -> torch.T
     if attention.dim() != 2:
         raise ValueError(f"attention must be a 2-D B x C tensor, got shape {tuple(attention.shape)}")
     with torch.autocast(device_type=attention.device.type, enabled=False):
-        a = attention.to(_compute_dtype(attention))
+        a = attention.to(compute_dtype(attention))
         a = a - a.mean(dim=0, keepdim=True)
         gram = a @ a.T
         norms = gram.diagonal()

@@ -1,24 +1,30 @@
-"""Command line: ``python -m ccloss train|compare|run-all|sweep|report``.
+"""Command line: ``python -m ccloss train|compare|run-all|sweep|report|study``.
 
-Every ``train`` flag is a :class:`ccloss.train.TrainConfig` field (``--width-mult`` sets
+Every ``train`` flag is a :class:`ccloss.config.TrainConfig` field (``--width-mult`` sets
 ``width_mult``); ``--help`` shows each with its default. Unknown names exit with code 2 and
-list the valid ones.
+list the valid ones. All string parsing of the package happens here (``--loss-param NAME=VALUE``,
+``-p NAME VALUE``); the library itself takes typed values.
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import sys
 from typing import Any, Optional, Sequence
 
-from . import data as datasets
-from .losses import LOSSES, describe_losses
-from .models import BACKBONES
-from .attention import ACTIVATIONS
-from .train import CC_SCOPES, DEVICES, EVAL_SPLITS, NonFiniteLossError, RunExistsError, TrainConfig
+import yaml
 
-__all__ = ["main", "build_parser", "config_from_args"]
+from . import data as datasets
+from .attention import ACTIVATIONS
+from .cc_loss import FORMS
+from .config import CC_SCOPES, EVAL_SPLITS, TrainConfig
+from .losses import LOSSES
+from .models import BACKBONES, STEMS
+from .runtime.checkpoint import RunExistsError
+from .runtime.devices import DEVICES
+from .train import NonFiniteLossError
+
+__all__ = ["main", "build_parser", "config_from_args", "parse_loss_params", "describe_losses"]
 
 _HELP = {
     "dataset": "dataset name", "data_dir": "folder holding the datasets (see data/README.md)",
@@ -44,23 +50,67 @@ _HELP = {
 }
 _CHOICES = {
     "dataset": tuple(datasets.DATASETS), "backbone": BACKBONES, "loss": tuple(LOSSES), "device": DEVICES,
-    "stem": ("cifar", "imagenet"), "cc_scope": CC_SCOPES, "form": ("ratio", "sums", "difference", "log_ratio"),
+    "stem": STEMS, "cc_scope": CC_SCOPES, "form": FORMS,
     "eval_split": EVAL_SPLITS, "cam_activation": ACTIVATIONS,
 }
 
 
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+_TRUE, _FALSE, _NONE = {"true", "1", "yes", "y", "on"}, {"false", "0", "no", "n", "off"}, {"none", "null", ""}
 
 
-def _key_value(text: str) -> tuple[str, Any]:
+def _key_value(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip(), _literal(value)
+    return key.strip(), value.strip()
+
+
+def _typed(text: str, target: type, nullable: bool) -> Any:
+    """``text`` as ``target`` (bool, int, float or str); raises ValueError when it is not one."""
+    lowered = text.lower()
+    if nullable and lowered in _NONE:
+        return None
+    if target is bool:
+        if lowered not in _TRUE | _FALSE:
+            raise ValueError("not true or false")
+        return lowered in _TRUE
+    if target is int:
+        number = float(text)
+        if not number.is_integer():
+            raise ValueError("not an integer")
+        return int(number)
+    if target is float:
+        return float(text)
+    return text
+
+
+def parse_loss_params(pairs: Sequence[tuple[str, str]], losses: Sequence[str]) -> dict[str, Any]:
+    """``--loss-param NAME=VALUE`` strings typed by the default of the first loss in ``losses`` that
+    has NAME ("1e-4" -> 0.0001, "false" -> False, "none" -> None). Names no loss has stay strings:
+    ``build_criterion`` then lists the valid ones."""
+    params: dict[str, Any] = {}
+    for name, text in pairs:
+        owner = next((LOSSES[loss] for loss in losses if loss in LOSSES and name in LOSSES[loss].defaults), None)
+        if owner is None:
+            params[name] = text
+            continue
+        default = owner.defaults[name]
+        target = type(default) if default is not None else owner.hparam_types.get(name, str)
+        try:
+            params[name] = _typed(text, target, default is None)
+        except ValueError as error:
+            kind = target.__name__ + (" or None" if default is None else "")
+            raise ValueError(f"--loss-param {name}={text}: loss {owner.name!r} needs a {kind} ({error})") from None
+    return params
+
+
+def describe_losses() -> str:
+    """A short text table of the losses (name, paper name, hyperparameters with defaults)."""
+    rows = [("name", "paper", "hyperparameters (defaults)", "objective")]
+    for name, cls in LOSSES.items():
+        rows.append((name, cls.paper_name, cls.describe_hparams(), cls.summary))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
@@ -95,95 +145,161 @@ def add_train_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = (
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
-    values["loss_params"] = dict(values.get("loss_params") or [])
+    losses = getattr(args, "losses", None) or [overrides.get("loss", values.get("loss"))]
+    values["loss_params"] = parse_loss_params(values.get("loss_params") or [], losses)
     values["lr_milestones"] = tuple(values.get("lr_milestones", TrainConfig().lr_milestones))
     values.update(overrides)
     return TrainConfig(**values)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    formatter = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog="python -m ccloss", description="CC-Loss: train, compare, sweep and report.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_train_commands(sub) -> None:
     train_parser = sub.add_parser("train", help="train one model into a run directory",
                                   description="Train one model into a run directory.",
                                   epilog="Losses and their hyperparameters (--loss-param NAME=VALUE):\n" + describe_losses(),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(train_parser)
-
     compare = sub.add_parser("compare", help="CE+CAM against CC-Loss over seeds, as a table",
                              description="Train (or load) each loss for each seed and print mean +/- std.")
     add_train_arguments(compare, skip=("loss", "seed", "out", "resume", "overwrite"))
-    compare.add_argument("--losses", nargs="+", default=["ce", "cc"], choices=tuple(LOSSES), help="losses to compare (default: ce cc)")
+    compare.add_argument("--losses", nargs="+", default=["ce", "cc"], choices=tuple(LOSSES),
+                         help="losses to compare (default: ce cc)")
     compare.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
     compare.add_argument("--out", default="runs/compare", help="folder of the run directories (default: runs/compare)")
-
     run_all = sub.add_parser("run-all", help="what `make run` does: execute the notebooks, then print the table")
     run_all.add_argument("--notebooks", nargs="*", default=None, help="notebook files (default: notebooks/0*.ipynb)")
 
+
+def _add_sweep_commands(sub) -> None:
+    sweep = sub.add_parser(
+        "sweep", help="run a sweep file (a grid of notebook runs), resumable",
+        description="Run every point of a sweep file with papermill into OUT/<name>/<point>/. Rerunning skips "
+                    "finished points and resumes the others.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sweep.add_argument("file", help="sweep YAML file, e.g. sweeps/small_lambda.yaml")
+    sweep.add_argument("--jobs", "-j", type=int, default=1, help="points at once (one process each; one GPU each when several)")
+    sweep.add_argument("--out", default="runs", help="folder that receives <name>/")
+    sweep.add_argument("--name", default=None, help="output folder name instead of the file's `name`")
+    sweep.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="override a parameter (YAML value: 0.5, true, [0,1,2]); repeatable")
+    sweep.add_argument("--dry-run", action="store_true", help="list the points and their status, run nothing")
+    sweep.add_argument("--report", action="store_true", help="write and print the report when every point succeeded")
+    report = sub.add_parser(
+        "report", help="mean +/- std over seeds of a sweep folder, beside the paper",
+        description="Aggregate a sweep folder over seeds (mean +/- std, n), join the paper's table, and write "
+                    "report.csv and report.md into the folder.")
+    report.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/small_lambda")
+    report.add_argument("--export", default=None, metavar="DIR",
+                        help="also copy the small result files (no checkpoints, no notebooks) to DIR/<name>/")
     study = sub.add_parser("study", help="the CC-Loss default study: mean +/- std per candidate and the selection",
                            description="Read the study's sweep folders (points with a label) and apply the "
                                        "pre-registered selection rule of docs/study_cc_default.md.")
     study.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/study_screen runs/study_finalists")
 
-    try:
-        from . import sweep as sweep_module
-    except ImportError:  # pragma: no cover - the sweep module is part of the package
-        sweep_module = None
-    if sweep_module is not None and hasattr(sweep_module, "add_cli"):
-        sweep_module.add_cli(sub)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ccloss",
+                                     description="CC-Loss: train, compare, sweep, report and study.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train_commands(sub)
+    _add_sweep_commands(sub)
     return parser
 
 
-def _print_comparison(runs) -> None:
-    from .experiments import comparison_table
-    from .tables import markdown_table
+def _train_command(args: argparse.Namespace) -> int:
+    from .train import train
 
-    print(markdown_table(comparison_table(runs)))
+    final = train(config_from_args(args)).get("final") or {}
+    split = args.eval_split
+    print(f"done: {split}_acc {final.get(f'{split}_acc', float('nan')):.2f}%  "
+          f"best {final.get(f'best_{split}_acc', float('nan')):.2f}%  run directory {args.out}")
+    return 0
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    from .experiments.comparison import comparison_table, run_comparison
+    from .experiments.tables import markdown_table
+
+    base = config_from_args(args, loss="cc", seed=0, out=args.out)
+    print(markdown_table(comparison_table(run_comparison(base, args.losses, args.seeds, args.out))))
+    return 0
+
+
+def _run_all_command(args: argparse.Namespace) -> int:
+    from .experiments.notebooks import run_all
+
+    return run_all(args.notebooks)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _sweep_command(args: argparse.Namespace) -> int:
+    from .experiments.report import write_report
+    from .experiments.sweep import NAME_UNSAFE, load_sweep, run_sweep
+
+    sweep = load_sweep(args.file, {name: _parse_value(value) for name, value in (args.parameters or [])})
+    if args.name:
+        if NAME_UNSAFE.search(args.name):
+            raise ValueError(f"--name {args.name!r} must be a plain folder name")
+        sweep.name = args.name
+    try:
+        result = run_sweep(sweep, args.out, jobs=args.jobs, dry_run=args.dry_run,
+                           log=lambda message: print(message, flush=True))
+    except RuntimeError as error:  # another sweep holds the folder
+        raise ValueError(str(error)) from None
+    if args.dry_run:
+        return 0
+    print(result.summary(), flush=True)
+    if result.ok and args.report:
+        print(write_report(result.sweep_dir)["markdown"])
+    return 0 if result.ok else 1
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from .experiments.report import export_results, write_report
+
+    status = 0
+    for folder in args.folders:
+        try:
+            written = write_report(folder)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            status = 2
+            continue
+        print(written["markdown"])
+        print(f"\nwritten: {written['csv']} and {written['md']}")
+        if args.export:
+            print(f"exported the small result files to {export_results(folder, args.export)}")
+    return status
+
+
+def _study_command(args: argparse.Namespace) -> int:
+    from .experiments.study import load_study, study_markdown
+
+    try:
+        print(study_markdown(load_study(args.folders)))
+    except FileNotFoundError as error:
+        raise ValueError(str(error)) from None
+    return 0
+
+
+_COMMANDS = {"train": _train_command, "compare": _compare_command, "run-all": _run_all_command,
+             "sweep": _sweep_command, "report": _report_command, "study": _study_command}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            from .train import train
-
-            metrics = train(config_from_args(args))
-            final = metrics.get("final") or {}
-            split = args.eval_split
-            print(f"done: {split}_acc {final.get(f'{split}_acc', float('nan')):.2f}%  "
-                  f"best {final.get(f'best_{split}_acc', float('nan')):.2f}%  run directory {args.out}")
-            return 0
-        if args.command == "compare":
-            from .experiments import run_comparison
-
-            base = config_from_args(args, loss="cc", seed=0, out=args.out)
-            _print_comparison(run_comparison(base, args.losses, args.seeds, args.out))
-            return 0
-        if args.command == "study":
-            from .study import load_study, study_markdown
-
-            print(study_markdown(load_study(args.folders)))
-            return 0
-        if args.command == "run-all":
-            from .notebook_runner import run_all
-
-            return run_all(args.notebooks)
-        if hasattr(args, "handler"):
-            return int(args.handler(args) or 0)
-        parser.error(f"unknown command {args.command!r}")
-    except datasets.DatasetMissingError as error:
+        return int(_COMMANDS[args.command](args) or 0)
+    except (datasets.DatasetMissingError, NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except (ValueError, RunExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130
-    return 0

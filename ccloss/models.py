@@ -22,8 +22,7 @@ from torch.nn import functional as F
 
 from .attention import ChannelAttention
 
-__all__ = ["BACKBONES", "STEMS", "HEADS", "ModelOutput", "CCModel", "CosineHead", "build_model", "load_pretrained",
-           "channels_last_is_safe", "to_channels_last"]
+__all__ = ["BACKBONES", "STEMS", "HEADS", "ModelOutput", "CCModel", "CosineHead", "build_model", "load_pretrained"]
 
 BACKBONES = ("resnet18", "vgg16")
 STEMS = ("cifar", "imagenet")
@@ -263,25 +262,3 @@ def load_pretrained(model: CCModel, backbone: str, source: Union[str, os.PathLik
                       + (" ..." if len(skipped) > 8 else ""), stacklevel=2)
     model.load_state_dict(loadable, strict=False)
     return sorted(loadable)
-
-
-def channels_last_is_safe(model: nn.Module, device: torch.device | str) -> bool:
-    """False where channels_last is known to crash: on the CPU, torch 2.14.1's backward of a 1x1
-    strided convolution with fewer than 8 input channels in channels_last ends the process with a
-    segmentation fault (e.g. ``nn.Conv2d(4, 8, 1, stride=2)``, the ResNet18 shortcut at
-    ``width_mult=0.0625``). The training loop then keeps the default memory format."""
-    if torch.device(device).type != "cpu":
-        return True
-    for module in model.modules():
-        if (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.stride != (1, 1)
-                and module.in_channels < 8):
-            return False
-    return True
-
-
-def to_channels_last(model: nn.Module, device: torch.device | str) -> tuple[nn.Module, bool]:
-    """``(model, True)`` with the model in channels_last, or ``(model, False)`` unchanged where
-    :func:`channels_last_is_safe` says it would crash; feed batches in the same format."""
-    if not channels_last_is_safe(model, device):
-        return model, False
-    return model.to(memory_format=torch.channels_last), True

@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .analysis import class_sorted, history_summary
+from .runtime.atomic import atomic_write
 
 __all__ = [
     "save_figure", "plot_attention_batch", "plot_distance_matrix", "plot_distance_matrices", "plot_descent", "animate_descent",
@@ -49,38 +50,21 @@ def _label(loss: str, cam: bool = True) -> str:
 
 def save_figure(fig: Figure, name: str, figures_dir: str | os.PathLike = "../figures",
                 formats: Sequence[str] = ("png",), dpi: int = 110) -> list[Path]:
-    """Write ``fig`` as ``<figures_dir>/<name>.<fmt>`` for each format; returns the paths.
+    """Write ``fig`` as ``<figures_dir>/<name>.<fmt>`` for each format, atomically; returns the paths.
 
-    Each file is written to a temporary file in the same folder and renamed into place, so a
-    reader never sees half a figure. SVGs get a fixed hash salt and no date, so a rerun that draws
-    the same figure writes the same bytes.
+    SVGs get a fixed hash salt and no date, PNGs no software tag, so a rerun that draws the same
+    figure writes the same bytes.
     """
-    figures_dir = Path(figures_dir)
-    figures_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fmt in formats:
-        fmt = fmt.lstrip(".").lower()
-        path = figures_dir / f"{name}.{fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".{fmt}", dir=figures_dir)
-        os.close(fd)
-        try:
-            metadata = {"Date": None} if fmt == "svg" else ({"Software": None} if fmt == "png" else None)
+    for fmt in (f.lstrip(".").lower() for f in formats):
+        metadata = {"Date": None} if fmt == "svg" else ({"Software": None} if fmt == "png" else None)
+
+        def draw(handle, fmt=fmt, metadata=metadata) -> None:
             with matplotlib.rc_context({"svg.hashsalt": "ccloss"}):
-                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
-            _publish(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        paths.append(path)
+                fig.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
+
+        paths.append(atomic_write(Path(figures_dir) / f"{name}.{fmt}", draw, mode="wb"))
     return paths
-
-
-def _publish(tmp: str, path: Path) -> None:
-    """Give a finished temporary file the usual permissions (mkstemp makes it 0600) and rename it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
 
 
 def _class_boundaries(ax, sorted_labels: np.ndarray, colour: str = "white") -> None:
@@ -220,19 +204,13 @@ def animate_descent(result: Mapping[str, np.ndarray], labels: np.ndarray, path: 
         return scatter, title
 
     animation = FuncAnimation(fig, update, frames=len(chosen), blit=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gif", dir=path.parent)
-    os.close(fd)
     try:
-        animation.save(tmp, writer=PillowWriter(fps=fps))
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with tempfile.TemporaryDirectory() as scratch:  # Pillow writes to a file name; then one atomic write
+            frames = Path(scratch) / "descent.gif"
+            animation.save(frames, writer=PillowWriter(fps=fps))
+            return atomic_write(path, lambda handle: handle.write(frames.read_bytes()), mode="wb")
     finally:
         plt.close(fig)
-    return path
 
 
 def plot_timing(timings: pd.DataFrame) -> Figure:

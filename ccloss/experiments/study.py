@@ -22,11 +22,11 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .atomic import read_json
+from ..runtime.atomic import read_json
 from .tables import format_mean_std, markdown_table
 
 __all__ = ["REFERENCE", "TIE_PP", "RATIO_FACTOR", "load_study", "summarize", "select", "finalists",
-           "study_markdown", "plot_study", "budget_rule", "pilot_curves"]
+           "study_markdown", "budget_rule", "pilot_curves"]
 
 REFERENCE = "ce_cam"  #: the label of CE+CAM, the reference (never selected)
 TIE_PP = 0.1  #: scores closer than this (percentage points) are a tie
@@ -173,35 +173,6 @@ def study_markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
         text += (f"\n\nSelection (score = mean over datasets of the mean {split} accuracy; ratio condition "
                  f"{rule}):\n\n" + markdown_table(shown[["rank", "label", "score", "ratio", "n", "eligible", "why not"]]))
     return text
-
-
-def plot_study(runs: pd.DataFrame, order: Optional[Sequence[str]] = None):
-    """Mean ± std accuracy and intra/inter ratio per candidate, one colour per dataset; collapsed
-    runs are counted above their candidate."""
-    import matplotlib.pyplot as plt
-
-    summary = summarize(runs)
-    labels = list(order) if order is not None else list(dict.fromkeys(summary["label"]))
-    datasets = list(dict.fromkeys(summary["dataset"]))
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.6 * len(labels) + 2), 6.4), sharex=True)
-    width = 0.8 / max(1, len(datasets))
-    for k, dataset in enumerate(datasets):
-        frame = summary[summary["dataset"] == dataset].set_index("label").reindex(labels)
-        xs = np.arange(len(labels)) + (k - (len(datasets) - 1) / 2) * width
-        axes[0].errorbar(xs, frame["acc_mean"], yerr=frame["acc_std"], fmt="o", capsize=3, label=dataset)
-        axes[1].errorbar(xs, frame["ratio_mean"], yerr=frame["ratio_std"], fmt="s", capsize=3, label=dataset)
-        for x, (collapsed, n) in zip(xs, zip(frame["collapsed"], frame["n"])):
-            if collapsed and not pd.isna(collapsed):
-                axes[0].annotate(f"{int(collapsed)}/{int(n)} coll.", (x, axes[0].get_ylim()[0]), fontsize=6,
-                                 rotation=90, va="bottom", ha="center", color="tab:red")
-    split = runs["split"].dropna().iloc[0] if runs["split"].notna().any() else "val"
-    axes[0].set_ylabel(f"{split} accuracy (%)")
-    axes[1].set_ylabel(f"{split} intra/inter (attention)")
-    axes[1].set_yscale("log")
-    axes[1].set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def pilot_curves(sweep_dir: str | os.PathLike) -> pd.DataFrame:

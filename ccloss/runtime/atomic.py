@@ -1,5 +1,7 @@
 """Atomic file writes: write to a temporary file in the same folder, then ``os.replace``.
 
+The one writer of the package: run directories, checkpoints, reports, figures and caches use it.
+
 A reader (or a resumed run) sees either the old file or the new one, never half of one.
 """
 from __future__ import annotations
@@ -25,6 +27,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)  # mkstemp makes the file 0600: give it the usual permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

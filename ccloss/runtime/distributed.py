@@ -59,6 +59,8 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "all_reduce_sum",
+    "call_on_rank0",
+    "any_rank",
 ]
 
 #: The CC-Loss scopes under data parallelism.
@@ -298,3 +300,40 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(moved, op=dist.ReduceOp.SUM)
         tensor.copy_(moved)
     return tensor
+
+
+def call_on_rank0(fn: Callable[[], Any]) -> Any:
+    """``fn()`` run on rank 0 only, its result (or the exception it raised) on every rank.
+
+    What touches the run directory runs here, so the other ranks never race rank 0 on its files
+    and need no shared filesystem. An exception that cannot be pickled reaches the other ranks as
+    a RuntimeError with its text; rank 0 raises the original.
+    """
+    if not is_distributed():
+        return fn()
+    if get_rank() != 0:
+        kind, payload = broadcast_object(None)
+        if kind == "error":
+            raise payload
+        return payload
+    try:
+        result = fn()
+    except Exception as error:
+        try:
+            import pickle
+
+            pickle.dumps(error)
+            shared: Exception = error
+        except Exception:
+            shared = RuntimeError(f"rank 0: {type(error).__name__}: {error}")
+        broadcast_object(("error", shared))
+        raise
+    broadcast_object(("ok", result))
+    return result
+
+
+def any_rank(flag: bool, device: Union[str, torch.device] = "cpu") -> bool:
+    """True when ``flag`` is True on at least one rank (``flag`` itself when not distributed)."""
+    if not is_distributed():
+        return bool(flag)
+    return bool(all_reduce_sum(torch.tensor([float(flag)], device=device)).item() > 0)

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 __all__ = ["REPO_ROOT", "NOTEBOOK_DIR", "NotebookFailed", "execute_notebook", "notebook_error", "run_all"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 

@@ -34,42 +34,35 @@ A lock file keeps two sweeps out of the same folder.
 """
 from __future__ import annotations
 
-import argparse
 import fcntl
 import itertools
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import yaml
 
-from .atomic import read_json, write_json
-from .notebook_runner import REPO_ROOT, NotebookFailed, execute_notebook, notebook_error
-from .train import is_complete
+from ..runtime.atomic import read_json, write_json
+from ..runtime.checkpoint import METRICS_FILE, RESUME_FREE, is_complete
+from .notebooks import REPO_ROOT
+from .workers import POINT_FILE, notebook_parameters, notebook_values, run_point, run_processes
 
 __all__ = [
-    "SWEEP_KEYS", "PAPER_KEYS", "Sweep", "Point", "SweepResult", "load_sweep", "expand_points", "point_name",
-    "notebook_parameters", "run_sweep", "run_point", "run_or_read", "point_status", "add_cli",
+    "SWEEP_KEYS", "PAPER_KEYS", "Sweep", "Point", "SweepResult", "load_sweep", "apply_overrides", "expand_points",
+    "point_name", "format_value", "run_sweep", "run_or_read", "point_status",
 ]
 
 #: Keys a sweep file may have.
 SWEEP_KEYS = ("name", "description", "notebook", "fixed", "grid", "points", "seeds", "paper")
-#: Keys of its ``paper`` section (see :mod:`ccloss.report`).
+#: Keys of its ``paper`` section (see :mod:`ccloss.experiments.report`).
 PAPER_KEYS = ("table", "match", "stand_in", "baseline", "note")
-#: A point's singular key -> the notebook's list parameter it fills (one run per point).
-SINGULAR = {"loss": "losses", "seed": "seeds"}
-#: Parameters that may change between a point's runs without making its result stale.
-FREE_PARAMETERS = {"device", "data_dir", "out_dir"}
-POINT_FILE, MARKER, NOTEBOOK_FILE, RUNNING_NOTEBOOK = "point.json", "metrics.json", "notebook.ipynb", "notebook.running.ipynb"
 SWEEP_FILE, LOCK_FILE = "sweep.json", ".sweep.lock"
-_NAME_OK = re.compile(r"[^A-Za-z0-9._=,+-]")
+NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")  #: characters a sweep, point or label name may not hold
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,7 +130,7 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def _format_value(value: Any) -> str:
+def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -145,9 +138,9 @@ def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return format(value, "g")
     if isinstance(value, (list, tuple)):
-        return "+".join(_format_value(v) for v in value)
+        return "+".join(format_value(v) for v in value)
     if isinstance(value, dict):
-        return "+".join(f"{k}-{_format_value(v)}" for k, v in value.items())
+        return "+".join(f"{k}-{format_value(v)}" for k, v in value.items())
     return str(value)
 
 
@@ -155,8 +148,8 @@ def point_name(values: dict) -> str:
     """``{"lam": 0.5, "seed": 1}`` -> ``lam=0.5,seed=1`` (safe as a file name; long names hashed)."""
     if not values:
         return "default"
-    name = ",".join(f"{k}={_format_value(v)}" for k, v in values.items())
-    name = _NAME_OK.sub("_", name)
+    name = ",".join(f"{k}={format_value(v)}" for k, v in values.items())
+    name = NAME_UNSAFE.sub("_", name)
     if len(name) > 150:
         import hashlib
 
@@ -200,7 +193,7 @@ def load_sweep(path: str | os.PathLike, overrides: Optional[dict] = None, check_
     for key in ("name", "notebook"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise ValueError(f"{source}: `{key}` (a string) is required")
-    if _NAME_OK.search(data["name"]) or data["name"] in (".", ".."):
+    if NAME_UNSAFE.search(data["name"]) or data["name"] in (".", ".."):
         raise ValueError(f"{source}: name {data['name']!r} must be a plain folder name (letters, digits, . _ - = , +)")
     fixed = data.get("fixed") or {}
     grid = data.get("grid") or {}
@@ -212,7 +205,7 @@ def load_sweep(path: str | os.PathLike, overrides: Optional[dict] = None, check_
     if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
         raise ValueError(f"{source}: `points` must be a list of mappings")
     for i, p in enumerate(points):
-        if "label" in p and (not isinstance(p["label"], str) or not p["label"] or _NAME_OK.search(p["label"])):
+        if "label" in p and (not isinstance(p["label"], str) or not p["label"] or NAME_UNSAFE.search(p["label"])):
             raise ValueError(f"{source}: points[{i}].label must be a plain name (letters, digits, . _ - = +), "
                              f"got {p['label']!r}")
     seeds = data.get("seeds")
@@ -317,23 +310,8 @@ def expand_points(sweep: Sweep) -> list[Point]:
     return out
 
 
-def notebook_parameters(notebook: str | os.PathLike) -> dict:
-    """The notebook's ``parameters`` cell as papermill sees it: name -> {default, inferred type, help}."""
-    import papermill as pm
-
-    return dict(pm.inspect_notebook(str(notebook)))
 
 
-def _notebook_values(parameters: dict, valid: Sequence[str]) -> dict:
-    """Map singular point keys (``loss``, ``seed``) to the notebook's list parameters."""
-    out = {}
-    for key, value in parameters.items():
-        plural = SINGULAR.get(key)
-        if plural and key not in valid and plural in valid:
-            out[plural] = [value]
-        else:
-            out[key] = value
-    return out
 
 
 def _check_parameters(sweep: Sweep, points: list[Point]) -> None:
@@ -344,7 +322,7 @@ def _check_parameters(sweep: Sweep, points: list[Point]) -> None:
         raise ValueError(f"{_display_path(sweep.notebook)} has no `out_dir` parameter; the sweep passes each point's folder in it")
     used: set[str] = set()
     for point in points:
-        used.update(_notebook_values(point.parameters, list(valid)))
+        used.update(notebook_values(point.parameters, list(valid)))
     unknown = sorted(used - set(valid))
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {unknown} for {_display_path(sweep.notebook)} "
@@ -353,10 +331,10 @@ def _check_parameters(sweep: Sweep, points: list[Point]) -> None:
 
 def _check_known_values(sweep: Sweep, points: list[Point]) -> None:
     """Catch misspelt dataset/backbone/loss/form names before anything runs."""
-    from .cc_loss import FORMS
-    from .data import DATASETS
-    from .losses import LOSSES
-    from .models import BACKBONES
+    from ..cc_loss import FORMS
+    from ..data import DATASETS
+    from ..losses import LOSSES
+    from ..models import BACKBONES
 
     choices = {"dataset": tuple(DATASETS), "backbone": tuple(BACKBONES), "loss": tuple(LOSSES),
                "form": tuple(FORMS) + (None,)}
@@ -368,7 +346,7 @@ def _check_known_values(sweep: Sweep, points: list[Point]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Running one point (in its own process)
+# Point status
 # --------------------------------------------------------------------------------------------
 
 
@@ -393,62 +371,8 @@ def _changed(point_dir: Path, point: Point) -> dict:
     except (OSError, ValueError):
         return {}
     mine = json.loads(json.dumps(point.parameters))  # tuples -> lists, as recorded
-    keys = (set(recorded) | set(mine)) - FREE_PARAMETERS
+    keys = (set(recorded) | set(mine)) - RESUME_FREE
     return {k: (recorded.get(k), mine.get(k)) for k in sorted(keys) if recorded.get(k) != mine.get(k)}
-
-
-def run_point(point_dir: str | os.PathLike, log: Callable[[str], None] = print) -> dict:
-    """Execute the point described by ``point_dir/point.json``; returns its final record.
-
-    Never raises for a failing notebook: the record says ``status: failed`` with the error.
-    """
-    point_dir = Path(point_dir).resolve()
-    record = read_json(point_dir / POINT_FILE)
-    notebook = Path(record["notebook_path"])
-    running, final_nb = point_dir / RUNNING_NOTEBOOK, point_dir / NOTEBOOK_FILE
-    for stale in (MARKER, "config.json", NOTEBOOK_FILE):
-        if (point_dir / stale).exists():
-            (point_dir / stale).unlink()
-    valid = list(notebook_parameters(notebook))
-    parameters = _notebook_values(record["parameters"], valid)
-    parameters["out_dir"] = str(point_dir)
-    if "check_claims" in valid:
-        # the notebook's claims are about its default run; a sweep point may legitimately fail them
-        # (a lambda that ruins accuracy is a result to report, not an error)
-        parameters["check_claims"] = False
-    started = time.time()
-    record.update(status="running", started=started, error=None, pid=os.getpid())
-    write_json(point_dir / POINT_FILE, record)
-    error: Optional[str] = None
-    try:
-        execute_notebook(notebook, running, parameters)  # cwd: the notebook's folder
-    except NotebookFailed as failure:
-        error = notebook_error(running) or str(failure)
-    except Exception as failure:  # papermill itself, a kernel that never started, ...
-        error = f"{type(failure).__name__}: {failure}"
-    if running.exists():
-        os.replace(running, final_nb)
-    if error is None:
-        runs = sorted(p.parent for p in point_dir.glob(f"*/{MARKER}"))
-        if len(runs) != 1:
-            error = (f"the notebook finished but wrote {len(runs)} run directories with a metrics.json into "
-                     f"{point_dir} (expected exactly one)")
-        elif not is_complete(runs[0]):
-            error = f"the notebook finished but {runs[0].name}/metrics.json is not complete"
-        else:
-            record["run_dir"] = runs[0].name
-    record.update(seconds=time.time() - started, finished=time.time())
-    if error is not None:
-        record.update(status="failed", error=error)
-        write_json(point_dir / POINT_FILE, record)
-        return record
-    run_dir = point_dir / record["run_dir"]
-    if (run_dir / "config.json").exists():
-        write_json(point_dir / "config.json", read_json(run_dir / "config.json"))
-    record["status"] = "complete"
-    write_json(point_dir / POINT_FILE, record)
-    write_json(point_dir / MARKER, read_json(run_dir / MARKER))  # the marker: last, atomic
-    return record
 
 
 # --------------------------------------------------------------------------------------------
@@ -479,45 +403,6 @@ class SweepResult:
         return "\n".join(lines)
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def _visible_gpus() -> list[str]:
-    """GPU ids for CUDA_VISIBLE_DEVICES (respects an existing CUDA_VISIBLE_DEVICES)."""
-    try:
-        import torch
-
-        count = torch.cuda.device_count()
-    except Exception:  # pragma: no cover - broken CUDA install
-        return []
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(count)]
-    return ids[:count]
-
-
-def worker_environments(jobs: int, gpus: Optional[Sequence[str]] = None, cores: Optional[int] = None) -> list[dict]:
-    """Environment variables for each of ``jobs`` worker slots.
-
-    Several GPUs: slot i gets GPU ``i % len(gpus)`` alone. Threads per slot: ``max(1, cores // jobs)``
-    (OMP/MKL), unless OMP_NUM_THREADS is already set by the user.
-    """
-    cores = cores or _cpu_count()
-    threads = str(max(1, cores // max(1, jobs)))
-    envs = []
-    for slot in range(jobs):
-        env: dict[str, str] = {}
-        if "OMP_NUM_THREADS" not in os.environ:
-            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-        if gpus and len(gpus) > 1:
-            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-        envs.append(env)
-    return envs
-
-
 class _Lock:
     """An exclusive lock on a sweep folder (released by the OS if the process dies)."""
 
@@ -543,7 +428,7 @@ class _Lock:
 def _result_line(record: dict) -> str:
     if record.get("status") == "complete":
         try:
-            final = read_json(Path(record["point_dir"]) / MARKER).get("final") or {}
+            final = read_json(Path(record["point_dir"]) / METRICS_FILE).get("final") or {}
         except (OSError, ValueError, KeyError):
             final = {}
         acc = "".join(f"  {key} {final[key]:.2f}" for key in ("test_acc", "val_acc") if key in final)
@@ -603,12 +488,14 @@ def run_sweep(
                 "notebook": _display_path(sweep.notebook), "notebook_path": str(sweep.notebook),
                 "point_dir": str(point_dir), "status": "pending", "attempts": int(previous.get("attempts", 0)) + 1,
             })
+        def on_done(point: Point, record: dict) -> None:
+            _collect(result, point, record, len(result.done) + len(result.failed) + 1, len(todo), log)
+
         if in_process:
-            for index, point in enumerate(todo, 1):
-                record = run_point(sweep_dir / point.name, log=log)
-                _collect(result, point, record, index, len(todo), log)
+            for point in todo:
+                on_done(point, run_point(sweep_dir / point.name, log=log))
         else:
-            _run_processes(sweep_dir, todo, jobs, result, log)
+            run_processes(sweep_dir, todo, jobs, on_done)
     result.seconds = time.time() - started
     return result
 
@@ -619,132 +506,6 @@ def _collect(result: SweepResult, point: Point, record: dict, index: int, total:
     else:
         result.failed[point.name] = record.get("error") or "unknown error"
     log(f"[{index}/{total}] {point.name}: {_result_line(record)}")
-
-
-class _Worker:
-    """A long-lived point runner process (one per slot): imports once, runs points one by one.
-
-    Protocol: the parent writes a point folder per line on the worker's stdin; the worker answers
-    one JSON line on its stdout when the point is finished. Its stderr (kernel warnings, papermill
-    messages) goes to ``<sweep>/logs/worker<slot>.log``.
-    """
-
-    CODE = "from ccloss.sweep import _worker_main; _worker_main()"
-
-    def __init__(self, slot: int, env: dict, log_dir: Path):
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.slot = slot
-        self.log_path = log_dir / f"worker{slot}.log"
-        self.log = open(self.log_path, "a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", self.CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, cwd=str(REPO_ROOT), text=True, bufsize=1,
-        )
-        self.point: Optional[Point] = None
-
-    def submit(self, point: Point, point_dir: Path) -> None:
-        self.point = point
-        self.process.stdin.write(str(point_dir) + "\n")
-        self.process.stdin.flush()
-
-    def read_answer(self) -> Optional[dict]:
-        """The worker's answer, or None if it died."""
-        line = self.process.stdout.readline()
-        if not line:
-            return None
-        try:
-            return json.loads(line)
-        except ValueError:
-            return None
-
-    def log_tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(text[-lines:])
-
-    def close(self, kill: bool = False) -> None:
-        try:
-            if kill:
-                self.process.terminate()
-            else:
-                self.process.stdin.close()
-            self.process.wait(timeout=30)
-        except (subprocess.TimeoutExpired, OSError):
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-
-
-def _worker_main() -> None:
-    """Body of a worker process (see :class:`_Worker`)."""
-    answers = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # prints from papermill or the runner go to the log, not into the protocol
-    for line in sys.stdin:
-        point_dir = line.strip()
-        if not point_dir:
-            continue
-        try:
-            record = run_point(point_dir)
-        except Exception as error:  # a bug of the runner itself: record it on the point
-            record = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-            try:
-                previous = read_json(Path(point_dir) / POINT_FILE)
-                previous.update(record)
-                write_json(Path(point_dir) / POINT_FILE, previous)
-            except (OSError, ValueError):
-                pass
-        answers.write(json.dumps({"point_dir": point_dir, "status": record.get("status")}) + "\n")
-
-
-def _run_processes(sweep_dir: Path, todo: list[Point], jobs: int, result: SweepResult, log) -> None:
-    import select
-
-    jobs = min(jobs, len(todo)) or 1
-    gpus = _visible_gpus() if jobs > 1 else []
-    envs = worker_environments(jobs, gpus)
-    log_dir = sweep_dir / "logs"
-    workers = [_Worker(slot, envs[slot], log_dir) for slot in range(jobs)]
-    pending = list(todo)
-    finished = 0
-    try:
-        while True:
-            for worker in workers:
-                if worker.point is None and pending:
-                    point = pending.pop(0)
-                    worker.submit(point, sweep_dir / point.name)
-            busy = [w for w in workers if w.point is not None]
-            if not busy:
-                break
-            ready, _, _ = select.select([w.process.stdout for w in busy], [], [], 1.0)
-            for worker in busy:
-                if worker.process.stdout not in ready:
-                    continue
-                point, answer = worker.point, worker.read_answer()
-                worker.point = None
-                finished += 1
-                point_dir = sweep_dir / point.name
-                try:
-                    record = read_json(point_dir / POINT_FILE)
-                except (OSError, ValueError):
-                    record = {}
-                if answer is None or record.get("status") not in ("complete", "failed"):
-                    code = worker.process.poll()
-                    record.update(status="failed", error=f"the worker process died (exit code {code}) while running "
-                                                         f"this point: {worker.log_tail()}")
-                    write_json(point_dir / POINT_FILE, record)
-                _collect(result, point, record, finished, len(todo), log)
-                if answer is None:  # replace the dead worker
-                    slot = worker.slot
-                    worker.close(kill=True)
-                    workers[slot] = _Worker(slot, envs[slot], log_dir)
-    except BaseException:
-        for worker in workers:
-            worker.close(kill=True)
-        raise
-    for worker in workers:
-        worker.close()
 
 
 def run_or_read(
@@ -786,89 +547,3 @@ def _provenance(folder: Path) -> str:
     if readme.exists():
         return "made by: " + readme.read_text().strip().splitlines()[0]
     return "run here"
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _sweep_command(args: argparse.Namespace) -> int:
-    overrides = {name: _parse_value(value) for name, value in (args.parameters or [])}
-    try:
-        sweep = load_sweep(args.file, overrides)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.name:
-        if _NAME_OK.search(args.name):
-            print(f"error: --name {args.name!r} must be a plain folder name", file=sys.stderr)
-            return 2
-        sweep.name = args.name
-    try:
-        result = run_sweep(sweep, args.out, jobs=args.jobs, dry_run=args.dry_run,
-                           log=lambda message: print(message, flush=True))
-    except (ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        return 0
-    print(result.summary(), flush=True)
-    if result.ok and args.report:
-        from .report import write_report
-
-        print(write_report(result.sweep_dir)["markdown"])
-    return 0 if result.ok else 1
-
-
-def _report_command(args: argparse.Namespace) -> int:
-    from .report import export_results, write_report
-
-    status = 0
-    for folder in args.folders:
-        try:
-            written = write_report(folder)
-        except (ValueError, FileNotFoundError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            status = 2
-            continue
-        print(written["markdown"])
-        print(f"\nwritten: {written['csv']} and {written['md']}")
-        if args.export:
-            target = export_results(folder, args.export)
-            print(f"exported the small result files to {target}")
-    return status
-
-
-def add_cli(subparsers) -> None:
-    """Register ``sweep`` and ``report`` (called by :func:`ccloss.cli.build_parser`)."""
-    sweep = subparsers.add_parser(
-        "sweep", help="run a sweep file (a grid of notebook runs), resumable",
-        description="Run every point of a sweep file with papermill into OUT/<name>/<point>/. Rerunning skips "
-                    "finished points and resumes the others.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sweep.add_argument("file", help="sweep YAML file, e.g. sweeps/small_lambda.yaml")
-    sweep.add_argument("--jobs", "-j", type=int, default=1, help="points at once (one process each; one GPU each when several)")
-    sweep.add_argument("--out", default="runs", help="folder that receives <name>/")
-    sweep.add_argument("--name", default=None, help="output folder name instead of the file's `name`")
-    sweep.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                       help="override a parameter (YAML value: 0.5, true, [0,1,2]); repeatable")
-    sweep.add_argument("--dry-run", action="store_true", help="list the points and their status, run nothing")
-    sweep.add_argument("--report", action="store_true", help="write and print the report when every point succeeded")
-    sweep.set_defaults(handler=_sweep_command)
-
-    report = subparsers.add_parser(
-        "report", help="mean +/- std over seeds of a sweep folder, beside the paper",
-        description="Aggregate a sweep folder over seeds (mean +/- std, n), join the paper's table, and write "
-                    "report.csv and report.md into the folder.")
-    report.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/small_lambda")
-    report.add_argument("--export", default=None, metavar="DIR",
-                        help="also copy the small result files (no checkpoints, no notebooks) to DIR/<name>/")
-    report.set_defaults(handler=_report_command)

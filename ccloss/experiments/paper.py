@@ -1,8 +1,8 @@
 """The CC-Loss paper's reported numbers (top-1 accuracy, %), to show beside ours.
 
 Song, Chang, Ma, Li, Tan. "CC-Loss: Channel Correlation Loss for Image Classification".
-ICPR 2020, pp. 7601-7608, arXiv:2010.05469. The CSV files in ``ccloss/paper/`` are transcribed
-from its tables (see ``ccloss/paper/README.md``).
+ICPR 2020, pp. 7601-7608, arXiv:2010.05469. The CSV files in ``ccloss/experiments/paper_tables/``
+are transcribed from its tables (see the README there).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def paper_table(name: str) -> pd.DataFrame:
     """One of the paper's tables: ``losses``, ``cam``, ``lambda`` or ``batch_size``."""
     if name not in PAPER_TABLES:
         raise ValueError(f"unknown paper table {name!r}; valid: {', '.join(PAPER_TABLES)}")
-    with resources.files("ccloss.paper").joinpath(PAPER_TABLES[name]).open() as handle:
+    with resources.files("ccloss.experiments").joinpath("paper_tables", PAPER_TABLES[name]).open() as handle:
         return pd.read_csv(handle)
 
 

@@ -5,37 +5,22 @@ that already finished is loaded, an interrupted one resumes, so calling it again
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
 
-from .losses import LOSSES
+from ..config import TrainConfig
+from ..train import train
 from .paper import paper_accuracy
 from .tables import aggregate, collect_runs, count_collapsed, format_mean_std
-from .train import TrainConfig, train
 
-__all__ = ["run_name", "config_for_loss", "run_comparison", "comparison_table", "evaluated_split"]
+__all__ = ["run_name", "comparison_config", "run_comparison", "comparison_table", "evaluated_split"]
 
 
 def run_name(loss: str, seed: int, cam: bool = True) -> str:
     """Stable run-directory name, e.g. ``cc_seed0`` or ``ce_nocam_seed1``."""
     return f"{loss}{'' if cam else '_nocam'}_seed{seed}"
-
-
-#: TrainConfig fields that are hyperparameters of some losses only (None = the loss's default).
-_LOSS_SPECIFIC = ("lam", "form", "group_size")
-
-
-def config_for_loss(base: TrainConfig, loss: str, overrides: Optional[Mapping[str, Any]] = None) -> TrainConfig:
-    """``base`` for ``loss``: ``overrides`` applied, and ``lam``/``form``/``group_size`` reset to
-    None for a loss that has no such hyperparameter (CE has no lambda), so one base config
-    serves every loss of a comparison."""
-    config = dataclasses.replace(base, loss=loss, **dict(overrides or {}))
-    takes = LOSSES[config.loss].defaults if config.loss in LOSSES else {}
-    resets = {name: None for name in _LOSS_SPECIFIC if name not in takes and getattr(config, name) is not None}
-    return dataclasses.replace(config, **resets) if resets else config
 
 
 def run_comparison(
@@ -45,8 +30,8 @@ def run_comparison(
     """Train (or load) ``base`` for every loss and seed into ``out_dir/<loss>_seed<seed>``.
 
     ``per_loss`` maps a loss name to TrainConfig fields for that loss only (e.g.
-    ``{"cc": {"lam": 0.5}}``); see :func:`config_for_loss`. Returns one row per run (see
-    :func:`ccloss.tables.collect_runs`).
+    ``{"cc": {"lam": 0.5}}``); see :meth:`TrainConfig.for_loss`. Returns one row per run (see
+    :func:`ccloss.experiments.tables.collect_runs`).
     """
     out_dir = Path(out_dir)
     per_loss = per_loss or {}
@@ -54,10 +39,8 @@ def run_comparison(
     for loss in losses:
         for seed in seeds:
             run_dir = out_dir / run_name(loss, seed, base.cam)
-            config = dataclasses.replace(
-                config_for_loss(base, loss, per_loss.get(loss)),
-                seed=int(seed), out=str(run_dir), resume=True, overwrite=False,
-            )
+            config = base.for_loss(loss, **dict(per_loss.get(loss) or {}), seed=int(seed), out=str(run_dir),
+                                   resume=True, overwrite=False)
             if not base.quiet:
                 print(f"== {run_dir}", flush=True)
             train(config)
@@ -98,3 +81,27 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
                 f"{paper[0]:.2f}" if paper[1] is None else format_mean_std(*paper))
         rows.append(out)
     return pd.DataFrame(rows)
+
+
+def comparison_config(
+    *, dataset: str = "digits", data_dir: str = "data", backbone: str = "resnet18", width_mult: float = 0.25,
+    cam: bool = True, lam: Optional[float] = 1.0, form: Optional[str] = "ratio", group_size: Optional[int] = None,
+    loss_params: Optional[Mapping[str, Any]] = None, batch_size: int = 32, epochs: int = 3, device: str = "auto",
+    amp: bool = False, quiet: bool = True, **extra: Any,
+):
+    """``(base TrainConfig, per_loss)`` for :func:`ccloss.experiments.run_comparison`.
+
+    ``lam``, ``form`` and ``group_size`` go to the ``cc`` loss only (other losses keep their own
+    defaults); ``loss_params`` go to every loss; the stem and augmentation follow the dataset.
+    ``extra`` holds further TrainConfig fields (``lr``, ``pretrained`` ...). Notebooks 02 and 04
+    build their runs with this, so they find each other's run directories.
+    """
+    base = TrainConfig(
+        dataset=str(dataset), data_dir=str(data_dir), backbone=str(backbone), width_mult=float(width_mult),
+        cam=bool(cam), loss="cc", lam=None, form=None, group_size=None, loss_params=dict(loss_params or {}),
+        batch_size=int(batch_size), epochs=int(epochs), device=str(device), amp=bool(amp), quiet=bool(quiet),
+        **extra,
+    )
+    cc = {"lam": None if lam is None else float(lam), "form": form,
+          "group_size": None if group_size is None else int(group_size)}
+    return base.validate(), {"cc": cc}

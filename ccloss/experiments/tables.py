@@ -11,9 +11,10 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import pandas as pd
 
-from .atomic import read_json
+from ..runtime.atomic import atomic_write, read_json
 
-__all__ = ["read_run", "iter_runs", "collect_runs", "aggregate", "format_mean_std", "markdown_table"]
+__all__ = ["read_run", "iter_runs", "collect_runs", "aggregate", "count_collapsed", "format_mean_std", "markdown_table",
+           "write_table"]
 
 #: Config fields copied into each run's row (what a table can group by).
 CONFIG_COLUMNS = (
@@ -89,3 +90,14 @@ def markdown_table(frame: pd.DataFrame) -> str:
     for _, row in frame.iterrows():
         lines.append("| " + " | ".join("" if pd.isna(v) else str(v) for v in row.tolist()) + " |")
     return "\n".join(lines)
+
+
+def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str = "summary",
+                  title: Optional[str] = None) -> tuple[Path, Path]:
+    """Write ``table`` as ``<out_dir>/<name>.md`` (Markdown, :func:`markdown_table`)
+    and ``<out_dir>/<name>.csv``, each atomically; returns both paths."""
+    out_dir = Path(out_dir)
+    text = (f"{title}\n\n" if title else "") + markdown_table(table) + "\n"
+    md = atomic_write(out_dir / f"{name}.md", lambda f: f.write(text))
+    csv = atomic_write(out_dir / f"{name}.csv", lambda f: table.to_csv(f, index=False))
+    return md, csv

@@ -27,14 +27,14 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_write, read_json, write_json
-from .losses import PAPER_NAMES
+from ..runtime.atomic import atomic_write, read_json, write_json
+from ..losses import PAPER_NAMES
 from .paper import PAPER_TABLES, paper_backbone_name, paper_dataset_name, paper_table
 from .tables import aggregate, collect_runs, count_collapsed, format_mean_std, markdown_table
 
 __all__ = [
     "NO_PAPER", "load_sweep_runs", "paper_lookup", "report_table", "format_report", "write_report",
-    "export_results", "group_label", "paper_curves", "plot_ablation", "plot_categories", "paper_main_table",
+    "export_results", "group_label", "paper_curves", "paper_main_table",
 ]
 
 CITATION = ("Song, Chang, Ma, Li, Tan. CC-Loss: Channel Correlation Loss for Image Classification. "
@@ -61,11 +61,11 @@ def _spec(sweep_dir: Path) -> dict:
 
 
 def _key(value: Any) -> str:
-    from .sweep import _format_value
+    from .sweep import format_value
 
     if isinstance(value, np.generic):
         value = value.item()
-    return _format_value(value)
+    return format_value(value)
 
 
 def _context(row: Any, varied: Sequence[str]) -> dict:
@@ -413,7 +413,7 @@ def export_results(sweep_dir: str | os.PathLike, dest: str | os.PathLike, comman
 
 
 # --------------------------------------------------------------------------------------------
-# Plots
+# The paper's curves (plotted by ccloss.experiments.report_plots)
 # --------------------------------------------------------------------------------------------
 
 
@@ -447,120 +447,6 @@ def paper_curves(table: pd.DataFrame, spec: dict) -> dict[str, pd.DataFrame]:
         curves[label] = pd.DataFrame({"group": list(table["group"]), "acc": accs,
                                       "std": [r["std"] for r in records], "delta": accs - reference})
     return curves
-
-
-def _ours_label(table: pd.DataFrame) -> str:
-    parts = []
-    for column in ("dataset", "backbone"):
-        if column in table and table[column].nunique() == 1:
-            parts.append(str(table[column].iloc[0]))
-    return "ours" + (f" ({', '.join(parts)})" if parts else "")
-
-
-def _finish(fig, path: Optional[str | os.PathLike], title: Optional[str]):
-    """Title, tight layout, and a PNG at ``path`` when given; returns the figure."""
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    return fig
-
-
-def plot_ablation(table: pd.DataFrame, spec: dict, x: str, path: Optional[str | os.PathLike] = None,
-                  title: Optional[str] = None, log2: bool = False, xlabel: Optional[str] = None):
-    """A numeric sweep (lambda, batch size, group size) in up to three panels.
-
-    (a) our test accuracy, mean ± std over seeds; (b) our test intra/inter ratio of the
-    attention vectors; (c) accuracy change against the sweep's baseline: ours (error bars: std
-    over seeds) and the paper's curves on its own datasets, on the same axes.
-    """
-    import matplotlib.pyplot as plt
-
-    xs = table[x].astype(float).to_numpy()
-    has_ratio = "test_intra_inter_mean" in table and table["test_intra_inter_mean"].notna().any()
-    curves = paper_curves(table, spec)
-    has_delta = "ours_delta" in table and bool(curves)
-    panels = 1 + has_ratio + has_delta
-    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.6), squeeze=False)
-    axes = list(axes[0])
-    label = xlabel or x
-    ours = _ours_label(table)
-    ax = axes.pop(0)
-    ax.errorbar(xs, table["test_acc_mean"], yerr=table["test_acc_std"], marker="o", capsize=4, label=ours)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("(a) accuracy, mean ± std over seeds")
-    panel_axes = [ax]
-    if has_ratio:
-        ax = axes.pop(0)
-        ax.errorbar(xs, table["test_intra_inter_mean"], yerr=table["test_intra_inter_std"], marker="s", capsize=4,
-                    color="tab:purple", label=ours)
-        ax.set_ylabel("test intra/inter distance ratio")
-        ax.set_title("(b) attention-vector intra/inter (lower = tighter)")
-        panel_axes.append(ax)
-    if has_delta:
-        ax = axes.pop(0)
-        ax.axhline(0, color="0.6", lw=0.8)
-        ax.errorbar(xs, table["ours_delta"], yerr=table["test_acc_std"], marker="o", capsize=4, lw=2, label=ours)
-        for name, curve in curves.items():
-            ax.plot(xs, curve["delta"], ls="--", marker="x", label=f"paper: {name}")
-        ax.set_ylabel(f"Δ accuracy vs {_baseline_text(spec['paper']['baseline'])} (pp)")
-        ax.set_title("(c) change vs baseline; paper on its datasets")
-        ax.legend(fontsize=7)
-        panel_axes.append(ax)
-    for ax in panel_axes:
-        ax.set_xlabel(label)
-        if log2:
-            ax.set_xscale("log", base=2)
-        ax.set_xticks(xs)
-        ax.set_xticklabels([_key(v) for v in table[x]])
-        ax.grid(alpha=0.3)
-    return _finish(fig, path, title)
-
-
-def plot_categories(table: pd.DataFrame, spec: dict, path: Optional[str | os.PathLike] = None,
-                    title: Optional[str] = None, labels: Optional[Sequence[str]] = None):
-    """A categorical sweep (CAM, loss forms, losses): bars with error bars over seeds.
-
-    Left: our test accuracy. Right (when the sweep has a paper baseline): accuracy change against
-    the baseline, ours as bars and the paper's on each of its datasets as markers.
-    """
-    import matplotlib.pyplot as plt
-
-    varied = list(spec["varied"])
-    labels = list(labels) if labels is not None else [group_label(row, varied) for _, row in table.iterrows()]
-    curves = paper_curves(table, spec)
-    has_delta = "ours_delta" in table and bool(curves)
-    fig, axes = plt.subplots(1, 1 + has_delta, figsize=(max(4.8, 0.9 * len(labels) + 2) * (1 + has_delta), 3.8),
-                             squeeze=False)
-    axes = list(axes[0])
-    xs = np.arange(len(table))
-    ax = axes[0]
-    ax.bar(xs, table["test_acc_mean"], yerr=table["test_acc_std"], capsize=4, color="tab:blue", alpha=0.8,
-           label=_ours_label(table))
-    low = np.nanmin(table["test_acc_mean"] - table["test_acc_std"])
-    high = np.nanmax(table["test_acc_mean"] + table["test_acc_std"])
-    pad = max(1.0, 0.15 * (high - low))
-    ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("accuracy, mean ± std over seeds")
-    if has_delta:
-        ax = axes[1]
-        ax.axhline(0, color="0.6", lw=0.8)
-        ax.bar(xs, table["ours_delta"], yerr=table["test_acc_std"], capsize=4, color="tab:blue", alpha=0.8,
-               label=_ours_label(table))
-        offsets = np.linspace(-0.3, 0.3, max(1, len(curves)))
-        for offset, (name, curve) in zip(offsets, curves.items()):
-            ax.plot(xs + offset, curve["delta"], ls="none", marker="D", ms=5, label=f"paper: {name}")
-        ax.set_ylabel(f"Δ accuracy vs {_baseline_text(spec['paper']['baseline'])} (pp)")
-        ax.set_title("change vs baseline; paper on its datasets")
-        ax.legend(fontsize=7)
-    for ax in axes:
-        ax.set_xticks(xs)
-        ax.set_xticklabels(labels, rotation=20 if max(len(s) for s in labels) > 8 else 0, ha="right" if max(len(s) for s in labels) > 8 else "center")
-        ax.grid(alpha=0.3, axis="y")
-    return _finish(fig, path, title)
 
 
 # --------------------------------------------------------------------------------------------

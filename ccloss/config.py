@@ -1,0 +1,116 @@
+"""Everything that defines a training run, as one dataclass: the CLI flags and notebook 02's parameters.
+
+Paper recipe (inferred, docs/paper_choices.md): SGD lr 0.1, momentum 0.9, weight decay 5e-4,
+lr x0.1 at 50 % and 75 % of the epochs, batch 32, loss = CE + lambda * CC.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .attention import ACTIVATIONS
+from .data import DATASETS
+from .losses import LOSSES, ROUTED, mcloss_xi_for, routed_hparams
+from .models import BACKBONES, STEMS
+from .runtime.devices import DEVICES
+
+__all__ = ["TrainConfig", "EVAL_SPLITS", "CC_SCOPES"]
+
+EVAL_SPLITS = ("test", "val")
+CC_SCOPES = ("global", "local")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (the CLI flags and notebook parameters)."""
+
+    dataset: str = "digits"  #: digits, mnist5k (embedded), mnist, cifar100, cars196
+    data_dir: str = "data"  #: where the datasets that need files live (see data/README.md)
+    backbone: str = "resnet18"  #: resnet18 or vgg16 (with batch norm)
+    width_mult: float = 0.25  #: 1.0 = standard widths; 0.25 for CPU demos
+    stem: Optional[str] = None  #: cifar or imagenet; None = the dataset's suggestion
+    cam: bool = True  #: the channel attention module (CC-Loss needs it)
+    cam_activation: str = "relu"  #: the SE block's hidden activation: relu or leaky_relu
+    cam_min_hidden: int = 1  #: a floor on the SE block's hidden width (1: none, C // 16 units)
+    pretrained: Optional[str] = None  #: None, "imagenet" or a state-dict path
+    loss: str = "cc"  #: ce, cc, focal, asoftmax, mcloss, ical, fical
+    lam: Optional[float] = None  #: weight of the loss's extra term; None = the loss's default
+    form: Optional[str] = None  #: CC-Loss form (ratio, sums, difference, log_ratio); None = default
+    group_size: Optional[int] = None  #: CC statistic over groups of this many samples; None = batch
+    loss_params: dict = field(default_factory=dict)  #: other hyperparameters of the loss, by name
+    batch_size: int = 32  #: per process (the paper's best is 32)
+    epochs: int = 15
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: tuple = (0.5, 0.75)  #: fractions of the epochs where lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+    seed: int = 0
+    eval_split: str = "test"  #: evaluate on test, or on val (then train on train without val)
+    device: str = "auto"  #: auto, cpu or cuda
+    amp: bool = False  #: bf16 autocast (CUDA only)
+    channels_last: bool = True  #: channels_last memory format (1.2x faster on a 2-core CPU too)
+    compile: bool = False  #: torch.compile the model
+    cc_scope: str = "global"  #: under torchrun: CC over the global batch or per process
+    sync_bn: bool = False  #: under torchrun: synchronised BatchNorm
+    download: bool = False  #: try torchvision's download where one exists
+    out: str = "runs/default"  #: the run directory
+    resume: bool = False  #: continue from out/checkpoint.pt (a complete run is just loaded)
+    overwrite: bool = False  #: start again even if out/ holds a run
+    quiet: bool = False  #: no progress bar or per-epoch lines
+
+    def validate(self) -> TrainConfig:
+        """Raise ValueError with the valid choices for anything unknown or out of range."""
+        for name, valid in (("dataset", tuple(DATASETS)), ("backbone", BACKBONES), ("loss", tuple(LOSSES)),
+                            ("device", DEVICES), ("cc_scope", CC_SCOPES), ("eval_split", EVAL_SPLITS),
+                            ("cam_activation", ACTIVATIONS), ("stem", (None, *STEMS))):
+            value = getattr(self, name)
+            if value not in valid:
+                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(str(v) for v in valid if v)}")
+        for name in ("batch_size", "epochs", "cam_min_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "width_mult"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not isinstance(self.loss_params, dict):
+            raise ValueError(f"loss_params must be a dict of name -> value, got {self.loss_params!r}")
+        return self
+
+    @property
+    def last_stage_width(self) -> int:
+        return max(1, int(round(512 * self.width_mult)))
+
+    def criterion_hparams(self, num_classes: int) -> dict:
+        """The loss's hyperparameters: ``loss_params`` with ``lam``/``form``/``group_size`` routed
+        in, and MC-Loss's xi = max(3, last-stage width // classes) unless given."""
+        params = routed_hparams(self.loss, self.loss_params, **{k: getattr(self, k) for k in ROUTED})
+        if self.loss == "mcloss" and "xi" not in params:
+            params["xi"] = mcloss_xi_for(None, num_classes, base_width=self.last_stage_width)
+        return params
+
+    def for_loss(self, loss: str, **overrides: Any) -> TrainConfig:
+        """This config for ``loss`` (``overrides`` applied): ``lam``/``form``/``group_size`` that
+        the loss does not take are reset to None, so one base config serves a comparison of losses."""
+        config = dataclasses.replace(self, loss=loss, **overrides)
+        takes = LOSSES[config.loss].defaults if config.loss in LOSSES else {}
+        resets = {k: None for k in ROUTED if k not in takes and getattr(config, k) is not None}
+        return dataclasses.replace(config, **resets) if resets else config
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["lr_milestones"] = list(self.lr_milestones)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {', '.join(sorted(known))}")
+        values = dict(values)
+        if "lr_milestones" in values:
+            values["lr_milestones"] = tuple(values["lr_milestones"])
+        return cls(**values)

@@ -1,0 +1,107 @@
+"""Run directories: check before a run, checkpoint after each epoch, resume after a crash.
+
+A run directory holds ``config.json``, ``metrics.json`` (``status``, ``history``, ``final``) and
+``checkpoint.pt`` (model, optimiser, scheduler, criterion state, RNG states, history). Each is
+written atomically (:mod:`ccloss.runtime.atomic`), so a run killed at any moment resumes from the
+last finished epoch and, on the CPU, ends with exactly the metrics of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from .atomic import read_json, save_torch, write_json
+
+__all__ = [
+    "CONFIG_FILE", "METRICS_FILE", "CHECKPOINT_FILE", "RESUME_FREE", "RunExistsError", "seed_everything",
+    "rng_state", "set_rng_state", "prepare_run_dir", "start_run_dir", "save_epoch", "is_complete",
+]
+
+CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE = "config.json", "metrics.json", "checkpoint.pt"
+#: Config fields that may differ between a run and its resumption (or a sweep point's reruns):
+#: where and how it runs, not what it trains. ``compile`` and ``channels_last`` change only the
+#: order of floating-point operations, so run directories made before channels_last became the
+#: default stay loadable and resumable.
+RESUME_FREE = frozenset({"out", "out_dir", "resume", "overwrite", "quiet", "device", "download", "data_dir",
+                         "compile", "channels_last"})
+
+
+class RunExistsError(RuntimeError):
+    """The run directory already holds a run and neither resume nor overwrite was asked for."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def prepare_run_dir(config: dict, out: Path, resume: bool, overwrite: bool) -> Optional[dict]:
+    """Check ``out`` before a run: None (start afresh), ``{"complete": True}`` (a finished run:
+    only load it) or the checkpoint to resume from. Raises :class:`RunExistsError` for a run that
+    was neither resumed nor overwritten, and ValueError when the saved config differs in a field
+    outside :data:`RESUME_FREE`."""
+    checkpoint_path = out / CHECKPOINT_FILE
+    has_run = checkpoint_path.exists() or (out / METRICS_FILE).exists()
+    if has_run and overwrite:
+        return None
+    if has_run and not resume:
+        raise RunExistsError(f"{out} already holds a run; pass --resume to continue (or load) it, "
+                             f"or --overwrite to start again")
+    if not checkpoint_path.exists():
+        return None
+    saved = read_json(out / CONFIG_FILE) if (out / CONFIG_FILE).exists() else {}
+    changed = sorted(k for k in config if k not in RESUME_FREE and k in saved and saved[k] != config[k])
+    if changed:
+        details = ", ".join(f"{k}: {saved[k]!r} -> {config[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume {out}: the config differs from the saved one ({details}); use another --out")
+    if is_complete(out):
+        return {"complete": True}
+    return torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+
+
+def start_run_dir(out: Path, config: dict, extra: dict) -> None:
+    """A fresh run: remove a stale checkpoint and metrics, write the config and a running status."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (CHECKPOINT_FILE, METRICS_FILE):
+        (out / stale).unlink(missing_ok=True)
+    write_json(out / CONFIG_FILE, config)
+    write_json(out / METRICS_FILE, {"status": "running", "history": [], "final": None, **extra})
+
+
+def save_epoch(out: Path, state: dict, metrics: dict) -> None:
+    """The checkpoint first, then the metrics: a complete ``metrics.json`` implies its checkpoint."""
+    save_torch(out / CHECKPOINT_FILE, state)
+    write_json(out / METRICS_FILE, metrics)
+
+
+def is_complete(run_dir: str | os.PathLike) -> bool:
+    """True when ``run_dir/metrics.json`` says the run finished."""
+    try:
+        return read_json(Path(run_dir) / METRICS_FILE).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+def read_metrics(run_dir: str | os.PathLike) -> Any:
+    return read_json(Path(run_dir) / METRICS_FILE)
