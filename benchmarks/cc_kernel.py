@@ -22,7 +22,8 @@ Memory: on the CPU, (1) the bytes autograd saves for the backward pass (unique s
 forward+backward in a fresh subprocess (Linux: ``VmHWM`` of /proc/self/status, reset to the
 current RSS just before the call, after a small warm-up of the same code; it includes the
 temporaries autograd does not keep). torch's CPU allocations are invisible to tracemalloc, and
-``ru_maxrss`` is inherited from the parent through fork + exec, so it cannot be used here. On CUDA, ``torch.cuda.max_memory_allocated``
+``ru_maxrss`` is inherited from the parent through fork + exec, so it cannot be used here.
+On CUDA, ``torch.cuda.max_memory_allocated``
 above the memory held before the call.
 
 The naive form is skipped where its (B, B, C) float32 difference tensor alone would exceed
@@ -33,6 +34,7 @@ The naive form is skipped where its (B, B, C) float32 difference tensor alone wo
 The ratios (time of cdist, naive and cc_statistics over the Gram form at the largest B where all
 forms ran) are printed last.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +63,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     common.add_common_args(p)
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="batch sizes B (default 32 128 512 2048)")
     p.add_argument("--channels", type=int, default=512, help="C, channels per attention vector (default 512)")
-    p.add_argument("--naive-limit-gb", type=float, default=4.0,
-                   help="skip the naive form where B*B*C*4 bytes exceed this many GB (default 4)")
+    p.add_argument(
+        "--naive-limit-gb",
+        type=float,
+        default=4.0,
+        help="skip the naive form where B*B*C*4 bytes exceed this many GB (default 4)",
+    )
     p.add_argument("--no-rss", action="store_true", help="skip the subprocess peak-RSS measurement (CPU)")
     p.add_argument("--rss-case", nargs=3, metavar=("FORM", "B", "C"), default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -159,8 +165,16 @@ def _rss_child(form: str, b: int, c: int, threads: int) -> None:
 
 
 def rss_growth(form: str, b: int, c: int) -> float:
-    cmd = [sys.executable, os.path.abspath(__file__), "--rss-case", form, str(b), str(c),
-           "--threads", str(torch.get_num_threads())]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--rss-case",
+        form,
+        str(b),
+        str(c),
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"RSS subprocess failed: {out.stderr[-2000:]}")
@@ -191,10 +205,15 @@ def main(argv=None) -> int:
     sizes = args.sizes or ([32, 128] if args.quick else [32, 128, 512, 2048])
     c = args.channels
     rounds_for = {32: 200, 128: 60, 512: 10, 2048: 5}
-    print(f"   C = {c}, {CLASSES} classes, inputs sigmoid(N(0, 1)) float32; times are medians of interleaved "
-          f"rounds; errors against float64 exact differences")
+    print(
+        f"   C = {c}, {CLASSES} classes, inputs sigmoid(N(0, 1)) float32; times are medians of interleaved "
+        f"rounds; errors against float64 exact differences"
+    )
     mem_kind = "CUDA peak above baseline (MiB)" if gpu else "autograd-saved MiB / peak RSS growth MiB (subprocess)"
-    print(f"   {'B':>5} {'form':>6} {'fwd+bwd ms':>11} {'x Gram':>7} {'max|D err|':>11} {'|loss err|':>10}   memory: {mem_kind}")
+    print(
+        f"   {'B':>5} {'form':>6} {'fwd+bwd ms':>11} {'x Gram':>7} {'max|D err|':>11} {'|loss err|':>10}"
+        f"   memory: {mem_kind}"
+    )
 
     last_full = None
     for b in sizes:
@@ -211,8 +230,10 @@ def main(argv=None) -> int:
         with torch.no_grad():
             for form in forms:
                 d = distances(form, a)
-                errors[form] = (float((d.double() - ref_d).abs().max()),
-                                abs(float(cc_loss(form, a, labels)) - ref_loss))
+                errors[form] = (
+                    float((d.double() - ref_d).abs().max()),
+                    abs(float(cc_loss(form, a, labels)) - ref_loss),
+                )
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
                 gram = a @ a.T  # hand-written, runs in bf16 under autocast
                 n = gram.diagonal()
@@ -221,7 +242,7 @@ def main(argv=None) -> int:
             bf16_loss_err = abs(float(_reduce(d_bf16.double(), labels)) - ref_loss)
         # timing
         rounds = 10 if args.quick else rounds_for.get(b, max(3, int(2e6 / (b * b))))
-        fns = {form: (lambda f=form: fwd_bwd(f, a, labels)) for form in forms}
+        fns = {form: (lambda f=form, a=a, labels=labels: fwd_bwd(f, a, labels)) for form in forms}
         for fn in fns.values():  # warm-up
             fn()
         times = common.interleaved_rounds(fns, rounds, device)
@@ -237,13 +258,20 @@ def main(argv=None) -> int:
                     rss = _mb(rss_growth(form, b, c))
                 mem = f"{_mb(saved)} / {rss}"
             d_err, l_err = errors[form]
-            print(f"   {b:>5} {form:>6} {statistics.median(times[form]) * 1e3:>11.3f} {ratios[form].median:>7.2f} "
-                  f"{d_err:>11.2e} {l_err:>10.2e}   {mem}", flush=True)
-        print(f"   {b:>5} {'bf16':>6} {'-':>11} {'-':>7} {bf16_err:>11.2e} {bf16_loss_err:>10.2e}   "
-              f"(hand-written Gram under bf16 autocast, errors only; typical distance {typical:.2f})")
+            print(
+                f"   {b:>5} {form:>6} {statistics.median(times[form]) * 1e3:>11.3f} {ratios[form].median:>7.2f} "
+                f"{d_err:>11.2e} {l_err:>10.2e}   {mem}",
+                flush=True,
+            )
+        print(
+            f"   {b:>5} {'bf16':>6} {'-':>11} {'-':>7} {bf16_err:>11.2e} {bf16_loss_err:>10.2e}   "
+            f"(hand-written Gram under bf16 autocast, errors only; typical distance {typical:.2f})"
+        )
         if skipped_naive:
-            print(f"   {b:>5} {'naive':>6} skipped: its (B, B, C) float32 difference tensor alone would be "
-                  f"{naive_bytes / 2**30:.1f} GiB (> {args.naive_limit_gb:g} GB)")
+            print(
+                f"   {b:>5} {'naive':>6} skipped: its (B, B, C) float32 difference tensor alone would be "
+                f"{naive_bytes / 2**30:.1f} GiB (> {args.naive_limit_gb:g} GB)"
+            )
         else:
             last_full = (b, ratios)
     print(f"   load average after: {common.load_average()}")
@@ -251,9 +279,11 @@ def main(argv=None) -> int:
         print("RATIO cc_kernel: no size ran all three forms")
         return 0
     b, ratios = last_full
-    print(f"RATIO cc_kernel {device.type.upper()} (fwd+bwd time over the Gram form, B={b}, C={c}): "
-          f"cdist {ratios['cdist'].describe()}; naive {ratios['naive'].describe()}; "
-          f"ccloss.cc_statistics {ratios['ccloss'].median:.3f}")
+    print(
+        f"RATIO cc_kernel {device.type.upper()} (fwd+bwd time over the Gram form, B={b}, C={c}): "
+        f"cdist {ratios['cdist'].describe()}; naive {ratios['naive'].describe()}; "
+        f"ccloss.cc_statistics {ratios['ccloss'].median:.3f}"
+    )
     return 0
 
 

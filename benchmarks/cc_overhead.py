@@ -18,6 +18,7 @@ reported in ms and as a share of the CE step.
     python benchmarks/cc_overhead.py --device cuda   # GPU mode
 The ratio is the last line printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,6 @@ import statistics
 import sys
 
 import torch
-
 
 try:
     from . import common
@@ -41,17 +41,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_args(p)
     p.add_argument("--pairs", type=int, default=None, help="interleaved (cc, ce) pairs (default: CPU 60, GPU 40)")
-    p.add_argument("--block", type=int, default=None,
-                   help="steps per timed sample (default: CPU 1, GPU 20: a GPU step is too short to time alone)")
+    p.add_argument(
+        "--block",
+        type=int,
+        default=None,
+        help="steps per timed sample (default: CPU 1, GPU 20: a GPU step is too short to time alone)",
+    )
     p.add_argument("--warmup", type=int, default=None, help="untimed steps per model first (default: CPU 3, GPU 30)")
     p.add_argument("--width", type=float, default=None, help="width_mult (default: CPU 0.25, GPU 1.0)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: CPU 32, GPU 128)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast (default: on for CUDA; ccloss.train ignores it on the CPU)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels_last model and batches (default: on for CUDA)")
-    p.add_argument("--term-pairs", type=int, default=None,
-                   help="pairs for the isolated criterion measurement (default 200)")
+    p.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bf16 autocast (default: on for CUDA; ccloss.train ignores it on the CPU)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels_last model and batches (default: on for CUDA)",
+    )
+    p.add_argument(
+        "--term-pairs", type=int, default=None, help="pairs for the isolated criterion measurement (default 200)"
+    )
     return p.parse_args(argv)
 
 
@@ -62,8 +75,9 @@ def _batches(device: torch.device, batch_size: int, count: int, channels_last: b
     else:
         images, labels = common.digits_train()
         info = datasets.dataset_info("digits")
-    loader = TensorLoader(images, labels, batch_size, train=True, info=info, device=device, seed=seed,
-                                   channels_last=channels_last)
+    loader = TensorLoader(
+        images, labels, batch_size, train=True, info=info, device=device, seed=seed, channels_last=channels_last
+    )
     out = []
     epoch = 0
     while len(out) < count:
@@ -98,9 +112,11 @@ def main(argv=None) -> int:
     cc_opt, ce_opt = common.sgd(cc_model), common.sgd(ce_model)
     cc_model.train()
     ce_model.train()
-    print(f"   setting: ResNet18+CAM width {width}, batch {batch_size}, {tuple(batches[0][0].shape[1:])} "
-          f"inputs, {info.num_classes} classes, amp(bf16)={amp}, channels_last={channels_last}, "
-          f"{pairs} pairs x {block} step(s), {warmup} warm-up steps each")
+    print(
+        f"   setting: ResNet18+CAM width {width}, batch {batch_size}, {tuple(batches[0][0].shape[1:])} "
+        f"inputs, {info.num_classes} classes, amp(bf16)={amp}, channels_last={channels_last}, "
+        f"{pairs} pairs x {block} step(s), {warmup} warm-up steps each"
+    )
     print(f"   attention vectors: {cc_model.cam.channels} channels per sample")
 
     state = {"cc": [0, common.EpochBook(device)], "ce": [0, common.EpochBook(device)]}
@@ -119,18 +135,22 @@ def main(argv=None) -> int:
     run("ce", warmup)
     common.sync(device)
     for name in ("cc", "ce"):  # a host sync inside a step stalls the GPU's queue: list them
-        syncs = common.host_syncs(lambda: run(name, 1), device)
+        syncs = common.host_syncs(lambda name=name: run(name, 1), device)
         if syncs is not None:
-            print(f"   host synchronisations in one {name} step: {len(syncs)}"
-                  + "".join(f"\n      {s}" for s in syncs[:8]))
+            print(
+                f"   host synchronisations in one {name} step: {len(syncs)}"
+                + "".join(f"\n      {s}" for s in syncs[:8])
+            )
     t_cc, t_ce = common.interleaved_pairs(lambda: run("cc", block), lambda: run("ce", block), pairs, device)
     for name in ("cc", "ce"):
         if not state[name][1].end_epoch():
             print(f"   warning: a non-finite loss in the {name} run")
     step_cc = statistics.median(t_cc) / block
     step_ce = statistics.median(t_ce) / block
-    print(f"   median step: CC-Loss {step_cc * 1e3:.2f} ms, CE {step_ce * 1e3:.2f} ms "
-          f"({batch_size / step_cc:.0f} vs {batch_size / step_ce:.0f} images/s)")
+    print(
+        f"   median step: CC-Loss {step_cc * 1e3:.2f} ms, CE {step_ce * 1e3:.2f} ms "
+        f"({batch_size / step_cc:.0f} vs {batch_size / step_ce:.0f} images/s)"
+    )
 
     # The criterion alone, on the same outputs: the CC term's own cost, nearly free of noise.
     x, y = batches[0]
@@ -139,8 +159,11 @@ def main(argv=None) -> int:
 
     def leaf_output() -> ModelOutput:
         return ModelOutput(
-            logits=ref.logits.detach().requires_grad_(), attention=ref.attention.detach().requires_grad_(),
-            features=ref.features, feature_map=ref.feature_map, head_weight=ref.head_weight,
+            logits=ref.logits.detach().requires_grad_(),
+            attention=ref.attention.detach().requires_grad_(),
+            features=ref.features,
+            feature_map=ref.feature_map,
+            head_weight=ref.head_weight,
         )
 
     def crit_step(crit) -> None:
@@ -154,15 +177,16 @@ def main(argv=None) -> int:
         crit_step(ce_crit)
     tc_cc, tc_ce = common.interleaved_pairs(lambda: crit_step(cc_crit), lambda: crit_step(ce_crit), term_pairs, device)
     extra = statistics.median(a - b for a, b in zip(tc_cc, tc_ce))
-    print(f"   criterion alone (forward+backward): CC-Loss {statistics.median(tc_cc) * 1e3:.3f} ms, "
-          f"CE {statistics.median(tc_ce) * 1e3:.3f} ms; CC term {extra * 1e3:.3f} ms "
-          f"= {100 * extra / step_ce:.2f}% of the CE step (attention {tuple(ref.attention.shape)} "
-          f"{ref.attention.dtype}, computed in float32)")
+    print(
+        f"   criterion alone (forward+backward): CC-Loss {statistics.median(tc_cc) * 1e3:.3f} ms, "
+        f"CE {statistics.median(tc_ce) * 1e3:.3f} ms; CC term {extra * 1e3:.3f} ms "
+        f"= {100 * extra / step_ce:.2f}% of the CE step (attention {tuple(ref.attention.shape)} "
+        f"{ref.attention.dtype}, computed in float32)"
+    )
     print(f"   load average after: {common.load_average()}")
     summary = common.summarize_ratio(t_cc, t_ce, seed=args.seed)
     mode = "GPU" if gpu else "CPU"
-    common.print_ratio(f"cc_overhead {mode} (step time CC-Loss / CE)", summary,
-                       goal="<= 1.01" if gpu else "<= 1.02")
+    common.print_ratio(f"cc_overhead {mode} (step time CC-Loss / CE)", summary, goal="<= 1.01" if gpu else "<= 1.02")
     return 0
 
 

@@ -9,6 +9,7 @@ time; the median ignores the pairs a burst of load hit unevenly.
 ``train_step`` is the body of the training loop in ``ccloss/train.py`` (``_train``), line for line,
 so "this repository's loop" here is the one users run; keep the two in step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,21 +19,36 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from ccloss import data as datasets
-from ccloss.runtime.devices import resolve_device, to_channels_last
 from ccloss.config import TrainConfig
-from ccloss.train import build_for_config
+from ccloss.runtime.devices import resolve_device, to_channels_last
+from ccloss.config import build_for_config
 
 __all__ = [
-    "add_common_args", "setup", "resolve_device", "sync", "machine_lines", "load_average",
-    "host_syncs", "interleaved_pairs", "interleaved_rounds", "RatioSummary", "summarize_ratio", "EpochBook", "train_step",
-    "PhaseTimer", "build", "synthetic_cifar", "digits_train", "print_ratio",
+    "add_common_args",
+    "setup",
+    "resolve_device",
+    "sync",
+    "machine_lines",
+    "load_average",
+    "host_syncs",
+    "interleaved_pairs",
+    "interleaved_rounds",
+    "RatioSummary",
+    "summarize_ratio",
+    "EpochBook",
+    "train_step",
+    "PhaseTimer",
+    "build",
+    "synthetic_cifar",
+    "digits_train",
+    "print_ratio",
 ]
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -44,14 +60,24 @@ DEVICES = ("cpu", "cuda", "auto")
 
 
 def add_common_args(parser: argparse.ArgumentParser, default_device: str = "cpu") -> None:
-    parser.add_argument("--device", default=default_device, choices=DEVICES,
-                        help=f"where to run (default: {default_device}); 'auto' = cuda when available")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: few repeats, small sizes; checks that the code runs, the numbers mean little")
-    parser.add_argument("--threads", default="auto",
-                        help="torch intra-op threads on the CPU: an integer, or 'auto' = torch's default (all cores) "
-                             "on an idle machine (1-minute load average < 0.5), else 1: OpenMP threads on a CPU that "
-                             "other processes also use run several times slower and far noisier")
+    parser.add_argument(
+        "--device",
+        default=default_device,
+        choices=DEVICES,
+        help=f"where to run (default: {default_device}); 'auto' = cuda when available",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: few repeats, small sizes; checks that the code runs, the numbers mean little",
+    )
+    parser.add_argument(
+        "--threads",
+        default="auto",
+        help="torch intra-op threads on the CPU: an integer, or 'auto' = torch's default (all cores) "
+        "on an idle machine (1-minute load average < 0.5), else 1: OpenMP threads on a CPU that "
+        "other processes also use run several times slower and far noisier",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and the data")
 
 
@@ -64,7 +90,6 @@ def load_average() -> str:
 
 
 def _choose_threads(spec: str) -> tuple[int, str]:
-    cores = os.cpu_count() or 1
     if str(spec) != "auto":
         n = int(spec)
         if n < 1:
@@ -118,8 +143,10 @@ def machine_lines(device: torch.device) -> list[str]:
     ]
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        lines.append(f"gpu: {torch.cuda.get_device_name(device)}, {props.total_memory / 2**30:.0f} GiB, "
-                     f"capability {props.major}.{props.minor}, CUDA {torch.version.cuda}")
+        lines.append(
+            f"gpu: {torch.cuda.get_device_name(device)}, {props.total_memory / 2**30:.0f} GiB, "
+            f"capability {props.major}.{props.minor}, CUDA {torch.version.cuda}"
+        )
     return lines
 
 
@@ -128,7 +155,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def host_syncs(fn: Callable[[], object], device: torch.device) -> Optional[list[str]]:
+def host_syncs(fn: Callable[[], object], device: torch.device) -> list[str] | None:
     """The synchronising CUDA calls ``fn()`` makes (torch.cuda.set_sync_debug_mode("warn"));
     None on the CPU, where the question does not arise."""
     if device.type != "cuda":
@@ -178,7 +205,9 @@ def interleaved_pairs(
     return times_a, times_b
 
 
-def interleaved_rounds(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, list[float]]:
+def interleaved_rounds(
+    fns: dict[str, Callable[[], object]], rounds: int, device: torch.device
+) -> dict[str, list[float]]:
     """Seconds of each function in ``rounds`` rounds; the order rotates from round to round."""
     names = list(fns)
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -204,8 +233,10 @@ class RatioSummary:
     ratios: list[float] = field(repr=False)
 
     def describe(self) -> str:
-        return (f"{self.median:.4f} (IQR {self.q25:.4f}-{self.q75:.4f}, 95% CI of the median "
-                f"{self.ci_low:.4f}-{self.ci_high:.4f}, {self.n} pairs)")
+        return (
+            f"{self.median:.4f} (IQR {self.q25:.4f}-{self.q75:.4f}, 95% CI of the median "
+            f"{self.ci_low:.4f}-{self.ci_high:.4f}, {self.n} pairs)"
+        )
 
 
 def summarize_ratio(numerators: list[float], denominators: list[float], seed: int = 0) -> RatioSummary:
@@ -214,13 +245,17 @@ def summarize_ratio(numerators: list[float], denominators: list[float], seed: in
     rng = np.random.default_rng(seed)
     boots = np.median(rng.choice(r, size=(2000, r.size), replace=True), axis=1) if r.size > 1 else r
     return RatioSummary(
-        median=float(np.median(r)), q25=float(np.percentile(r, 25)), q75=float(np.percentile(r, 75)),
-        ci_low=float(np.percentile(boots, 2.5)), ci_high=float(np.percentile(boots, 97.5)), n=int(r.size),
+        median=float(np.median(r)),
+        q25=float(np.percentile(r, 25)),
+        q75=float(np.percentile(r, 75)),
+        ci_low=float(np.percentile(boots, 2.5)),
+        ci_high=float(np.percentile(boots, 97.5)),
+        n=int(r.size),
         ratios=[float(v) for v in r],
     )
 
 
-def print_ratio(label: str, summary: RatioSummary, goal: Optional[str] = None) -> None:
+def print_ratio(label: str, summary: RatioSummary, goal: str | None = None) -> None:
     """The last line of a benchmark: ``RATIO <label>: <median> ...``."""
     tail = f"  [goal {goal}]" if goal else ""
     print(f"RATIO {label}: {summary.describe()}{tail}", flush=True)
@@ -232,8 +267,14 @@ def print_ratio(label: str, summary: RatioSummary, goal: Optional[str] = None) -
 
 
 def build(
-    loss: str, dataset: str, width: float, device: torch.device, *, backbone: str = "resnet18",
-    channels_last: bool = False, group_size: Optional[int] = None,
+    loss: str,
+    dataset: str,
+    width: float,
+    device: torch.device,
+    *,
+    backbone: str = "resnet18",
+    channels_last: bool = False,
+    group_size: int | None = None,
 ):
     """(criterion, model, channels_last) exactly as ccloss.train builds them for this config;
     ``channels_last`` is the memory format the model got (feed batches in it), which is off where
@@ -312,9 +353,15 @@ class EpochBook:
 
 
 def train_step(
-    model: torch.nn.Module, criterion: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    x: torch.Tensor, y: torch.Tensor, step: int, amp: bool, book: EpochBook,
-    timer: Optional[PhaseTimer] = None,
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    step: int,
+    amp: bool,
+    book: EpochBook,
+    timer: PhaseTimer | None = None,
 ) -> None:
     """One iteration of the loop body of ``ccloss.train._train`` (same calls, same order).
 
@@ -340,4 +387,3 @@ def train_step(
     book.correct += (output.logits.detach().argmax(1) == y).sum()
     book.seen += y.shape[0]
     mark("bookkeeping")
-

@@ -20,6 +20,7 @@ The last line is the ratio of ResNet18 batch-512 images/s with bf16 + channels_l
 (or the best configuration that ran) over fp32, with the images/s (issue goal on an H200:
 >= 40,000 images/s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=1.0, help="target seconds per timed repeat (default 1)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per cell; the median is reported")
     p.add_argument("--warmup", type=int, default=15, help="untimed steps per cell after the first (default 15)")
-    p.add_argument("--budget-s", type=float, default=330.0,
-                   help="no compiled cell starts once this many seconds have passed (default 330)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=330.0,
+        help="no compiled cell starts once this many seconds have passed (default 330)",
+    )
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p.parse_args(argv)
 
@@ -92,16 +97,24 @@ def run_cell(backbone, batch, precision, group_size, images, labels, info, devic
     if compiled:
         torch._dynamo.reset()
     torch.manual_seed(args.seed)
-    criterion, model, channels_last = common.build("cc", "cifar100", args.width, device, backbone=backbone,
-                                    channels_last=channels_last, group_size=group_size or None)
+    criterion, model, channels_last = common.build(
+        "cc",
+        "cifar100",
+        args.width,
+        device,
+        backbone=backbone,
+        channels_last=channels_last,
+        group_size=group_size or None,
+    )
     optimizer = common.sgd(model)
     train_model = torch.compile(model) if compiled else model
     model.train()
-    loader = TensorLoader(images, labels, batch, train=True, info=info, device=device, seed=args.seed,
-                                   channels_last=channels_last)
+    loader = TensorLoader(
+        images, labels, batch, train=True, info=info, device=device, seed=args.seed, channels_last=channels_last
+    )
     stream = Stream(loader, device)
 
-    def steps(n: int) -> None:
+    def steps(n: int, train_model=train_model, criterion=criterion, optimizer=optimizer) -> None:
         for _ in range(n):
             x, y = stream.next()
             common.train_step(train_model, criterion, optimizer, x, y, stream.step, amp, stream.book)
@@ -129,13 +142,20 @@ def run_cell(backbone, batch, precision, group_size, images, labels, info, devic
         common.sync(device)
         rates.append(n * batch / (time.perf_counter() - t0))
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    del train_model, model, optimizer, criterion
+    del train_model, model, optimizer, criterion, steps
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {
-        "backbone": backbone, "batch": batch, "precision": precision, "group_size": group_size or None,
-        "images_per_sec": statistics.median(rates), "ms_per_step": 1e3 * batch / statistics.median(rates),
-        "steps_timed": n, "repeats": args.repeats, "first_step_s": first, "peak_gib": peak,
+        "backbone": backbone,
+        "batch": batch,
+        "precision": precision,
+        "group_size": group_size or None,
+        "images_per_sec": statistics.median(rates),
+        "ms_per_step": 1e3 * batch / statistics.median(rates),
+        "steps_timed": n,
+        "repeats": args.repeats,
+        "first_step_s": first,
+        "peak_gib": peak,
     }
 
 
@@ -153,8 +173,10 @@ def main(argv=None) -> int:
     info = datasets.dataset_info("cifar100")
     images, labels = common.synthetic_cifar(size, args.seed)
     images, labels = images.to(device), labels.to(device)  # once; TensorLoader keeps them there
-    print(f"   data: {size} synthetic CIFAR-shaped uint8 images on {device}, crop_flip; width {args.width}; "
-          f"median of {args.repeats} repeats of ~{args.seconds:g} s per cell; compile budget {args.budget_s:g} s")
+    print(
+        f"   data: {size} synthetic CIFAR-shaped uint8 images on {device}, crop_flip; width {args.width}; "
+        f"median of {args.repeats} repeats of ~{args.seconds:g} s per cell; compile budget {args.budget_s:g} s"
+    )
 
     eager = [p for p in args.precisions if not p.endswith("compile")]
     compiled = [p for p in args.precisions if p.endswith("compile")]
@@ -170,13 +192,18 @@ def main(argv=None) -> int:
                 if args.group_size and b == args.group_batch:
                     ccells.append((bb, b, compiled[0], args.group_size))
     results, skipped = [], []
-    header = f"   {'backbone':<9} {'batch':>5} {'precision':<16} {'group':>5} {'images/s':>10} {'ms/step':>8} {'peak GiB':>8} {'1st step s':>10}"
+    header = (
+        f"   {'backbone':<9} {'batch':>5} {'precision':<16} {'group':>5} {'images/s':>10} {'ms/step':>8} "
+        f"{'peak GiB':>8} {'1st step s':>10}"
+    )
     print(header, flush=True)
 
     def show(r: dict) -> None:
-        print(f"   {r['backbone']:<9} {r['batch']:>5} {r['precision']:<16} {str(r['group_size'] or '-'):>5} "
-              f"{r['images_per_sec']:>10.0f} {r['ms_per_step']:>8.2f} {r['peak_gib']:>8.2f} {r['first_step_s']:>10.1f}",
-              flush=True)
+        print(
+            f"   {r['backbone']:<9} {r['batch']:>5} {r['precision']:<16} {str(r['group_size'] or '-'):>5} "
+            f"{r['images_per_sec']:>10.0f} {r['ms_per_step']:>8.2f} {r['peak_gib']:>8.2f} {r['first_step_s']:>10.1f}",
+            flush=True,
+        )
 
     for cell in cells:
         r = run_cell(*cell, images, labels, info, device, args)
@@ -197,8 +224,11 @@ def main(argv=None) -> int:
     print(f"   total {time.perf_counter() - started:.0f} s; load average after: {common.load_average()}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": common.machine_lines(device), "results": results,
-                       "skipped": [list(c) for c in skipped]}, f, indent=1)
+            json.dump(
+                {"machine": common.machine_lines(device), "results": results, "skipped": [list(c) for c in skipped]},
+                f,
+                indent=1,
+            )
 
     def find(bb, b, p, g=None):
         for r in results:
@@ -217,10 +247,12 @@ def main(argv=None) -> int:
     if base is None or best is None:
         print("RATIO gpu_throughput: the fp32 or bf16 cell of the headline row did not run")
         return 0
-    print(f"RATIO gpu_throughput {device.type.upper()} ({bb}, batch {b}, images/s {best['precision']} / fp32): "
-          f"{best['images_per_sec'] / base['images_per_sec']:.2f} ({best['images_per_sec']:.0f} vs "
-          f"{base['images_per_sec']:.0f} images/s) [issue goal on an H200: >= 40000 images/s for ResNet18 "
-          f"batch 512 bf16+cl+compile]")
+    print(
+        f"RATIO gpu_throughput {device.type.upper()} ({bb}, batch {b}, images/s {best['precision']} / fp32): "
+        f"{best['images_per_sec'] / base['images_per_sec']:.2f} ({best['images_per_sec']:.0f} vs "
+        f"{base['images_per_sec']:.0f} images/s) [issue goal on an H200: >= 40000 images/s for ResNet18 "
+        f"batch 512 bf16+cl+compile]"
+    )
     return 0
 
 

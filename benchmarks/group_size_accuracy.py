@@ -17,6 +17,7 @@ the attention vectors (``dataset_intra_inter``: lower is more compact classes), 
     python benchmarks/group_size_accuracy.py            # about ten minutes on a 2-core CPU
 The last line compares b256_g32 with b32 and b256.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,10 +48,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     common.add_common_args(p)
     p.add_argument("--epochs", type=int, default=12, help="epochs of every run (default 12)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    p.add_argument("--width", type=float, default=0.125, help="width_mult (default 0.125: twice as fast as 0.25 on a CPU)")
+    p.add_argument(
+        "--width", type=float, default=0.125, help="width_mult (default 0.125: twice as fast as 0.25 on a CPU)"
+    )
     p.add_argument("--lr", type=float, default=0.1, help="lr at batch 32 (default 0.1)")
-    p.add_argument("--lr-scaling", choices=("none", "linear", "sqrt"), default="none",
-                   help="how the lr grows with the batch size (default none: 0.1 everywhere)")
+    p.add_argument(
+        "--lr-scaling",
+        choices=("none", "linear", "sqrt"),
+        default="none",
+        help="how the lr grows with the batch size (default none: 0.1 everywhere)",
+    )
     p.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=list(SETTINGS))
     p.add_argument("--json", default=None, help="also write every run's final metrics to this JSON file")
     return p.parse_args(argv)
@@ -67,7 +74,9 @@ def _mean_std(values: list[float]) -> str:
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return "undefined"
-    text = f"{values[0]:.3f}" if len(values) == 1 else f"{statistics.mean(values):.3f} +/- {statistics.stdev(values):.3f}"
+    text = (
+        f"{values[0]:.3f}" if len(values) == 1 else f"{statistics.mean(values):.3f} +/- {statistics.stdev(values):.3f}"
+    )
     return text + (f" ({undefined} of {undefined + len(values)} undefined)" if undefined else "")
 
 
@@ -76,9 +85,11 @@ def main(argv=None) -> int:
     device = common.setup(args, "group_size_accuracy: batch 256 with group_size 32 vs true batch 32 (digits)")
     if args.quick:
         args.epochs, args.seeds = 1, args.seeds[:1]
-    print(f"   digits, ResNet18+CAM width {args.width}, CC-Loss lambda 1, {args.epochs} epochs (lr x0.1 at 50% "
-          f"and 75%), SGD momentum 0.9 wd 5e-4, lr {args.lr} at batch 32, scaling {args.lr_scaling}, "
-          f"seeds {args.seeds}")
+    print(
+        f"   digits, ResNet18+CAM width {args.width}, CC-Loss lambda 1, {args.epochs} epochs (lr x0.1 at 50% "
+        f"and 75%), SGD momentum 0.9 wd 5e-4, lr {args.lr} at batch 32, scaling {args.lr_scaling}, "
+        f"seeds {args.seeds}"
+    )
     runs: dict[str, list[dict]] = {name: [] for name in args.settings}
     n_train = len(common.digits_train()[1])
     with tempfile.TemporaryDirectory(prefix="ccloss_group_") as tmp:
@@ -87,8 +98,16 @@ def main(argv=None) -> int:
                 batch, group = SETTINGS[name]
                 lr = lr_for(batch, args.lr, args.lr_scaling)
                 config = TrainConfig(
-                    dataset="digits", width_mult=args.width, loss="cc", batch_size=batch, group_size=group,
-                    epochs=args.epochs, lr=lr, seed=seed, device=device.type, out=str(Path(tmp) / f"{name}_{seed}"),
+                    dataset="digits",
+                    width_mult=args.width,
+                    loss="cc",
+                    batch_size=batch,
+                    group_size=group,
+                    epochs=args.epochs,
+                    lr=lr,
+                    seed=seed,
+                    device=device.type,
+                    out=str(Path(tmp) / f"{name}_{seed}"),
                     quiet=True,
                 )
                 started = time.perf_counter()
@@ -98,26 +117,39 @@ def main(argv=None) -> int:
                     print(f"   {name:<9} seed {seed}: diverged ({str(error).split(';')[0]})")
                     final = {"test_acc": float("nan"), "test_intra_inter": float("nan"), "diverged": True}
                 final.setdefault("test_intra_inter", float("nan"))
-                final.update(setting=name, seed=seed, batch=batch, group_size=group, lr=lr,
-                             wall_s=time.perf_counter() - started,
-                             steps_per_epoch=n_train // batch)  # the train loader drops the last batch
+                final.update(
+                    setting=name,
+                    seed=seed,
+                    batch=batch,
+                    group_size=group,
+                    lr=lr,
+                    wall_s=time.perf_counter() - started,
+                    steps_per_epoch=n_train // batch,
+                )  # the train loader drops the last batch
                 runs[name].append(final)
-                print(f"   {name:<9} seed {seed}: test_acc {final['test_acc']:.2f}  test_intra/inter "
-                      f"{final.get('test_intra_inter', float('nan')):.4f}  {final['wall_s']:.0f}s  "
-                      f"(load {common.load_average()})", flush=True)
+                print(
+                    f"   {name:<9} seed {seed}: test_acc {final['test_acc']:.2f}  test_intra/inter "
+                    f"{final.get('test_intra_inter', float('nan')):.4f}  {final['wall_s']:.0f}s  "
+                    f"(load {common.load_average()})",
+                    flush=True,
+                )
 
     print()
-    print(f"   | setting | batch | group_size | lr | steps/epoch | test acc (%) | test intra/inter | diverged | s/run |")
-    print(f"   |---|---|---|---|---|---|---|---|---|")
+    print("   | setting | batch | group_size | lr | steps/epoch | test acc (%) | test intra/inter | diverged | s/run |")
+    print("   |---|---|---|---|---|---|---|---|---|")
     for name in args.settings:
         rs = runs[name]
         batch, group = SETTINGS[name]
-        print(f"   | {name} | {batch} | {group or '-'} | {rs[0]['lr']:g} | {rs[0]['steps_per_epoch']} | "
-              f"{_mean_std([r['test_acc'] for r in rs])} | {_mean_std([r['test_intra_inter'] for r in rs])} | "
-              f"{sum(1 for r in rs if r.get('diverged'))} | {statistics.mean(r['wall_s'] for r in rs):.0f} |")
-    print(f"   (mean +/- std over {len(args.seeds)} seed(s); final-epoch numbers; an undefined intra/inter "
-          f"is 0/0: every test attention vector identical (an input-independent CAM); load average after: "
-          f"{common.load_average()})")
+        print(
+            f"   | {name} | {batch} | {group or '-'} | {rs[0]['lr']:g} | {rs[0]['steps_per_epoch']} | "
+            f"{_mean_std([r['test_acc'] for r in rs])} | {_mean_std([r['test_intra_inter'] for r in rs])} | "
+            f"{sum(1 for r in rs if r.get('diverged'))} | {statistics.mean(r['wall_s'] for r in rs):.0f} |"
+        )
+    print(
+        f"   (mean +/- std over {len(args.seeds)} seed(s); final-epoch numbers; an undefined intra/inter "
+        f"is 0/0: every test attention vector identical (an input-independent CAM); load average after: "
+        f"{common.load_average()})"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "runs": runs}, f, indent=1)
@@ -127,11 +159,13 @@ def main(argv=None) -> int:
         return statistics.mean(values) if values else float("nan")
 
     if all(n in runs for n in ("b32", "b256_g32", "b256")):
-        print(f"RATIO group_size_accuracy (test intra/inter over b32): b256_g32 "
-              f"{mean('b256_g32', 'test_intra_inter') / mean('b32', 'test_intra_inter'):.2f}, b256 "
-              f"{mean('b256', 'test_intra_inter') / mean('b32', 'test_intra_inter'):.2f}; test acc b32 "
-              f"{mean('b32', 'test_acc'):.2f}, b256_g32 {mean('b256_g32', 'test_acc'):.2f}, b256 "
-              f"{mean('b256', 'test_acc'):.2f}")
+        print(
+            f"RATIO group_size_accuracy (test intra/inter over b32): b256_g32 "
+            f"{mean('b256_g32', 'test_intra_inter') / mean('b32', 'test_intra_inter'):.2f}, b256 "
+            f"{mean('b256', 'test_intra_inter') / mean('b32', 'test_intra_inter'):.2f}; test acc b32 "
+            f"{mean('b32', 'test_acc'):.2f}, b256_g32 {mean('b256_g32', 'test_acc'):.2f}, b256 "
+            f"{mean('b256', 'test_acc'):.2f}"
+        )
     return 0
 
 

@@ -25,6 +25,7 @@ perf_counter around each part (and torch.cuda.synchronize on the GPU). Goal for 
     python benchmarks/pipeline.py --device cuda    # GPU, CIFAR-shaped
 The ratio is the last line printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,31 +43,52 @@ except ImportError:  # run as a script
     import common
 
 from ccloss import data as datasets
-from ccloss.loader import TensorLoader
 from ccloss.config import TrainConfig
+from ccloss.loader import TensorLoader
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_args(p)
-    p.add_argument("--data", choices=("digits", "cifar"), default=None,
-                   help="digits (the embedded set) or cifar (synthetic CIFAR-shaped); default: CPU digits, GPU cifar")
+    p.add_argument(
+        "--data",
+        choices=("digits", "cifar"),
+        default=None,
+        help="digits (the embedded set) or cifar (synthetic CIFAR-shaped); default: CPU digits, GPU cifar",
+    )
     p.add_argument("--pairs", type=int, default=None, help="interleaved pairs of epochs (default: CPU 3, GPU 2)")
     p.add_argument("--steps", type=int, default=None, help="cap on batches per epoch (default: the whole epoch)")
     p.add_argument("--dataset-size", type=int, default=20000, help="images of the synthetic CIFAR-shaped set")
     p.add_argument("--width", type=float, default=None, help="width_mult (default: CPU 0.25, GPU 1.0)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=None, help="tutorial DataLoader num_workers (default: CPU 0, GPU 2)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="ours: bf16 autocast (default: on for CUDA; off on the CPU, as ccloss.train)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="ours: channels_last (default: ccloss.train.TrainConfig's, on)")
-    p.add_argument("--compile", action="store_true", help="ours: torch.compile the model (as --compile of ccloss.train)")
-    p.add_argument("--overhead-steps", type=int, default=None,
-                   help="steps of each instrumented (overhead) epoch (default: CPU 42 = a digits epoch, GPU 300)")
+    p.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ours: bf16 autocast (default: on for CUDA; off on the CPU, as ccloss.train)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ours: channels_last (default: ccloss.train.TrainConfig's, on)",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="ours: torch.compile the model (as --compile of ccloss.train)"
+    )
+    p.add_argument(
+        "--overhead-steps",
+        type=int,
+        default=None,
+        help="steps of each instrumented (overhead) epoch (default: CPU 42 = a digits epoch, GPU 300)",
+    )
     p.add_argument("--profile", action="store_true", help="also profile both loops (torch.profiler, top operators)")
-    p.add_argument("--check-train", action="store_true",
-                   help="also run ccloss.train.train for one epoch and print its logged images_per_sec")
+    p.add_argument(
+        "--check-train",
+        action="store_true",
+        help="also run ccloss.train.train for one epoch and print its logged images_per_sec",
+    )
     return p.parse_args(argv)
 
 
@@ -198,20 +220,38 @@ def main(argv=None) -> int:
     opt_ours, opt_tut = common.sgd(model_ours), common.sgd(model_tut)
     train_model = torch.compile(model_ours) if args.compile else model_ours
 
-    loader_ours = TensorLoader(images, labels, args.batch_size, train=True, info=info, device=device,
-                                        seed=args.seed, channels_last=channels_last)
+    loader_ours = TensorLoader(
+        images,
+        labels,
+        args.batch_size,
+        train=True,
+        info=info,
+        device=device,
+        seed=args.seed,
+        channels_last=channels_last,
+    )
     g = torch.Generator().manual_seed(args.seed)
     loader_tut = torch.utils.data.DataLoader(
-        ArrayImageDataset(images, labels, tutorial_transform(info, augment)), batch_size=args.batch_size,
-        shuffle=True, num_workers=workers, drop_last=True, generator=g,
+        ArrayImageDataset(images, labels, tutorial_transform(info, augment)),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        generator=g,
     )
     per_epoch = min(len(loader_ours), max_steps or len(loader_ours)) * args.batch_size
-    print(f"   setting: {data_name} {tuple(images.shape)} uint8, ResNet18+CAM width {width}, CC-Loss, batch "
-          f"{args.batch_size}, {per_epoch} images per timed epoch, {pairs} pairs of epochs")
-    print(f"   ours: TensorLoader on {device.type}, augment={loader_ours.augment}, amp(bf16)={amp}, "
-          f"channels_last={channels_last}, compile={args.compile}")
-    print(f"   tutorial: DataLoader(num_workers={workers}) over PIL images, transforms "
-          f"{[type(t).__name__ for t in loader_tut.dataset.transform.transforms]}, fp32, NCHW")
+    print(
+        f"   setting: {data_name} {tuple(images.shape)} uint8, ResNet18+CAM width {width}, CC-Loss, batch "
+        f"{args.batch_size}, {per_epoch} images per timed epoch, {pairs} pairs of epochs"
+    )
+    print(
+        f"   ours: TensorLoader on {device.type}, augment={loader_ours.augment}, amp(bf16)={amp}, "
+        f"channels_last={channels_last}, compile={args.compile}"
+    )
+    print(
+        f"   tutorial: DataLoader(num_workers={workers}) over PIL images, transforms "
+        f"{[type(t).__name__ for t in loader_tut.dataset.transform.transforms]}, fp32, NCHW"
+    )
 
     steps = {"ours": 0}
     epoch_counter = {"ours": 0}
@@ -242,8 +282,10 @@ def main(argv=None) -> int:
     t_ours, t_tut = common.interleaved_pairs(timed_ours, timed_tut, pairs, device)
     ips_ours = [n / t for n, t in zip(seen["ours"], t_ours)]
     ips_tut = [n / t for n, t in zip(seen["tut"], t_tut)]
-    print(f"   images/s per epoch: ours {', '.join(f'{v:.0f}' for v in ips_ours)}; "
-          f"tutorial {', '.join(f'{v:.0f}' for v in ips_tut)}")
+    print(
+        f"   images/s per epoch: ours {', '.join(f'{v:.0f}' for v in ips_ours)}; "
+        f"tutorial {', '.join(f'{v:.0f}' for v in ips_tut)}"
+    )
     print(f"   median images/s: ours {statistics.median(ips_ours):.1f}, tutorial {statistics.median(ips_tut):.1f}")
 
     # overhead: instrumented epochs (sync at every phase boundary), not part of the throughput
@@ -255,8 +297,10 @@ def main(argv=None) -> int:
         shares[name] = share
         total = sum(totals.values())
         parts = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in sorted(totals.items(), key=lambda kv: -kv[1]))
-        print(f"   overhead {name}: {100 * share:.2f}% of step time outside forward/backward/optimizer "
-              f"({overhead_steps} steps: {parts})")
+        print(
+            f"   overhead {name}: {100 * share:.2f}% of step time outside forward/backward/optimizer "
+            f"({overhead_steps} steps: {parts})"
+        )
 
     if args.profile:
         n = max_steps or 20
@@ -268,15 +312,30 @@ def main(argv=None) -> int:
 
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            metrics = train(TrainConfig(dataset="digits", width_mult=width,
-                                        epochs=1, batch_size=args.batch_size, device=device.type, amp=amp,
-                                        channels_last=channels_last, out=tmp, quiet=True, seed=args.seed))
-            print(f"   ccloss.train.train, 1 digits epoch: images_per_sec {metrics['history'][0]['images_per_sec']:.1f} "
-                  f"(wall {time.perf_counter() - started:.1f}s with evaluation)")
+            metrics = train(
+                TrainConfig(
+                    dataset="digits",
+                    width_mult=width,
+                    epochs=1,
+                    batch_size=args.batch_size,
+                    device=device.type,
+                    amp=amp,
+                    channels_last=channels_last,
+                    out=tmp,
+                    quiet=True,
+                    seed=args.seed,
+                )
+            )
+            print(
+                f"   ccloss.train.train, 1 digits epoch: images_per_sec {metrics['history'][0]['images_per_sec']:.1f} "
+                f"(wall {time.perf_counter() - started:.1f}s with evaluation)"
+            )
 
     print(f"   load average after: {common.load_average()}")
-    print(f"OVERHEAD pipeline {device.type.upper()} (ours, outside fwd/bwd/opt): {100 * shares['ours']:.2f}% "
-          f"[goal <= 5%]; tutorial: {100 * shares['tutorial']:.2f}%")
+    print(
+        f"OVERHEAD pipeline {device.type.upper()} (ours, outside fwd/bwd/opt): {100 * shares['ours']:.2f}% "
+        f"[goal <= 5%]; tutorial: {100 * shares['tutorial']:.2f}%"
+    )
     summary = common.summarize_ratio(ips_ours, ips_tut, seed=args.seed)
     goal = ">= 3" if gpu else ">= 1.15"
     common.print_ratio(f"pipeline {device.type.upper()} {data_name} (images/s ours / tutorial)", summary, goal=goal)

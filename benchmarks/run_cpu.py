@@ -7,6 +7,7 @@ commands listed in benchmarks/README.md.
 
     python benchmarks/run_cpu.py            # or: make bench
 """
+
 from __future__ import annotations
 
 import argparse

@@ -9,6 +9,7 @@ The learner's path: :mod:`ccloss.attention` (the SE block), :mod:`ccloss.cc_loss
 :mod:`ccloss.data` and :mod:`ccloss.loader`, :mod:`ccloss.train`. The experiment machinery is in
 :mod:`ccloss.experiments`, the plumbing in :mod:`ccloss.runtime`.
 """
+
 from .attention import ChannelAttention
 from .cc_loss import FORMS, NORMALIZATIONS, CCLoss, CCStats, cc_statistics, pairwise_distances
 from .config import TrainConfig
@@ -17,6 +18,18 @@ from .models import BACKBONES, ModelOutput, build_model
 
 __version__ = "0.2.0"
 __all__ = [
-    "BACKBONES", "FORMS", "LOSSES", "NORMALIZATIONS", "CCLoss", "CCStats", "ChannelAttention", "ModelOutput",
-    "TrainConfig", "build_criterion", "build_model", "cc_statistics", "pairwise_distances", "__version__",
+    "BACKBONES",
+    "FORMS",
+    "LOSSES",
+    "NORMALIZATIONS",
+    "CCLoss",
+    "CCStats",
+    "ChannelAttention",
+    "ModelOutput",
+    "TrainConfig",
+    "build_criterion",
+    "build_model",
+    "cc_statistics",
+    "pairwise_distances",
+    "__version__",
 ]

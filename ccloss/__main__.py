@@ -1,4 +1,5 @@
 """``python -m ccloss``: see ``ccloss.cli``."""
+
 import sys
 
 from .cli import main

@@ -7,30 +7,46 @@ Conventions: ``attention`` is an N x C array of channel-attention vectors, ``lab
 class indices; distances are squared Euclidean unless ``squared=False`` (the CC-Loss default,
 :func:`ccloss.cc_loss.pairwise_distances`).
 """
+
 from __future__ import annotations
 
 import math
 import os
 import time
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .cc_loss import cc_statistics, dataset_intra_inter, pairwise_distances
+from .cc_loss import cc_statistics, pairwise_distances
 from .experiments.tables import iter_runs
+from .metrics import dataset_intra_inter
 
 __all__ = [
-    "ArrayLike", "collect_embeddings", "test_embeddings", "class_sorted",
-    "stratified_subset", "class_distance_matrix", "class_channel_matrix", "channel_order",
-    "tsne_embed", "silhouette", "embedding_scores", "toy_attention", "descend_cc",
-    "imbalanced_labels", "variant_table", "naive_pairwise_distances", "time_distances", "load_histories",
+    "ArrayLike",
+    "collect_embeddings",
+    "test_embeddings",
+    "class_sorted",
+    "stratified_subset",
+    "class_distance_matrix",
+    "class_channel_matrix",
+    "channel_order",
+    "tsne_embed",
+    "silhouette",
+    "embedding_scores",
+    "toy_attention",
+    "descend_cc",
+    "imbalanced_labels",
+    "variant_table",
+    "naive_pairwise_distances",
+    "time_distances",
+    "load_histories",
     "history_summary",
 ]
 
-ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
+ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]  # noqa: UP007 (a runtime alias on Python 3.10)
 
 
 def _numpy(x: ArrayLike, dtype=np.float64) -> np.ndarray:
@@ -56,8 +72,15 @@ def _labels(labels: ArrayLike) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def collect_embeddings(model: torch.nn.Module, loader_or_images, labels: Optional[torch.Tensor] = None, *,
-                       info=None, device: str | torch.device = "cpu", batch_size: int = 512) -> dict[str, np.ndarray]:
+def collect_embeddings(
+    model: torch.nn.Module,
+    loader_or_images,
+    labels: torch.Tensor | None = None,
+    *,
+    info=None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+) -> dict[str, np.ndarray]:
     """Features, attention vectors, logits, predictions and labels of a model over a data set.
 
     ``loader_or_images`` is a loader yielding ``(x, y)`` (e.g. a test :class:`ccloss.data.TensorLoader`)
@@ -83,8 +106,7 @@ def collect_embeddings(model: torch.nn.Module, loader_or_images, labels: Optiona
     return out
 
 
-def test_embeddings(run_dir: str | os.PathLike, data_dir: Optional[str] = None,
-                    device: str = "cpu") -> dict[str, Any]:
+def test_embeddings(run_dir: str | os.PathLike, data_dir: str | None = None, device: str = "cpu") -> dict[str, Any]:
     """Load a finished run (:func:`ccloss.train.load_run`) and embed its dataset's test split.
 
     Returns :func:`collect_embeddings`'s arrays plus ``config``, ``metrics`` and ``test_acc`` (%).
@@ -130,8 +152,9 @@ def stratified_subset(labels: ArrayLike, size: int, seed: int = 0) -> np.ndarray
 # --------------------------------------------------------------------------------------------
 
 
-def class_distance_matrix(attention: ArrayLike, labels: ArrayLike, num_classes: Optional[int] = None,
-                          squared: bool = True) -> np.ndarray:
+def class_distance_matrix(
+    attention: ArrayLike, labels: ArrayLike, num_classes: int | None = None, squared: bool = True
+) -> np.ndarray:
     """K x K matrix of mean pairwise distances between the vectors of class a and class b.
 
     M[a, b] = mean_{i in a, j in b} D_ij for a != b, and M[a, a] the mean over pairs i != j of class
@@ -170,14 +193,14 @@ def class_distance_matrix(attention: ArrayLike, labels: ArrayLike, num_classes: 
     totals = np.zeros((k, k))
     onehot = np.eye(k)[labels]
     for start in range(0, len(x), 1024):
-        block = torch.cdist(tensor[start:start + 1024], tensor).numpy()
-        totals += onehot[start:start + 1024].T @ block @ onehot
+        block = torch.cdist(tensor[start : start + 1024], tensor).numpy()
+        totals += onehot[start : start + 1024].T @ block @ onehot
     pairs = np.outer(counts, counts) - np.diag(counts)
     np.divide(totals, pairs, out=out, where=pairs > 0)
     return out
 
 
-def class_channel_matrix(attention: ArrayLike, labels: ArrayLike, num_classes: Optional[int] = None) -> np.ndarray:
+def class_channel_matrix(attention: ArrayLike, labels: ArrayLike, num_classes: int | None = None) -> np.ndarray:
     """K x C matrix of the mean attention value of each channel over the samples of each class.
 
     Row a is mu_a = (1 / n_a) sum_{i in a} attention_i: the class's average channel profile (NaN
@@ -209,8 +232,9 @@ def channel_order(class_channel: ArrayLike) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def tsne_embed(x: ArrayLike, seed: int = 0, max_iter: int = 1000, pca_dims: int = 50,
-               perplexity: float = 30.0) -> np.ndarray:
+def tsne_embed(
+    x: ArrayLike, seed: int = 0, max_iter: int = 1000, pca_dims: int = 50, perplexity: float = 30.0
+) -> np.ndarray:
     """2-D t-SNE (van der Maaten and Hinton, 2008) of the rows of ``x``, after PCA to <= ``pca_dims``.
 
     scikit-learn's ``TSNE(init="pca", learning_rate="auto", max_iter=..., random_state=seed)`` on the
@@ -224,8 +248,14 @@ def tsne_embed(x: ArrayLike, seed: int = 0, max_iter: int = 1000, pca_dims: int 
     if x.shape[1] > dims:
         x = PCA(n_components=dims, random_state=seed).fit_transform(x)
     perplexity = min(float(perplexity), max(1.0, (x.shape[0] - 1) / 3.0))
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                max_iter=int(max_iter), random_state=int(seed))
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        learning_rate="auto",
+        max_iter=int(max_iter),
+        random_state=int(seed),
+    )
     return tsne.fit_transform(x)
 
 
@@ -242,7 +272,7 @@ def embedding_scores(embeddings: Mapping[str, Mapping[str, Any]]) -> pd.DataFram
 
     ``embeddings`` maps a model name to :func:`collect_embeddings`-style dicts. The ratio is
     d_intra / d_inter of squared distances over the whole set
-    (:func:`ccloss.cc_loss.dataset_intra_inter`), the statistic CC-Loss minimises per batch.
+    (:func:`ccloss.metrics.dataset_intra_inter`), the statistic CC-Loss minimises per batch.
     """
     rows = []
     for name, emb in embeddings.items():
@@ -265,8 +295,14 @@ def embedding_scores(embeddings: Mapping[str, Mapping[str, Any]]) -> pd.DataFram
 # --------------------------------------------------------------------------------------------
 
 
-def toy_attention(n_per_class: int = 8, num_classes: int = 3, dim: int = 2, spread: float = 1.0,
-                  centre_scale: float = 0.6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def toy_attention(
+    n_per_class: int = 8,
+    num_classes: int = 3,
+    dim: int = 2,
+    spread: float = 1.0,
+    centre_scale: float = 0.6,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A small labelled set of "attention logits": class centres N(0, centre_scale^2), samples
     centre + N(0, spread^2).
 
@@ -280,8 +316,15 @@ def toy_attention(n_per_class: int = 8, num_classes: int = 3, dim: int = 2, spre
     return z, labels
 
 
-def descend_cc(vectors: torch.Tensor, labels: torch.Tensor, steps: int = 100, lr: float = 0.5, *,
-               sigmoid: bool = True, **cc_options: Any) -> dict[str, np.ndarray]:
+def descend_cc(
+    vectors: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int = 100,
+    lr: float = 0.5,
+    *,
+    sigmoid: bool = True,
+    **cc_options: Any,
+) -> dict[str, np.ndarray]:
     """Plain gradient descent on CC-Loss alone, moving a leaf tensor: z <- z - lr * dCC/dz.
 
     With ``sigmoid=True`` the vectors are ``sigmoid(z)`` (attention values in (0, 1), the SE
@@ -304,8 +347,12 @@ def descend_cc(vectors: torch.Tensor, labels: torch.Tensor, steps: int = 100, lr
         (grad,) = torch.autograd.grad(stats.loss, z)
         with torch.no_grad():
             z -= lr * grad
-    return {"trajectory": np.stack(trajectory), "loss": np.array(losses), "d_intra": np.array(intra),
-            "d_inter": np.array(inter)}
+    return {
+        "trajectory": np.stack(trajectory),
+        "loss": np.array(losses),
+        "d_intra": np.array(intra),
+        "d_inter": np.array(inter),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,8 +369,9 @@ def imbalanced_labels(n: int, num_classes: int) -> torch.Tensor:
     return labels
 
 
-def variant_table(attention: torch.Tensor, labels: torch.Tensor,
-                  variants: Optional[Iterable[Mapping[str, Any]]] = None, seed: int = 0) -> pd.DataFrame:
+def variant_table(
+    attention: torch.Tensor, labels: torch.Tensor, variants: Iterable[Mapping[str, Any]] | None = None, seed: int = 0
+) -> pd.DataFrame:
     """CC-Loss variants evaluated on one batch, with columns that explain the default form:
 
     - ``batch``: on the batch as given;
@@ -336,10 +384,10 @@ def variant_table(attention: torch.Tensor, labels: torch.Tensor,
       pair counts instead of the distances.
     """
     if variants is None:
-        variants = (
-            [{"form": f} for f in ("ratio", "sums", "difference", "log_ratio")]
-            + [{"form": "ratio", "squared": False}, {"form": "ratio", "group_size": 8}]
-        )
+        variants = [{"form": f} for f in ("ratio", "sums", "difference", "log_ratio")] + [
+            {"form": "ratio", "squared": False},
+            {"form": "ratio", "group_size": 8},
+        ]
     a = attention.detach().to(torch.float64)
     labels = torch.as_tensor(labels)
     g = torch.Generator().manual_seed(int(seed))
@@ -348,14 +396,17 @@ def variant_table(attention: torch.Tensor, labels: torch.Tensor,
     rows = []
     for options in variants:
         options = dict(options)
-        rows.append({
-            "form": options.get("form", "ratio"), "squared": options.get("squared", True),
-            "group_size": str(options.get("group_size")),
-            "batch": float(cc_statistics(a, labels, **options).loss),
-            "batch x10": float(cc_statistics(10 * a, labels, **options).loss),
-            "random": float(cc_statistics(random, labels, **options).loss),
-            "random, imbalanced": float(cc_statistics(random, skewed, **options).loss),
-        })
+        rows.append(
+            {
+                "form": options.get("form", "ratio"),
+                "squared": options.get("squared", True),
+                "group_size": str(options.get("group_size")),
+                "batch": float(cc_statistics(a, labels, **options).loss),
+                "batch x10": float(cc_statistics(10 * a, labels, **options).loss),
+                "random": float(cc_statistics(random, labels, **options).loss),
+                "random, imbalanced": float(cc_statistics(random, skewed, **options).loss),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -367,8 +418,9 @@ def naive_pairwise_distances(attention: torch.Tensor, squared: bool = True) -> t
     return dist if squared else dist.clamp_min(0).sqrt()
 
 
-def time_distances(batch_sizes: Sequence[int] = (32, 64, 128, 256, 512), channels: int = 128,
-                   repeats: int = 5, seed: int = 0) -> pd.DataFrame:
+def time_distances(
+    batch_sizes: Sequence[int] = (32, 64, 128, 256, 512), channels: int = 128, repeats: int = 5, seed: int = 0
+) -> pd.DataFrame:
     """Forward + backward time (best of ``repeats``, ms) of the Gram-form distances
     (:func:`ccloss.cc_loss.pairwise_distances`) against the naive broadcast, float32 on the CPU,
     and the largest absolute difference between the two matrices."""
@@ -388,8 +440,16 @@ def time_distances(batch_sizes: Sequence[int] = (32, 64, 128, 256, 512), channel
             times[name] = 1000.0 * best
         with torch.no_grad():
             err = float((pairwise_distances(a) - naive_pairwise_distances(a)).abs().max())
-        rows.append({"B": int(b), "C": int(channels), "gram (ms)": times["gram"], "naive (ms)": times["naive"],
-                     "speed-up": times["naive"] / max(times["gram"], 1e-9), "max |diff|": err})
+        rows.append(
+            {
+                "B": int(b),
+                "C": int(channels),
+                "gram (ms)": times["gram"],
+                "naive (ms)": times["naive"],
+                "speed-up": times["naive"] / max(times["gram"], 1e-9),
+                "max |diff|": err,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -410,9 +470,17 @@ def load_histories(run_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
             for metric, value in record.items():
                 if metric == "epoch" or not isinstance(value, (int, float)):
                     continue
-                rows.append({"run_dir": str(run_dir), "loss": config.get("loss"), "seed": config.get("seed"),
-                             "cam": config.get("cam"), "epoch": int(record["epoch"]), "metric": metric,
-                             "value": float(value)})
+                rows.append(
+                    {
+                        "run_dir": str(run_dir),
+                        "loss": config.get("loss"),
+                        "seed": config.get("seed"),
+                        "cam": config.get("cam"),
+                        "epoch": int(record["epoch"]),
+                        "metric": metric,
+                        "value": float(value),
+                    }
+                )
     return pd.DataFrame(rows, columns=["run_dir", "loss", "seed", "cam", "epoch", "metric", "value"])
 
 

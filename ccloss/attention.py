@@ -5,6 +5,7 @@ Networks", CVPR 2018). The CC-Loss paper places a CAM after the last convolution
 applies its loss to the vectors ``a``; a third-party reading of the paper says the CAM is an SE
 block, which is the reconstruction used here (see the README, "What the paper leaves open").
 """
+
 from __future__ import annotations
 
 import torch
@@ -67,5 +68,7 @@ class ChannelAttention(nn.Module):
         return x * attention[:, :, None, None], attention
 
     def extra_repr(self) -> str:
-        return (f"channels={self.channels}, reduction={self.reduction}, hidden={self.hidden}, "
-                f"activation={self.activation!r}")
+        return (
+            f"channels={self.channels}, reduction={self.reduction}, hidden={self.hidden}, "
+            f"activation={self.activation!r}"
+        )

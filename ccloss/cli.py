@@ -5,12 +5,14 @@ Every ``train`` flag is a :class:`ccloss.config.TrainConfig` field (``--width-mu
 list the valid ones. All string parsing of the package happens here (``--loss-param NAME=VALUE``,
 ``-p NAME VALUE``); the library itself takes typed values.
 """
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
@@ -27,31 +29,49 @@ from .train import NonFiniteLossError
 __all__ = ["main", "build_parser", "config_from_args", "parse_loss_params", "describe_losses"]
 
 _HELP = {
-    "dataset": "dataset name", "data_dir": "folder holding the datasets (see data/README.md)",
+    "dataset": "dataset name",
+    "data_dir": "folder holding the datasets (see data/README.md)",
     "backbone": "backbone network",
     "cam_activation": "the SE block's hidden activation (leaky_relu cannot die)",
     "cam_min_hidden": "a floor on the SE block's hidden width (1: none)",
-    "eval_split": "evaluate on test, or on val (then train on train without val: for choosing settings)", "width_mult": "channel width multiplier (1.0 = standard; 0.25 for CPU demos)",
+    "eval_split": "evaluate on test, or on val (then train on train without val: for choosing settings)",
+    "width_mult": "channel width multiplier (1.0 = standard; 0.25 for CPU demos)",
     "stem": "first layers: cifar (3x3, no max-pool) or imagenet; default: the dataset's suggestion",
     "pretrained": "initial weights: 'imagenet' (torchvision, needs internet) or a state-dict path",
-    "loss": "training objective", "lam": "weight of the loss's extra term (CC-Loss: lambda); default: the loss's own",
+    "loss": "training objective",
+    "lam": "weight of the loss's extra term (CC-Loss: lambda); default: the loss's own",
     "form": "CC-Loss form: ratio, sums, difference or log_ratio (default ratio)",
     "group_size": "take the CC statistic over groups of this many samples (default: the whole batch)",
-    "batch_size": "mini-batch size per process", "epochs": "training epochs", "lr": "SGD learning rate",
-    "momentum": "SGD momentum", "weight_decay": "SGD weight decay",
+    "batch_size": "mini-batch size per process",
+    "epochs": "training epochs",
+    "lr": "SGD learning rate",
+    "momentum": "SGD momentum",
+    "weight_decay": "SGD weight decay",
     "lr_milestones": "fractions of the epochs where the lr is multiplied by --lr-gamma",
-    "lr_gamma": "lr decay factor", "seed": "random seed (CPU runs are bit-for-bit repeatable)",
-    "device": "auto (CUDA when available), cpu or cuda", "amp": "bf16 autocast (CUDA only)",
-    "channels_last": "channels_last memory format", "compile": "torch.compile the model",
+    "lr_gamma": "lr decay factor",
+    "seed": "random seed (CPU runs are bit-for-bit repeatable)",
+    "device": "auto (CUDA when available), cpu or cuda",
+    "amp": "bf16 autocast (CUDA only)",
+    "channels_last": "channels_last memory format",
+    "compile": "torch.compile the model",
     "cc_scope": "under torchrun: CC-Loss over the global batch (gathered) or per process",
-    "sync_bn": "under torchrun: synchronised BatchNorm", "download": "try torchvision's download where one exists",
-    "out": "run directory", "resume": "continue an interrupted run (a finished one is just loaded)",
-    "overwrite": "start again even if --out holds a run", "quiet": "no progress bar or per-epoch lines",
+    "sync_bn": "under torchrun: synchronised BatchNorm",
+    "download": "try torchvision's download where one exists",
+    "out": "run directory",
+    "resume": "continue an interrupted run (a finished one is just loaded)",
+    "overwrite": "start again even if --out holds a run",
+    "quiet": "no progress bar or per-epoch lines",
 }
 _CHOICES = {
-    "dataset": tuple(datasets.DATASETS), "backbone": BACKBONES, "loss": tuple(LOSSES), "device": DEVICES,
-    "stem": STEMS, "cc_scope": CC_SCOPES, "form": FORMS,
-    "eval_split": EVAL_SPLITS, "cam_activation": ACTIVATIONS,
+    "dataset": tuple(datasets.DATASETS),
+    "backbone": BACKBONES,
+    "loss": tuple(LOSSES),
+    "device": DEVICES,
+    "stem": STEMS,
+    "cc_scope": CC_SCOPES,
+    "form": FORMS,
+    "eval_split": EVAL_SPLITS,
+    "cam_activation": ACTIVATIONS,
 }
 
 
@@ -113,33 +133,42 @@ def describe_losses() -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows)
 
 
+#: The type of each TrainConfig field whose flag takes a value (the rest are strings).
+_TYPES = {
+    "width_mult": float, "lam": float, "lr": float, "momentum": float, "weight_decay": float, "lr_gamma": float,
+    "batch_size": int, "epochs": int, "seed": int, "group_size": int, "cam_min_hidden": int,
+}  # fmt: skip
+
+
+def _flag_for(name: str, default: Any) -> tuple[str, dict]:
+    """The flag and ``add_argument`` keywords of one TrainConfig field."""
+    flag, help_text = "--" + name.replace("_", "-"), _HELP.get(name, name)
+    if name == "cam":
+        return "--no-cam", {"action": "store_false", "help": "drop the channel attention module (default: with CAM)"}
+    if name == "loss_params":
+        return "--loss-param", {"action": "append", "type": _key_value, "default": [], "metavar": "NAME=VALUE",
+                                "help": "a hyperparameter of the loss (repeatable); see the list below"}  # fmt: skip
+    if isinstance(default, bool):
+        if default:
+            return "--no-" + name.replace("_", "-"), {
+                "action": "store_false",
+                "help": f"turn off: {help_text} (default: on)",
+            }
+        return flag, {"action": "store_true", "help": f"{help_text} (default: off)"}
+    if name == "lr_milestones":
+        return flag, {"type": float, "nargs": "+", "default": list(default),
+                      "help": f"{help_text} (default: {' '.join(map(str, default))})"}  # fmt: skip
+    return flag, {"type": _TYPES.get(name, str), "default": default, "choices": _CHOICES.get(name),
+                  "help": f"{help_text} (default: {default})"}  # fmt: skip
+
+
 def add_train_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
     """One flag per TrainConfig field, named after it, with its default in the help."""
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        help_text = _HELP.get(f.name, f.name)
-        if f.name == "cam":
-            parser.add_argument("--no-cam", dest="cam", action="store_false", help="drop the channel attention module (default: with CAM)")
-        elif f.name == "loss_params":
-            parser.add_argument("--loss-param", dest="loss_params", action="append", type=_key_value, default=[],
-                                metavar="NAME=VALUE", help="a hyperparameter of the loss (repeatable); see the list below")
-        elif isinstance(default, bool) and default:
-            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
-                                help=f"turn off: {help_text} (default: on)")
-        elif isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, action="store_true", help=f"{help_text} (default: off)")
-        elif f.name == "lr_milestones":
-            parser.add_argument(flag, dest=f.name, type=float, nargs="+", default=list(default), help=f"{help_text} (default: {' '.join(map(str, default))})")
-        else:
-            kind = {"width_mult": float, "lam": float, "lr": float, "momentum": float, "weight_decay": float,
-                    "lr_gamma": float, "batch_size": int, "epochs": int, "seed": int, "group_size": int,
-                    "cam_min_hidden": int}.get(f.name, str)
-            parser.add_argument(flag, dest=f.name, type=kind, default=default, choices=_CHOICES.get(f.name),
-                                help=f"{help_text} (default: {default})")
+        if f.name not in skip:
+            flag, keywords = _flag_for(f.name, getattr(defaults, f.name))
+            parser.add_argument(flag, dest=f.name, **keywords)
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
@@ -153,16 +182,23 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
 
 
 def _add_train_commands(sub) -> None:
-    train_parser = sub.add_parser("train", help="train one model into a run directory",
-                                  description="Train one model into a run directory.",
-                                  epilog="Losses and their hyperparameters (--loss-param NAME=VALUE):\n" + describe_losses(),
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    train_parser = sub.add_parser(
+        "train",
+        help="train one model into a run directory",
+        description="Train one model into a run directory.",
+        epilog="Losses and their hyperparameters (--loss-param NAME=VALUE):\n" + describe_losses(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_train_arguments(train_parser)
-    compare = sub.add_parser("compare", help="CE+CAM against CC-Loss over seeds, as a table",
-                             description="Train (or load) each loss for each seed and print mean +/- std.")
+    compare = sub.add_parser(
+        "compare",
+        help="CE+CAM against CC-Loss over seeds, as a table",
+        description="Train (or load) each loss for each seed and print mean +/- std.",
+    )
     add_train_arguments(compare, skip=("loss", "seed", "out", "resume", "overwrite"))
-    compare.add_argument("--losses", nargs="+", default=["ce", "cc"], choices=tuple(LOSSES),
-                         help="losses to compare (default: ce cc)")
+    compare.add_argument(
+        "--losses", nargs="+", default=["ce", "cc"], choices=tuple(LOSSES), help="losses to compare (default: ce cc)"
+    )
     compare.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
     compare.add_argument("--out", default="runs/compare", help="folder of the run directories (default: runs/compare)")
     run_all = sub.add_parser("run-all", help="what `make run` does: execute the notebooks, then print the table")
@@ -171,33 +207,55 @@ def _add_train_commands(sub) -> None:
 
 def _add_sweep_commands(sub) -> None:
     sweep = sub.add_parser(
-        "sweep", help="run a sweep file (a grid of notebook runs), resumable",
+        "sweep",
+        help="run a sweep file (a grid of notebook runs), resumable",
         description="Run every point of a sweep file with papermill into OUT/<name>/<point>/. Rerunning skips "
-                    "finished points and resumes the others.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "finished points and resumes the others.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     sweep.add_argument("file", help="sweep YAML file, e.g. sweeps/small_lambda.yaml")
-    sweep.add_argument("--jobs", "-j", type=int, default=1, help="points at once (one process each; one GPU each when several)")
+    sweep.add_argument(
+        "--jobs", "-j", type=int, default=1, help="points at once (one process each; one GPU each when several)"
+    )
     sweep.add_argument("--out", default="runs", help="folder that receives <name>/")
     sweep.add_argument("--name", default=None, help="output folder name instead of the file's `name`")
-    sweep.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                       help="override a parameter (YAML value: 0.5, true, [0,1,2]); repeatable")
+    sweep.add_argument(
+        "-p",
+        "--parameter",
+        dest="parameters",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="override a parameter (YAML value: 0.5, true, [0,1,2]); repeatable",
+    )
     sweep.add_argument("--dry-run", action="store_true", help="list the points and their status, run nothing")
     sweep.add_argument("--report", action="store_true", help="write and print the report when every point succeeded")
     report = sub.add_parser(
-        "report", help="mean +/- std over seeds of a sweep folder, beside the paper",
+        "report",
+        help="mean +/- std over seeds of a sweep folder, beside the paper",
         description="Aggregate a sweep folder over seeds (mean +/- std, n), join the paper's table, and write "
-                    "report.csv and report.md into the folder.")
+        "report.csv and report.md into the folder.",
+    )
     report.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/small_lambda")
-    report.add_argument("--export", default=None, metavar="DIR",
-                        help="also copy the small result files (no checkpoints, no notebooks) to DIR/<name>/")
-    study = sub.add_parser("study", help="the CC-Loss default study: mean +/- std per candidate and the selection",
-                           description="Read the study's sweep folders (points with a label) and apply the "
-                                       "pre-registered selection rule of docs/study_cc_default.md.")
+    report.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="also copy the small result files (no checkpoints, no notebooks) to DIR/<name>/",
+    )
+    study = sub.add_parser(
+        "study",
+        help="the CC-Loss default study: mean +/- std per candidate and the selection",
+        description="Read the study's sweep folders (points with a label) and apply the "
+        "pre-registered selection rule of docs/study_cc_default.md.",
+    )
     study.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/study_screen runs/study_finalists")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ccloss",
-                                     description="CC-Loss: train, compare, sweep, report and study.")
+    parser = argparse.ArgumentParser(
+        prog="python -m ccloss", description="CC-Loss: train, compare, sweep, report and study."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train_commands(sub)
     _add_sweep_commands(sub)
@@ -209,8 +267,10 @@ def _train_command(args: argparse.Namespace) -> int:
 
     final = train(config_from_args(args)).get("final") or {}
     split = args.eval_split
-    print(f"done: {split}_acc {final.get(f'{split}_acc', float('nan')):.2f}%  "
-          f"best {final.get(f'best_{split}_acc', float('nan')):.2f}%  run directory {args.out}")
+    print(
+        f"done: {split}_acc {final.get(f'{split}_acc', float('nan')):.2f}%  "
+        f"best {final.get(f'best_{split}_acc', float('nan')):.2f}%  run directory {args.out}"
+    )
     return 0
 
 
@@ -246,8 +306,9 @@ def _sweep_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--name {args.name!r} must be a plain folder name")
         sweep.name = args.name
     try:
-        result = run_sweep(sweep, args.out, jobs=args.jobs, dry_run=args.dry_run,
-                           log=lambda message: print(message, flush=True))
+        result = run_sweep(
+            sweep, args.out, jobs=args.jobs, dry_run=args.dry_run, log=lambda message: print(message, flush=True)
+        )
     except RuntimeError as error:  # another sweep holds the folder
         raise ValueError(str(error)) from None
     if args.dry_run:
@@ -286,11 +347,17 @@ def _study_command(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _train_command, "compare": _compare_command, "run-all": _run_all_command,
-             "sweep": _sweep_command, "report": _report_command, "study": _study_command}
+_COMMANDS = {
+    "train": _train_command,
+    "compare": _compare_command,
+    "run-all": _run_all_command,
+    "sweep": _sweep_command,
+    "report": _report_command,
+    "study": _study_command,
+}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(_COMMANDS[args.command](args) or 0)

@@ -3,21 +3,26 @@
 Paper recipe (inferred, docs/paper_choices.md): SGD lr 0.1, momentum 0.9, weight decay 5e-4,
 lr x0.1 at 50 % and 75 % of the epochs, batch 32, loss = CE + lambda * CC.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
+
+import torch
 
 from .attention import ACTIVATIONS
-from .data import DATASETS
-from .losses import LOSSES, ROUTED, mcloss_xi_for, routed_hparams
-from .models import BACKBONES, STEMS
+from .data import DATASETS, DatasetInfo
+from .losses import LOSSES, ROUTED, build_criterion, mcloss_xi_for, model_kwargs_for, routed_hparams
+from .models import BACKBONES, STEMS, build_model
 from .runtime.devices import DEVICES
 
-__all__ = ["TrainConfig", "EVAL_SPLITS", "CC_SCOPES"]
+__all__ = ["TrainConfig", "EVAL_SPLITS", "CC_SCOPES", "build_for_config"]
 
 EVAL_SPLITS = ("test", "val")
+#: What fields added later meant before they existed (for config.json files written earlier).
+LEGACY_DEFAULTS = {"cam_activation": "relu", "cam_min_hidden": 1, "eval_split": "test"}
 CC_SCOPES = ("global", "local")
 
 
@@ -29,15 +34,15 @@ class TrainConfig:
     data_dir: str = "data"  #: where the datasets that need files live (see data/README.md)
     backbone: str = "resnet18"  #: resnet18 or vgg16 (with batch norm)
     width_mult: float = 0.25  #: 1.0 = standard widths; 0.25 for CPU demos
-    stem: Optional[str] = None  #: cifar or imagenet; None = the dataset's suggestion
+    stem: str | None = None  #: cifar or imagenet; None = the dataset's suggestion
     cam: bool = True  #: the channel attention module (CC-Loss needs it)
     cam_activation: str = "relu"  #: the SE block's hidden activation: relu or leaky_relu
     cam_min_hidden: int = 1  #: a floor on the SE block's hidden width (1: none, C // 16 units)
-    pretrained: Optional[str] = None  #: None, "imagenet" or a state-dict path
+    pretrained: str | None = None  #: None, "imagenet" or a state-dict path
     loss: str = "cc"  #: ce, cc, focal, asoftmax, mcloss, ical, fical
-    lam: Optional[float] = None  #: weight of the loss's extra term; None = the loss's default
-    form: Optional[str] = None  #: CC-Loss form (ratio, sums, difference, log_ratio); None = default
-    group_size: Optional[int] = None  #: CC statistic over groups of this many samples; None = batch
+    lam: float | None = None  #: weight of the loss's extra term; None = the loss's default
+    form: str | None = None  #: CC-Loss form (ratio, sums, difference, log_ratio); None = default
+    group_size: int | None = None  #: CC statistic over groups of this many samples; None = batch
     loss_params: dict = field(default_factory=dict)  #: other hyperparameters of the loss, by name
     batch_size: int = 32  #: per process (the paper's best is 32)
     epochs: int = 15
@@ -62,9 +67,16 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise ValueError with the valid choices for anything unknown or out of range."""
-        for name, valid in (("dataset", tuple(DATASETS)), ("backbone", BACKBONES), ("loss", tuple(LOSSES)),
-                            ("device", DEVICES), ("cc_scope", CC_SCOPES), ("eval_split", EVAL_SPLITS),
-                            ("cam_activation", ACTIVATIONS), ("stem", (None, *STEMS))):
+        for name, valid in (
+            ("dataset", tuple(DATASETS)),
+            ("backbone", BACKBONES),
+            ("loss", tuple(LOSSES)),
+            ("device", DEVICES),
+            ("cc_scope", CC_SCOPES),
+            ("eval_split", EVAL_SPLITS),
+            ("cam_activation", ACTIVATIONS),
+            ("stem", (None, *STEMS)),
+        ):
             value = getattr(self, name)
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(str(v) for v in valid if v)}")
@@ -110,7 +122,25 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {', '.join(sorted(known))}")
-        values = dict(values)
+        values = {**LEGACY_DEFAULTS, **values}  # run directories written before these fields existed
         if "lr_milestones" in values:
             values["lr_milestones"] = tuple(values["lr_milestones"])
         return cls(**values)
+
+
+def build_for_config(config: TrainConfig, info: DatasetInfo, device: torch.device):
+    """Criterion and model for a config (the model adjusted to what the loss needs)."""
+    criterion = build_criterion(config.loss, info.num_classes, **config.criterion_hparams(info.num_classes))
+    kwargs = model_kwargs_for(criterion, info.num_classes, cam=config.cam, default_last_width=config.last_stage_width)
+    model = build_model(
+        config.backbone,
+        info.num_classes,
+        in_channels=info.in_channels,
+        width_mult=config.width_mult,
+        stem=config.stem or info.stem,
+        pretrained=config.pretrained,
+        cam_activation=config.cam_activation,
+        cam_min_hidden=config.cam_min_hidden,
+        **kwargs,
+    )
+    return criterion.to(device), model.to(device)

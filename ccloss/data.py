@@ -16,6 +16,7 @@ How each dataset's files are read is in :mod:`ccloss.readers`.
 Every dataset also has a ``val`` split: a fixed, stratified part of ``train`` for choosing
 settings without looking at ``test``.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,16 @@ from .readers.embedded import load_digits, load_mnist5k
 from .readers.mnist import load_mnist
 
 __all__ = [
-    "DATASETS", "SPLITS", "AUGMENTS", "DatasetInfo", "DatasetMissingError", "dataset_info", "load_tensors",
-    "read_class_names", "stratified_indices", "val_indices",
+    "DATASETS",
+    "SPLITS",
+    "AUGMENTS",
+    "DatasetInfo",
+    "DatasetMissingError",
+    "dataset_info",
+    "load_tensors",
+    "read_class_names",
+    "stratified_indices",
+    "val_indices",
 ]
 
 #: ``val`` is a fixed, stratified part of ``train`` (``DatasetInfo.val_fraction`` of each class),
@@ -61,7 +70,7 @@ class DatasetInfo:
 
 
 # Alphabetical, as in the official ``cifar-100-python/meta`` file (``fine_label_names``).
-_CIFAR100_CLASSES = (
+_CIFAR100_CLASSES = (  # noqa: SIM905 (a word list reads better as text)
     "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
     "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch "
     "crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo "
@@ -148,7 +157,10 @@ DATASETS: dict[str, DatasetInfo] = {
 
 #: How each dataset's train and test files are read: ``reader(root, "train" | "test", download)``.
 _READERS = {
-    "digits": load_digits, "mnist5k": load_mnist5k, "mnist": load_mnist, "cifar100": load_cifar100,
+    "digits": load_digits,
+    "mnist5k": load_mnist5k,
+    "mnist": load_mnist,
+    "cifar100": load_cifar100,
     "cars196": load_cars196,
 }
 
@@ -211,8 +223,7 @@ def _check_loaded(info: DatasetInfo, split: str, images: torch.Tensor, labels: t
         raise ValueError(f"{name}/{split}: {len(labels)} labels for {len(images)} images")
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= info.num_classes):
         raise ValueError(
-            f"{name}/{split}: labels span {int(labels.min())}..{int(labels.max())}, "
-            f"expected 0..{info.num_classes - 1}"
+            f"{name}/{split}: labels span {int(labels.min())}..{int(labels.max())}, expected 0..{info.num_classes - 1}"
         )
 
 
@@ -242,5 +253,3 @@ def read_class_names(name: str, root: str | os.PathLike = "data") -> tuple[str, 
     except Exception:  # unreadable metadata: fall back to the built-in names
         pass
     return info.class_names
-
-

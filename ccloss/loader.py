@@ -5,6 +5,7 @@ gathered, cropped and flipped per sample with a few batched tensor ops, then nor
 random draw of an epoch depends only on ``(seed, epoch)``, so a fresh loader after
 ``set_epoch(e)`` reproduces the same batches: that is what makes a resumed run exact.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import AUGMENTS, DatasetInfo
+from .data import AUGMENTS, DatasetInfo, dataset_info, load_tensors
 
-__all__ = ["CROP_PADDING", "EpochPlan", "TensorLoader"]
+__all__ = ["CROP_PADDING", "EpochPlan", "TensorLoader", "loaders_for"]
 
 CROP_PADDING = 4  # zero padding of the "crop_flip" augmentation (the usual CIFAR recipe)
 
@@ -43,8 +44,9 @@ class EpochPlan:
     flip: torch.Tensor
 
 
-def _check_arguments(images, labels: torch.Tensor, batch_size: int, info: DatasetInfo,
-                     shard: tuple[int, int], augment: str) -> None:
+def _check_arguments(
+    images, labels: torch.Tensor, batch_size: int, info: DatasetInfo, shard: tuple[int, int], augment: str
+) -> None:
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError("images must be a uint8 tensor N x C x S x S")
     n, c, h, w = images.shape
@@ -77,9 +79,19 @@ class TensorLoader:
     """
 
     def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool, info: DatasetInfo,
-        device: str | torch.device = "cpu", seed: int = 0, shard: tuple[int, int] = (0, 1),
-        channels_last: bool = False, augment: str | None = None, drop_last: bool | None = None,
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        train: bool,
+        info: DatasetInfo,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
+        channels_last: bool = False,
+        augment: str | None = None,
+        drop_last: bool | None = None,
     ) -> None:
         """``shard = (rank, world_size)`` under torchrun; ``augment`` None = the dataset's for
         training, ``none`` for evaluation; ``drop_last`` None = True for training only."""
@@ -96,8 +108,10 @@ class TensorLoader:
         self._pad = CROP_PADDING if augment == "crop_flip" else 0
         self._max_offset = self.stored_size + 2 * self._pad - self.image_size
         if self._max_offset < 0:
-            raise ValueError(f"stored images are {self.stored_size}x{self.stored_size}, too small for "
-                             f"{self.image_size}x{self.image_size} crops (augment={augment!r})")
+            raise ValueError(
+                f"stored images are {self.stored_size}x{self.stored_size}, too small for "
+                f"{self.image_size}x{self.image_size} crops (augment={augment!r})"
+            )
         self.images = images.to(self.device)  # moved once; stays uint8
         self.labels = labels.to(device=self.device, dtype=torch.int64)
         self.num_samples = int(images.shape[0])
@@ -105,8 +119,10 @@ class TensorLoader:
         rounding = math.floor if self.drop_last else math.ceil
         self._num_batches = int(rounding(self.num_samples / self._global_batch))
         if self._num_batches == 0 and self.num_samples > 0:
-            raise ValueError(f"{self.num_samples} images give no full batch of {self.batch_size} x "
-                             f"{self.world_size} rank(s) with drop_last=True; lower batch_size")
+            raise ValueError(
+                f"{self.num_samples} images give no full batch of {self.batch_size} x "
+                f"{self.world_size} rank(s) with drop_last=True; lower batch_size"
+            )
         # (x / 255 - mean) / std folded into one multiply-add: x * scale + shift
         mean = torch.tensor(info.mean, dtype=torch.float64).view(1, -1, 1, 1)
         std = torch.tensor(info.std, dtype=torch.float64).view(1, -1, 1, 1)
@@ -171,9 +187,7 @@ class TensorLoader:
                 x = x[:, :, c0 : c0 + out, c0 : c0 + out]
             yield self._normalise(x), self.labels.index_select(0, idx)
 
-    def _crop_flip(
-        self, x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor
-    ) -> torch.Tensor:
+    def _crop_flip(self, x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         """Per-sample crop at (top, left) of the zero-padded image, then optional h-flip."""
         if self._pad:
             x = F.pad(x, (self._pad,) * 4)
@@ -191,3 +205,28 @@ class TensorLoader:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+
+def loaders_for(
+    config, shard: tuple[int, int], device: torch.device, channels_last: bool
+) -> tuple[TensorLoader, TensorLoader]:
+    """The training and evaluation loaders of a :class:`~ccloss.config.TrainConfig`."""
+    info = dataset_info(config.dataset)
+    split = config.eval_split  # "val": train on train without val (nothing is chosen on test)
+    x_train, y_train = load_tensors(
+        config.dataset, "train", config.data_dir, config.download, holdout_val=split == "val"
+    )
+    x_eval, y_eval = load_tensors(config.dataset, split, config.data_dir, False)
+    train_loader = TensorLoader(
+        x_train,
+        y_train,
+        config.batch_size,
+        train=True,
+        info=info,
+        device=device,
+        seed=config.seed,
+        shard=shard,
+        channels_last=channels_last,
+    )
+    eval_loader = TensorLoader(x_eval, y_eval, 512, train=False, info=info, device=device, channels_last=channels_last)
+    return train_loader, eval_loader

@@ -9,12 +9,12 @@ Choices the paper leaves open (recorded in the README): the CAM sits after the l
 linear head after global average pooling (no 4096-wide FC layers); the ``cifar`` VGG16 stem drops
 the last max-pool so a 32x32 input leaves a 2x2 map instead of 1x1.
 """
+
 from __future__ import annotations
 
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -38,7 +38,7 @@ class ModelOutput:
     """What a forward pass returns (a small object, so losses take what they need)."""
 
     logits: torch.Tensor  #: B x K; for the cosine head |x| cos(theta_j)
-    attention: Optional[torch.Tensor]  #: B x C channel-attention vectors in (0, 1), None without CAM
+    attention: torch.Tensor | None  #: B x C channel-attention vectors in (0, 1), None without CAM
     features: torch.Tensor  #: B x C pooled features (the head's input, after CAM re-weighting)
     feature_map: torch.Tensor  #: B x C x H x W output of the last stage (after CAM re-weighting)
     head_weight: torch.Tensor  #: K x C class weights as the head uses them
@@ -58,7 +58,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample: Optional[nn.Module] = None
+        self.downsample: nn.Module | None = None
         if stride != 1 or in_planes != planes:
             self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
 
@@ -72,7 +72,7 @@ class BasicBlock(nn.Module):
 class ResNet18Backbone(nn.Module):
     """ResNet18 without its head. ``cifar`` stem: 3x3 conv, stride 1, no max-pool."""
 
-    def __init__(self, in_channels: int, width_mult: float, stem: str, last_stage_width: Optional[int]) -> None:
+    def __init__(self, in_channels: int, width_mult: float, stem: str, last_stage_width: int | None) -> None:
         super().__init__()
         widths = [_scaled(c, width_mult) for c in _RESNET18_WIDTHS]
         if last_stage_width is not None:
@@ -99,7 +99,7 @@ class ResNet18Backbone(nn.Module):
 class VGG16Backbone(nn.Module):
     """VGG16 with batch norm (torchvision ``vgg16_bn`` ``features``); ``cifar`` drops the last pool."""
 
-    def __init__(self, in_channels: int, width_mult: float, stem: str, last_stage_width: Optional[int]) -> None:
+    def __init__(self, in_channels: int, width_mult: float, stem: str, last_stage_width: int | None) -> None:
         super().__init__()
         cfg = list(_VGG16_CFG if stem == "imagenet" else _VGG16_CFG[:-1])
         conv_positions = [i for i, v in enumerate(cfg) if v != "M"]
@@ -142,8 +142,16 @@ class CosineHead(nn.Module):
 class CCModel(nn.Module):
     """backbone -> optional :class:`ChannelAttention` -> global average pool -> head."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, cam: bool, head: str, reduction: int = 16,
-                 cam_activation: str = "relu", cam_min_hidden: int = 1) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        cam: bool,
+        head: str,
+        reduction: int = 16,
+        cam_activation: str = "relu",
+        cam_min_hidden: int = 1,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         channels = backbone.out_channels
@@ -161,8 +169,11 @@ class CCModel(nn.Module):
             feature_map, attention = self.cam(feature_map)
         features = feature_map.mean(dim=(2, 3))
         return ModelOutput(
-            logits=self.head(features), attention=attention, features=features,
-            feature_map=feature_map, head_weight=self.head_weight(),
+            logits=self.head(features),
+            attention=attention,
+            features=features,
+            feature_map=feature_map,
+            head_weight=self.head_weight(),
         )
 
 
@@ -181,8 +192,8 @@ def build_model(
     width_mult: float = 1.0,
     stem: str = "cifar",
     head: str = "linear",
-    last_stage_width: Optional[int] = None,
-    pretrained: Union[None, str, os.PathLike] = None,
+    last_stage_width: int | None = None,
+    pretrained: None | str | os.PathLike = None,
     reduction: int = 16,
     cam_activation: str = "relu",
     cam_min_hidden: int = 1,
@@ -207,8 +218,15 @@ def build_model(
     if last_stage_width is not None and int(last_stage_width) < 1:
         raise ValueError(f"last_stage_width must be a positive integer, got {last_stage_width!r}")
     backbone_class = ResNet18Backbone if backbone == "resnet18" else VGG16Backbone
-    model = CCModel(backbone_class(in_channels, width_mult, stem, last_stage_width), int(num_classes), cam, head,
-                    reduction, cam_activation, cam_min_hidden)
+    model = CCModel(
+        backbone_class(in_channels, width_mult, stem, last_stage_width),
+        int(num_classes),
+        cam,
+        head,
+        reduction,
+        cam_activation,
+        cam_min_hidden,
+    )
     if pretrained is not None:
         load_pretrained(model, backbone, pretrained)
     return model
@@ -217,7 +235,9 @@ def build_model(
 def _imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     from torchvision import models as tv_models
 
-    weights = tv_models.ResNet18_Weights.IMAGENET1K_V1 if backbone == "resnet18" else tv_models.VGG16_BN_Weights.IMAGENET1K_V1
+    weights = (
+        tv_models.ResNet18_Weights.IMAGENET1K_V1 if backbone == "resnet18" else tv_models.VGG16_BN_Weights.IMAGENET1K_V1
+    )
     try:
         return weights.get_state_dict(progress=False)
     except Exception as error:  # offline, proxy, ...
@@ -228,7 +248,7 @@ def _imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def load_pretrained(model: CCModel, backbone: str, source: Union[str, os.PathLike]) -> list[str]:
+def load_pretrained(model: CCModel, backbone: str, source: str | os.PathLike) -> list[str]:
     """Load weights by name where shapes agree; returns the names that were loaded.
 
     ``source`` is ``"imagenet"`` or a path to a state dict (ours, torchvision's, or a training
@@ -258,7 +278,10 @@ def load_pretrained(model: CCModel, backbone: str, source: Union[str, os.PathLik
         )
     skipped = sorted(k for k in state if k not in loadable)
     if skipped:
-        warnings.warn(f"pretrained: {len(skipped)} tensors skipped (name or shape differ): {', '.join(skipped[:8])}"
-                      + (" ..." if len(skipped) > 8 else ""), stacklevel=2)
+        warnings.warn(
+            f"pretrained: {len(skipped)} tensors skipped (name or shape differ): {', '.join(skipped[:8])}"
+            + (" ..." if len(skipped) > 8 else ""),
+            stacklevel=2,
+        )
     model.load_state_dict(loadable, strict=False)
     return sorted(loadable)

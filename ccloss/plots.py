@@ -4,15 +4,15 @@ Every function takes data (arrays, frames; see :mod:`ccloss.analysis`), never gl
 returns a :class:`matplotlib.figure.Figure`; :func:`save_figure` writes it under a stable name.
 Nothing here calls ``plt.show()`` or needs a display (the Agg backend is fine).
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -22,8 +22,16 @@ from .analysis import class_sorted, history_summary
 from .runtime.atomic import atomic_write
 
 __all__ = [
-    "save_figure", "plot_attention_batch", "plot_distance_matrix", "plot_distance_matrices", "plot_descent", "animate_descent",
-    "plot_timing", "plot_training_curves", "plot_embedding_grid", "plot_distance_comparison",
+    "save_figure",
+    "plot_attention_batch",
+    "plot_distance_matrix",
+    "plot_distance_matrices",
+    "plot_descent",
+    "animate_descent",
+    "plot_timing",
+    "plot_training_curves",
+    "plot_embedding_grid",
+    "plot_distance_comparison",
     "plot_class_channel_heatmaps",
 ]
 
@@ -48,8 +56,13 @@ def _label(loss: str, cam: bool = True) -> str:
     return LOSS_LABELS.get(loss, loss)
 
 
-def save_figure(fig: Figure, name: str, figures_dir: str | os.PathLike = "../figures",
-                formats: Sequence[str] = ("png",), dpi: int = 110) -> list[Path]:
+def save_figure(
+    fig: Figure,
+    name: str,
+    figures_dir: str | os.PathLike = "../figures",
+    formats: Sequence[str] = ("png",),
+    dpi: int = 110,
+) -> list[Path]:
     """Write ``fig`` as ``<figures_dir>/<name>.<fmt>`` for each format, atomically; returns the paths.
 
     SVGs get a fixed hash salt and no date, PNGs no software tag, so a rerun that draws the same
@@ -100,9 +113,16 @@ def plot_attention_batch(attention: np.ndarray, labels: np.ndarray, title: str =
     return fig
 
 
-def plot_distance_matrix(distances: np.ndarray, labels: np.ndarray, title: str = "", ax=None,
-                         vmin: Optional[float] = None, vmax: Optional[float] = None, cmap: str = "magma",
-                         colorbar: bool = True):
+def plot_distance_matrix(
+    distances: np.ndarray,
+    labels: np.ndarray,
+    title: str = "",
+    ax=None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "magma",
+    colorbar: bool = True,
+):
     """A B x B (or N x N) distance matrix with rows and columns sorted by class.
 
     Same-class blocks sit on the diagonal, so CC-Loss's goal reads as dark diagonal blocks
@@ -123,8 +143,9 @@ def plot_distance_matrix(distances: np.ndarray, labels: np.ndarray, title: str =
     return fig
 
 
-def plot_distance_matrices(matrices: Mapping[str, tuple[np.ndarray, np.ndarray]], vmax: Optional[float] = None,
-                           panel_size: float = 4.3) -> Figure:
+def plot_distance_matrices(
+    matrices: Mapping[str, tuple[np.ndarray, np.ndarray]], vmax: float | None = None, panel_size: float = 4.3
+) -> Figure:
     """Class-sorted distance matrices side by side on one colour scale (0 to ``vmax``, default the
     largest entry of all). ``matrices[title] = (distances, labels)``."""
     titles = list(matrices)
@@ -133,14 +154,17 @@ def plot_distance_matrices(matrices: Mapping[str, tuple[np.ndarray, np.ndarray]]
     fig, axes = plt.subplots(1, len(titles), figsize=(panel_size * len(titles), panel_size * 0.9), squeeze=False)
     for c, title in enumerate(titles):
         d, labels = matrices[title]
-        plot_distance_matrix(d, labels, title=title, ax=axes[0][c], vmin=0.0, vmax=vmax,
-                             colorbar=c == len(titles) - 1)
+        plot_distance_matrix(d, labels, title=title, ax=axes[0][c], vmin=0.0, vmax=vmax, colorbar=c == len(titles) - 1)
     fig.tight_layout()
     return fig
 
 
-def plot_descent(result: Mapping[str, np.ndarray], labels: np.ndarray, steps: Optional[Sequence[int]] = None,
-                 dims: tuple[int, int] = (0, 1)) -> Figure:
+def plot_descent(
+    result: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    steps: Sequence[int] | None = None,
+    dims: tuple[int, int] = (0, 1),
+) -> Figure:
     """Snapshots of :func:`ccloss.analysis.descend_cc` (two attention channels per panel, one
     colour per class, each vector's path traced) and the loss, d_intra and d_inter per step."""
     traj = np.asarray(result["trajectory"])
@@ -154,8 +178,16 @@ def plot_descent(result: Mapping[str, np.ndarray], labels: np.ndarray, steps: Op
         for cls in np.unique(labels):
             members = labels == cls
             ax.plot(traj[: step + 1, members, i], traj[: step + 1, members, j], color=cmap(cls), lw=0.5, alpha=0.4)
-            ax.scatter(traj[step, members, i], traj[step, members, j], color=cmap(cls), s=18,
-                       edgecolor="black", linewidth=0.3, label=f"class {cls}", zorder=3)
+            ax.scatter(
+                traj[step, members, i],
+                traj[step, members, j],
+                color=cmap(cls),
+                s=18,
+                edgecolor="black",
+                linewidth=0.3,
+                label=f"class {cls}",
+                zorder=3,
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_aspect("equal")
@@ -176,8 +208,14 @@ def plot_descent(result: Mapping[str, np.ndarray], labels: np.ndarray, steps: Op
     return fig
 
 
-def animate_descent(result: Mapping[str, np.ndarray], labels: np.ndarray, path: str | os.PathLike,
-                    frames: int = 30, fps: int = 8, dims: tuple[int, int] = (0, 1)) -> Path:
+def animate_descent(
+    result: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    path: str | os.PathLike,
+    frames: int = 30,
+    fps: int = 8,
+    dims: tuple[int, int] = (0, 1),
+) -> Path:
     """A small GIF of the descent (``frames`` snapshots, Pillow writer), written atomically."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
@@ -187,8 +225,9 @@ def animate_descent(result: Mapping[str, np.ndarray], labels: np.ndarray, path: 
     chosen = np.unique(np.linspace(0, traj.shape[0] - 1, frames).round().astype(int))
     fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=80)
     i, j = dims
-    scatter = ax.scatter(traj[0, :, i], traj[0, :, j], c=[cmap(c) for c in labels], s=18,
-                         edgecolor="black", linewidth=0.3)
+    scatter = ax.scatter(
+        traj[0, :, i], traj[0, :, j], c=[cmap(c) for c in labels], s=18, edgecolor="black", linewidth=0.3
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
@@ -241,8 +280,14 @@ def plot_training_curves(histories: pd.DataFrame, panels: Sequence[tuple[str, st
             frame = frame.sort_values("epoch")
             colour = LOSS_COLOURS.get(loss)
             n = int(frame["n"].max())
-            ax.plot(frame["epoch"], frame["mean"], "o-", ms=3, color=colour,
-                    label=f"{_label(loss, bool(cams.get(loss, True)))} (n={n})")
+            ax.plot(
+                frame["epoch"],
+                frame["mean"],
+                "o-",
+                ms=3,
+                color=colour,
+                label=f"{_label(loss, bool(cams.get(loss, True)))} (n={n})",
+            )
             if n > 1:
                 ax.fill_between(frame["epoch"], frame["min"], frame["max"], color=colour, alpha=0.2, lw=0)
         ax.set_title(title, fontsize=9)
@@ -255,8 +300,11 @@ def plot_training_curves(histories: pd.DataFrame, panels: Sequence[tuple[str, st
     return fig
 
 
-def plot_embedding_grid(maps: Mapping[tuple[str, str], np.ndarray], labels: np.ndarray,
-                        scores: Optional[Mapping[tuple[str, str], float]] = None) -> Figure:
+def plot_embedding_grid(
+    maps: Mapping[tuple[str, str], np.ndarray],
+    labels: np.ndarray,
+    scores: Mapping[tuple[str, str], float] | None = None,
+) -> Figure:
     """A grid of 2-D embeddings (e.g. t-SNE): rows = kinds (attention, features), columns = models.
 
     ``maps[(model, kind)]`` is an N x 2 array, all of the same N samples (``labels``); ``scores``
@@ -277,7 +325,9 @@ def plot_embedding_grid(maps: Mapping[tuple[str, str], np.ndarray], labels: np.n
             for cls in np.unique(labels):
                 members = labels == cls
                 ax.scatter(xy[members, 0], xy[members, 1], s=7, color=cmap(cls % 10), label=str(cls), alpha=0.85)
-            score = "" if scores is None or (model, kind) not in scores else f"  (silhouette {scores[(model, kind)]:.2f})"
+            score = (
+                "" if scores is None or (model, kind) not in scores else f"  (silhouette {scores[(model, kind)]:.2f})"
+            )
             ax.set_title(f"{model}: {kind}{score}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -287,8 +337,9 @@ def plot_embedding_grid(maps: Mapping[tuple[str, str], np.ndarray], labels: np.n
     return fig
 
 
-def plot_distance_comparison(samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                             classes: Mapping[str, np.ndarray]) -> Figure:
+def plot_distance_comparison(
+    samples: Mapping[str, tuple[np.ndarray, np.ndarray]], classes: Mapping[str, np.ndarray]
+) -> Figure:
     """Top row: class-sorted sample distance matrices per model; bottom row: class x class mean
     distance matrices. Each row shares one colour scale (0 to the largest value of the row).
 
@@ -300,8 +351,15 @@ def plot_distance_comparison(samples: Mapping[str, tuple[np.ndarray, np.ndarray]
     vmax_classes = max(float(np.nanmax(m)) for m in classes.values())
     for c, model in enumerate(models):
         d, labels = samples[model]
-        plot_distance_matrix(d, labels, title=f"{model}: samples (class-sorted)", ax=axes[0][c],
-                             vmin=0.0, vmax=vmax_samples, colorbar=c == len(models) - 1)
+        plot_distance_matrix(
+            d,
+            labels,
+            title=f"{model}: samples (class-sorted)",
+            ax=axes[0][c],
+            vmin=0.0,
+            vmax=vmax_samples,
+            colorbar=c == len(models) - 1,
+        )
         ax = axes[1][c]
         m = classes[model]
         image = ax.imshow(m, cmap="magma", vmin=0.0, vmax=vmax_classes, interpolation="nearest")
@@ -318,13 +376,17 @@ def plot_distance_comparison(samples: Mapping[str, tuple[np.ndarray, np.ndarray]
     return fig
 
 
-def plot_class_channel_heatmaps(matrices: Mapping[str, np.ndarray], orders: Optional[Mapping[str, np.ndarray]] = None,
-                                class_names: Optional[Sequence[str]] = None) -> Figure:
+def plot_class_channel_heatmaps(
+    matrices: Mapping[str, np.ndarray],
+    orders: Mapping[str, np.ndarray] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> Figure:
     """Class x channel mean attention per model (rows: classes; columns: channels, reordered by
     ``orders[model]`` when given), on one shared colour scale in [0, 1]."""
     models = list(matrices)
-    fig, axes = plt.subplots(len(models), 1, figsize=(10, 2.2 + 0.25 * next(iter(matrices.values())).shape[0] * len(models)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(models), 1, figsize=(10, 2.2 + 0.25 * next(iter(matrices.values())).shape[0] * len(models)), squeeze=False
+    )
     for r, model in enumerate(models):
         m = np.asarray(matrices[model])
         if orders is not None and model in orders:

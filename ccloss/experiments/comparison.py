@@ -3,10 +3,12 @@
 ``run_comparison`` is what ``python -m ccloss compare``, ``make run`` and notebook 02 call; a run
 that already finished is loaded, an interrupted one resumes, so calling it again is cheap.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -24,8 +26,11 @@ def run_name(loss: str, seed: int, cam: bool = True) -> str:
 
 
 def run_comparison(
-    base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], out_dir: str | Path,
-    per_loss: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    base: TrainConfig,
+    losses: Sequence[str],
+    seeds: Sequence[int],
+    out_dir: str | Path,
+    per_loss: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Train (or load) ``base`` for every loss and seed into ``out_dir/<loss>_seed<seed>``.
 
@@ -39,8 +44,9 @@ def run_comparison(
     for loss in losses:
         for seed in seeds:
             run_dir = out_dir / run_name(loss, seed, base.cam)
-            config = base.for_loss(loss, **dict(per_loss.get(loss) or {}), seed=int(seed), out=str(run_dir),
-                                   resume=True, overwrite=False)
+            config = base.for_loss(
+                loss, **dict(per_loss.get(loss) or {}), seed=int(seed), out=str(run_dir), resume=True, overwrite=False
+            )
             if not base.quiet:
                 print(f"== {run_dir}", flush=True)
             train(config)
@@ -69,25 +75,42 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
         paper = paper_accuracy(row["loss"], row["backbone"], row["dataset"], bool(row["cam"]))
         out = {
             "loss": row["loss"] + ("+CAM" if row["cam"] and row["loss"] == "ce" else ""),
-            "dataset": row["dataset"], "backbone": row["backbone"], "n": int(row["n"]),
+            "dataset": row["dataset"],
+            "backbone": row["backbone"],
+            "n": int(row["n"]),
             f"{split}_acc (%)": format_mean_std(row[f"{split}_acc_mean"], row[f"{split}_acc_std"]),
         }
         if f"{split}_intra_inter_mean" in row:
-            out[f"{split} intra/inter"] = format_mean_std(row[f"{split}_intra_inter_mean"], row[f"{split}_intra_inter_std"], 3)
+            out[f"{split} intra/inter"] = format_mean_std(
+                row[f"{split}_intra_inter_mean"], row[f"{split}_intra_inter_std"], 3
+            )
         if row.get("collapsed"):
             out[f"{split} intra/inter"] += f" ({int(row['collapsed'])} of {int(row['n'])} collapsed)"
         if split == "test":
-            out["paper acc (%)"] = "" if paper is None else (
-                f"{paper[0]:.2f}" if paper[1] is None else format_mean_std(*paper))
+            out["paper acc (%)"] = (
+                "" if paper is None else (f"{paper[0]:.2f}" if paper[1] is None else format_mean_std(*paper))
+            )
         rows.append(out)
     return pd.DataFrame(rows)
 
 
 def comparison_config(
-    *, dataset: str = "digits", data_dir: str = "data", backbone: str = "resnet18", width_mult: float = 0.25,
-    cam: bool = True, lam: Optional[float] = 1.0, form: Optional[str] = "ratio", group_size: Optional[int] = None,
-    loss_params: Optional[Mapping[str, Any]] = None, batch_size: int = 32, epochs: int = 3, device: str = "auto",
-    amp: bool = False, quiet: bool = True, **extra: Any,
+    *,
+    dataset: str = "digits",
+    data_dir: str = "data",
+    backbone: str = "resnet18",
+    width_mult: float = 0.25,
+    cam: bool = True,
+    lam: float | None = 1.0,
+    form: str | None = "ratio",
+    group_size: int | None = None,
+    loss_params: Mapping[str, Any] | None = None,
+    batch_size: int = 32,
+    epochs: int = 3,
+    device: str = "auto",
+    amp: bool = False,
+    quiet: bool = True,
+    **extra: Any,
 ):
     """``(base TrainConfig, per_loss)`` for :func:`ccloss.experiments.run_comparison`.
 
@@ -97,11 +120,26 @@ def comparison_config(
     build their runs with this, so they find each other's run directories.
     """
     base = TrainConfig(
-        dataset=str(dataset), data_dir=str(data_dir), backbone=str(backbone), width_mult=float(width_mult),
-        cam=bool(cam), loss="cc", lam=None, form=None, group_size=None, loss_params=dict(loss_params or {}),
-        batch_size=int(batch_size), epochs=int(epochs), device=str(device), amp=bool(amp), quiet=bool(quiet),
+        dataset=str(dataset),
+        data_dir=str(data_dir),
+        backbone=str(backbone),
+        width_mult=float(width_mult),
+        cam=bool(cam),
+        loss="cc",
+        lam=None,
+        form=None,
+        group_size=None,
+        loss_params=dict(loss_params or {}),
+        batch_size=int(batch_size),
+        epochs=int(epochs),
+        device=str(device),
+        amp=bool(amp),
+        quiet=bool(quiet),
         **extra,
     )
-    cc = {"lam": None if lam is None else float(lam), "form": form,
-          "group_size": None if group_size is None else int(group_size)}
+    cc = {
+        "lam": None if lam is None else float(lam),
+        "form": form,
+        "group_size": None if group_size is None else int(group_size),
+    }
     return base.validate(), {"cc": cc}

@@ -4,13 +4,15 @@ Used by ``make run`` (``python -m ccloss run-all``), by the sweeps and by the te
 pitfalls handled here: the kernel is always ``python3``; the working directory is the notebook's
 folder so relative paths such as ``../data`` work; a kernel that fails to start is retried once.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 __all__ = ["REPO_ROOT", "NOTEBOOK_DIR", "NotebookFailed", "execute_notebook", "notebook_error", "run_all"]
 
@@ -22,7 +24,7 @@ class NotebookFailed(RuntimeError):
     """A notebook raised; the message holds the failing cell's error (read from the output)."""
 
 
-def notebook_error(output_path: str | os.PathLike) -> Optional[str]:
+def notebook_error(output_path: str | os.PathLike) -> str | None:
     """The first error recorded in an executed notebook (papermill writes it even on failure)."""
     import nbformat
 
@@ -40,9 +42,9 @@ def notebook_error(output_path: str | os.PathLike) -> Optional[str]:
 def execute_notebook(
     notebook: str | os.PathLike,
     output: str | os.PathLike,
-    parameters: Optional[dict[str, Any]] = None,
+    parameters: dict[str, Any] | None = None,
     *,
-    cwd: Optional[str | os.PathLike] = None,
+    cwd: str | os.PathLike | None = None,
     kernel: str = "python3",
     retries: int = 1,
     log_output: bool = False,
@@ -57,8 +59,13 @@ def execute_notebook(
     for attempt in range(retries + 1):
         try:
             pm.execute_notebook(
-                str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel,
-                cwd=str(cwd), progress_bar=False, log_output=log_output,
+                str(notebook),
+                str(output),
+                parameters=parameters or {},
+                kernel_name=kernel,
+                cwd=str(cwd),
+                progress_bar=False,
+                log_output=log_output,
             )
             return output
         except PapermillExecutionError as error:
@@ -70,7 +77,7 @@ def execute_notebook(
     raise AssertionError("unreachable")
 
 
-def run_all(notebooks: Optional[Sequence[str]] = None) -> int:
+def run_all(notebooks: Sequence[str] | None = None) -> int:
     """What ``make run`` does: execute the numbered notebooks in order, then print the table."""
     paths = [Path(p) for p in notebooks] if notebooks else sorted(NOTEBOOK_DIR.glob("0*.ipynb"))
     if not paths:

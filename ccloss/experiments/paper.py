@@ -4,10 +4,10 @@ Song, Chang, Ma, Li, Tan. "CC-Loss: Channel Correlation Loss for Image Classific
 ICPR 2020, pp. 7601-7608, arXiv:2010.05469. The CSV files in ``ccloss/experiments/paper_tables/``
 are transcribed from its tables (see the README there).
 """
+
 from __future__ import annotations
 
 from importlib import resources
-from typing import Optional
 
 import pandas as pd
 
@@ -21,8 +21,15 @@ PAPER_TABLES = {
 }
 _DATASETS = {"mnist": "MNIST", "cifar100": "CIFAR-100", "cars196": "Cars-196"}
 _BACKBONES = {"resnet18": "ResNet18", "vgg16": "VGG16"}
-_LOSSES = {"ce": "CE", "cc": "CC-Loss", "focal": "Focal", "asoftmax": "A-Softmax", "mcloss": "MC-Loss",
-           "ical": "ICAL", "fical": "FICAL"}
+_LOSSES = {
+    "ce": "CE",
+    "cc": "CC-Loss",
+    "focal": "Focal",
+    "asoftmax": "A-Softmax",
+    "mcloss": "MC-Loss",
+    "ical": "ICAL",
+    "fical": "FICAL",
+}
 
 
 def paper_table(name: str) -> pd.DataFrame:
@@ -33,7 +40,7 @@ def paper_table(name: str) -> pd.DataFrame:
         return pd.read_csv(handle)
 
 
-def paper_dataset_name(dataset: str) -> Optional[str]:
+def paper_dataset_name(dataset: str) -> str | None:
     """The paper's name for one of our datasets (None for ``digits``, which the paper lacks)."""
     return _DATASETS.get(dataset)
 
@@ -42,7 +49,7 @@ def paper_backbone_name(backbone: str, cam: bool) -> str:
     return _BACKBONES[backbone] + ("+CAM" if cam else "")
 
 
-def paper_accuracy(loss: str, backbone: str, dataset: str, cam: bool) -> Optional[tuple[float, float]]:
+def paper_accuracy(loss: str, backbone: str, dataset: str, cam: bool) -> tuple[float, float] | None:
     """(accuracy, std) the paper reports for this setting, or None where it reports nothing.
 
     Uses the CAM table for ``ce``/``cc`` (which has CE+CAM rows) and the main table otherwise.
@@ -51,8 +58,11 @@ def paper_accuracy(loss: str, backbone: str, dataset: str, cam: bool) -> Optiona
     if name is None or loss not in _LOSSES:
         return None
     table = paper_table("cam" if loss in ("ce", "cc") else "losses")
-    rows = table[(table["loss"] == _LOSSES[loss]) & (table["backbone"] == paper_backbone_name(backbone, cam))
-                 & (table["dataset"] == name)]
+    rows = table[
+        (table["loss"] == _LOSSES[loss])
+        & (table["backbone"] == paper_backbone_name(backbone, cam))
+        & (table["dataset"] == name)
+    ]
     if rows.empty or pd.isna(rows["accuracy"].iloc[0]):
         return None
     std = rows["std"].iloc[0]

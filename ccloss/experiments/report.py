@@ -16,29 +16,42 @@ The ``dataset``, ``backbone`` (+CAM) and ``loss`` columns of a paper table are m
 implicitly (``ccloss.paper`` name maps). Our digits experiments have no paper number: the
 report says so, and shows the stand-in row and the deltas, which are comparable in shape only.
 """
+
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..runtime.atomic import atomic_write, read_json, write_json
 from ..losses import PAPER_NAMES
-from .paper import PAPER_TABLES, paper_backbone_name, paper_dataset_name, paper_table
+from ..runtime.atomic import atomic_write, read_json, write_json
+from .paper import paper_backbone_name, paper_dataset_name, paper_table
 from .tables import aggregate, collect_runs, count_collapsed, format_mean_std, markdown_table
 
 __all__ = [
-    "NO_PAPER", "load_sweep_runs", "paper_lookup", "report_table", "format_report", "write_report",
-    "export_results", "group_label", "paper_curves", "paper_main_table",
+    "NO_PAPER",
+    "load_sweep_runs",
+    "paper_lookup",
+    "report_table",
+    "format_report",
+    "write_report",
+    "export_results",
+    "group_label",
+    "paper_curves",
+    "paper_main_table",
 ]
 
-CITATION = ("Song, Chang, Ma, Li, Tan. CC-Loss: Channel Correlation Loss for Image Classification. "
-            "ICPR 2020, arXiv:2010.05469 (tables transcribed in ccloss/paper/).")
+CITATION = (
+    "Song, Chang, Ma, Li, Tan. CC-Loss: Channel Correlation Loss for Image Classification. "
+    "ICPR 2020, arXiv:2010.05469 (tables transcribed in ccloss/paper/)."
+)
 METRICS = ("test_acc", "test_intra_inter", "best_test_acc")
 CONTEXT = ("dataset", "backbone", "width_mult", "cam", "loss", "lam", "form", "group_size", "batch_size", "epochs")
 _VALUE_COLUMNS = ("accuracy", "std", "note")
@@ -60,7 +73,7 @@ def _spec(sweep_dir: Path) -> dict:
     return read_json(path)
 
 
-def _key(value: Any) -> str:
+def value_key(value: Any) -> str:
     from .sweep import format_value
 
     if isinstance(value, np.generic):
@@ -96,7 +109,7 @@ def load_sweep_runs(sweep_dir: str | os.PathLike) -> tuple[dict, pd.DataFrame]:
 
 
 def _group_name(values: dict, varied: Sequence[str]) -> str:
-    return ",".join(f"{k}={_key(values.get(k))}" for k in varied if k in values) or "all"
+    return ",".join(f"{k}={value_key(values.get(k))}" for k in varied if k in values) or "all"
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,7 +126,7 @@ def _same(paper_value: Any, ours: Any) -> bool:
         return str(paper_value) == str(ours)
 
 
-def paper_lookup(paper: dict, context: dict, dataset: Optional[str] = None) -> dict:
+def paper_lookup(paper: dict, context: dict, dataset: str | None = None) -> dict:
     """The paper's row for one group of ours.
 
     ``context`` holds our values (``dataset``, ``backbone``, ``cam``, ``loss`` and the ``match``
@@ -140,8 +153,14 @@ def paper_lookup(paper: dict, context: dict, dataset: Optional[str] = None) -> d
         wanted.update(paper.get("stand_in") or {})
     if dataset is not None:
         wanted["dataset"] = dataset
-    result = {"acc": float("nan"), "std": float("nan"), "dataset": wanted.get("dataset"),
-              "backbone": wanted.get("backbone"), "same_data": same_data, "note": ""}
+    result = {
+        "acc": float("nan"),
+        "std": float("nan"),
+        "dataset": wanted.get("dataset"),
+        "backbone": wanted.get("backbone"),
+        "same_data": same_data,
+        "note": "",
+    }
     if wanted.get("dataset") is None:
         result["note"] = NO_PAPER(context.get("dataset"))
         return result
@@ -153,8 +172,10 @@ def paper_lookup(paper: dict, context: dict, dataset: Optional[str] = None) -> d
         result["note"] = f"not in the paper's {paper['table']} table ({shown})"
         return result
     if len(rows) > 1:
-        raise ValueError(f"the paper's {paper['table']} table has {len(rows)} rows for {wanted}; add a `match` "
-                         f"entry to the sweep's paper section")
+        raise ValueError(
+            f"the paper's {paper['table']} table has {len(rows)} rows for {wanted}; add a `match` "
+            f"entry to the sweep's paper section"
+        )
     row = rows.iloc[0]
     if pd.isna(row["accuracy"]):
         result["note"] = "not reported in the paper"
@@ -172,7 +193,7 @@ def paper_lookup(paper: dict, context: dict, dataset: Optional[str] = None) -> d
 
 
 def _matches(values: dict, selector: dict) -> bool:
-    return all(_key(values.get(k)) == _key(v) for k, v in selector.items())
+    return all(value_key(values.get(k)) == value_key(v) for k, v in selector.items())
 
 
 def report_table(sweep_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
@@ -209,36 +230,34 @@ def report_table(sweep_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     for column in CONTEXT:
         if column not in varied and column in first.columns:
             table[column] = [first.loc[g, column] for g in table["group"]]
-    paper = spec.get("paper")
-    if paper:
-        records = [paper_lookup(paper, _context(row, varied)) for _, row in table.iterrows()]
-        table["paper_dataset"] = [r["dataset"] for r in records]
-        table["paper_backbone"] = [r["backbone"] for r in records]
-        table["paper_acc"] = [r["acc"] for r in records]
-        table["paper_std"] = [r["std"] for r in records]
-        table["paper_same_data"] = [r["same_data"] for r in records]
-        table["paper_note"] = [r["note"] for r in records]
-        table["diff"] = [m - r["acc"] if r["same_data"] else float("nan") for m, r in zip(table["test_acc_mean"], records)]
-        if paper.get("baseline"):
-            ours_delta, paper_delta = [], []
-            for (_, row), record in zip(table.iterrows(), records):
-                base = _baseline_row(table, spec, row)
-                if base is None:
-                    ours_delta.append(float("nan"))
-                    paper_delta.append(float("nan"))
-                    continue
-                ours_delta.append(row["test_acc_mean"] - base["test_acc_mean"])
-                if record["dataset"] is None:  # the paper's delta on the dataset this row was joined with
-                    paper_delta.append(float("nan"))
-                else:
-                    reference = paper_lookup(paper, _context(base, varied), dataset=record["dataset"])
-                    paper_delta.append(record["acc"] - reference["acc"])
-            table["ours_delta"] = ours_delta
-            table["paper_delta"] = paper_delta
+    if spec.get("paper"):
+        _join_paper(table, spec, varied)
     return table, spec
 
 
-def _baseline_row(table: pd.DataFrame, spec: dict, row: Any = None) -> Optional[pd.Series]:
+def _join_paper(table: pd.DataFrame, spec: dict, varied: list) -> None:
+    """The paper's row beside each of ours (``paper_*``, ``diff``) and, with a baseline, both deltas."""
+    paper = spec["paper"]
+    records = [paper_lookup(paper, _context(row, varied)) for _, row in table.iterrows()]
+    for column in ("dataset", "backbone", "acc", "std", "same_data", "note"):
+        table[f"paper_{column}"] = [r[column] for r in records]
+    table["diff"] = [m - r["acc"] if r["same_data"] else float("nan") for m, r in zip(table["test_acc_mean"], records)]
+    if not paper.get("baseline"):
+        return
+    ours_delta, paper_delta = [], []
+    for (_, row), record in zip(table.iterrows(), records):
+        base = _baseline_row(table, spec, row)
+        ours_delta.append(float("nan") if base is None else row["test_acc_mean"] - base["test_acc_mean"])
+        if base is None or record["dataset"] is None:  # the paper's delta on the dataset this row was joined with
+            paper_delta.append(float("nan"))
+        else:
+            paper_delta.append(
+                record["acc"] - paper_lookup(paper, _context(base, varied), dataset=record["dataset"])["acc"]
+            )
+    table["ours_delta"], table["paper_delta"] = ours_delta, paper_delta
+
+
+def _baseline_row(table: pd.DataFrame, spec: dict, row: Any = None) -> pd.Series | None:
     """The baseline group of ``row``: the row whose values equal ``row``'s with the sweep's
     ``paper.baseline`` values put in (so each dataset/backbone of a sweep has its own baseline).
     Without ``row``: the baseline when there is exactly one. None when it is missing."""
@@ -264,11 +283,11 @@ def group_label(row: pd.Series | dict, varied: Sequence[str]) -> str:
         cam = row.get("cam")
         with_cam = (loss == "cc") if cam is None or (isinstance(cam, float) and math.isnan(cam)) else bool(cam)
         return name + ("+CAM" if with_cam else "")
-    return ", ".join(f"{k}={_key(row.get(k))}" for k in keys) or "all"
+    return ", ".join(f"{k}={value_key(row.get(k))}" for k in keys) or "all"
 
 
-def _baseline_text(baseline: dict) -> str:
-    return ", ".join(f"{k}={_key(v)}" for k, v in baseline.items())
+def baseline_text(baseline: dict) -> str:
+    return ", ".join(f"{k}={value_key(v)}" for k, v in baseline.items())
 
 
 def _mean_std(row: Any, metric: str, digits: int) -> str:
@@ -288,22 +307,35 @@ def format_report(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     varied = list(spec["varied"])
     paper = spec.get("paper") or {}
     rows = []
-    stand_in_used = "paper_same_data" in table and (~table["paper_same_data"].astype(bool)).any() \
+    stand_in_used = (
+        "paper_same_data" in table
+        and (~table["paper_same_data"].astype(bool)).any()
         and table["paper_acc"].notna().any()
+    )
     for _, row in table.iterrows():
         out: dict[str, Any] = {}
         for key in varied:
-            out[key] = _key(row[key])
+            out[key] = value_key(row[key])
         out["n"] = int(row["n"])
         out["ours: test acc (%)"] = _mean_std(row, "test_acc", 2)
         if "test_intra_inter_mean" in table and table["test_intra_inter_mean"].notna().any():
-            out["ours: test intra/inter"] = "" if pd.isna(row["test_intra_inter_mean"]) and row.get("cam") is not None and not bool(row["cam"]) \
+            out["ours: test intra/inter"] = (
+                ""
+                if pd.isna(row["test_intra_inter_mean"]) and row.get("cam") is not None and not bool(row["cam"])
                 else _mean_std(row, "test_intra_inter", 3)
+            )
             if row.get("collapsed", 0) and not pd.isna(row.get("collapsed")):
                 out["ours: test intra/inter"] += f" ({int(row['collapsed'])} of {int(row['n'])} collapsed)"
         if paper:
-            acc = "" if pd.isna(row["paper_acc"]) else (
-                f"{row['paper_acc']:.2f}" if pd.isna(row["paper_std"]) else format_mean_std(row["paper_acc"], row["paper_std"]))
+            acc = (
+                ""
+                if pd.isna(row["paper_acc"])
+                else (
+                    f"{row['paper_acc']:.2f}"
+                    if pd.isna(row["paper_std"])
+                    else format_mean_std(row["paper_acc"], row["paper_std"])
+                )
+            )
             if row["paper_same_data"]:
                 out["paper (%)"] = acc or row["paper_note"]
                 out["ours − paper (pp)"] = "" if pd.isna(row["diff"]) else f"{row['diff']:+.2f}"
@@ -312,10 +344,13 @@ def format_report(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
                 out["ours − paper (pp)"] = "n/a"
             if stand_in_used:
                 column = "paper on other data (%)"
-                out[column] = "" if row["paper_same_data"] else (
-                    f"{acc} ({row['paper_dataset']}, {row['paper_backbone']})" if acc else row["paper_note"])
+                out[column] = (
+                    ""
+                    if row["paper_same_data"]
+                    else (f"{acc} ({row['paper_dataset']}, {row['paper_backbone']})" if acc else row["paper_note"])
+                )
             if "ours_delta" in table:
-                base = _baseline_text(paper["baseline"])
+                base = baseline_text(paper["baseline"])
                 out[f"Δ ours vs {base} (pp)"] = "" if pd.isna(row["ours_delta"]) else f"{row['ours_delta']:+.2f}"
                 out[f"Δ paper vs {base} (pp)"] = "" if pd.isna(row["paper_delta"]) else f"{row['paper_delta']:+.2f}"
         rows.append(out)
@@ -328,7 +363,7 @@ def _fixed_text(table: pd.DataFrame, spec: dict) -> str:
         if column in table and column not in spec["varied"] and table[column].nunique(dropna=False) == 1:
             value = table[column].iloc[0]
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                parts.append(f"{column} {_key(value)}")
+                parts.append(f"{column} {value_key(value)}")
     return ", ".join(parts)
 
 
@@ -346,29 +381,44 @@ def write_report(sweep_dir: str | os.PathLike) -> dict:
         fixed = _fixed_text(table, spec)
         if fixed:
             lines += [f"Fixed: {fixed}.", ""]
-    lines += [f"Top-1 test accuracy at the last epoch, mean ± std over seeds (sample std, ddof=1; n = seeds). "
-              f"{len(complete)} of {len(expected)} points complete.", ""]
+    lines += [
+        f"Top-1 test accuracy at the last epoch, mean ± std over seeds (sample std, ddof=1; n = seeds). "
+        f"{len(complete)} of {len(expected)} points complete.",
+        "",
+    ]
     if "test_intra_inter_mean" in table and not table.empty and table["test_intra_inter_mean"].notna().any():
-        lines += ["Test intra/inter: mean squared distance between the attention vectors of same-class test "
-                  "images over that of different-class ones (lower: tighter classes). It is NaN for a run whose "
-                  "attention vectors are all identical (0/0); such runs are counted as `[k of n NaN]`. A run "
-                  "counts as *collapsed* when the test set's mean inter-class distance is below 1e-3 (the loss's "
-                  "eps): its ratio then says nothing about separated classes (README, \"Known issue\").", ""]
+        lines += [
+            "Test intra/inter: mean squared distance between the attention vectors of same-class test "
+            "images over that of different-class ones (lower: tighter classes). It is NaN for a run whose "
+            "attention vectors are all identical (0/0); such runs are counted as `[k of n NaN]`. A run "
+            "counts as *collapsed* when the test set's mean inter-class distance is below 1e-3 (the loss's "
+            'eps): its ratio then says nothing about separated classes (README, "Known issue").',
+            "",
+        ]
     lines += [markdown_table(format_report(table, spec)) if not table.empty else "(no complete point yet)", ""]
     paper = spec.get("paper")
     if paper:
         notes = [f"Paper: {CITATION} Table: `{paper['table']}`."]
         if "paper_same_data" in table and not table.empty and (~table["paper_same_data"].astype(bool)).any():
-            notes.append("Where our dataset is not one of the paper's (the embedded digits), there is no paper number "
-                         "to compare with; the paper's row on other data is shown for reference only, and only the "
-                         "deltas against the baseline are comparable in direction.")
+            notes.append(
+                "Where our dataset is not one of the paper's (the embedded digits), there is no paper number "
+                "to compare with; the paper's row on other data is shown for reference only, and only the "
+                "deltas against the baseline are comparable in direction."
+            )
         if paper.get("note"):
             notes.append(str(paper["note"]).strip())
         lines += [" ".join(notes), ""]
     if missing:
-        lines += [f"Not complete ({len(missing)}): " + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""), ""]
+        lines += [
+            f"Not complete ({len(missing)}): " + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""),
+            "",
+        ]
     if spec.get("source"):
-        lines += [f"Reproduce: `python -m ccloss sweep {spec['source']}` then `python -m ccloss report <out>/{spec['name']}`.", ""]
+        lines += [
+            f"Reproduce: `python -m ccloss sweep {spec['source']}` then "
+            f"`python -m ccloss report <out>/{spec['name']}`.",
+            "",
+        ]
     markdown = "\n".join(lines)
     csv_path, md_path = sweep_dir / "report.csv", sweep_dir / "report.md"
     atomic_write(csv_path, lambda f: table.to_csv(f, index=False))
@@ -376,7 +426,7 @@ def write_report(sweep_dir: str | os.PathLike) -> dict:
     return {"csv": csv_path, "md": md_path, "markdown": markdown, "table": table}
 
 
-def export_results(sweep_dir: str | os.PathLike, dest: str | os.PathLike, command: Optional[str] = None) -> Path:
+def export_results(sweep_dir: str | os.PathLike, dest: str | os.PathLike, command: str | None = None) -> Path:
     """Copy the small files of a sweep (sweep.json, report, each point's point/config/metrics JSON)
     to ``dest/<name>/``: what is worth committing. No checkpoints, no executed notebooks."""
     sweep_dir = Path(sweep_dir)
@@ -400,14 +450,15 @@ def export_results(sweep_dir: str | os.PathLike, dest: str | os.PathLike, comman
         write_json(target / point["name"] / "point.json", record)
         config = read_json(source / "config.json")
         out = Path(config.get("out", ""))
-        try:
+        with contextlib.suppress(ValueError):  # a run directory outside the sweep keeps its path
             config["out"] = str(out.resolve().relative_to(root.parent))
-        except ValueError:
-            pass
         write_json(target / point["name"] / "config.json", config)
         shutil.copy2(source / "metrics.json", target / point["name"] / "metrics.json")
     source_text = spec.get("source") or "<sweep file>"
-    command = command or f"python -m ccloss sweep {source_text} && python -m ccloss report runs/{spec['name']} --export {dest}"
+    command = (
+        command
+        or f"python -m ccloss sweep {source_text} && python -m ccloss report runs/{spec['name']} --export {dest}"
+    )
     (target / "COMMAND.txt").write_text(command + "\n")
     return target
 
@@ -437,15 +488,17 @@ def paper_curves(table: pd.DataFrame, spec: dict) -> dict[str, pd.DataFrame]:
         reference = []
         for _, row in table.iterrows():
             base = _baseline_row(table, spec, row)
-            reference.append(float("nan") if base is None else
-                             paper_lookup(paper, _context(base, varied), dataset=dataset)["acc"])
+            reference.append(
+                float("nan") if base is None else paper_lookup(paper, _context(base, varied), dataset=dataset)["acc"]
+            )
         reference = np.array(reference, dtype=float)
         label = dataset
         backbones = {r["backbone"] for r in records if r["backbone"] and not math.isnan(r["acc"])}
         if len(backbones) == 1:
             label += f", {backbones.pop()}"
-        curves[label] = pd.DataFrame({"group": list(table["group"]), "acc": accs,
-                                      "std": [r["std"] for r in records], "delta": accs - reference})
+        curves[label] = pd.DataFrame(
+            {"group": list(table["group"]), "acc": accs, "std": [r["std"] for r in records], "delta": accs - reference}
+        )
     return curves
 
 
@@ -474,13 +527,22 @@ def paper_main_table(table: pd.DataFrame) -> pd.DataFrame:
         ours = table[table["loss"] == loss] if "loss" in table else table
         for _, r in ours.iterrows():
             backbone = r.get("backbone", "")
-            column = f"ours: {r.get('dataset', '')} {paper_backbone_name(backbone, False) if backbone in ('resnet18', 'vgg16') else backbone}"
+            name = paper_backbone_name(backbone, False) if backbone in ("resnet18", "vgg16") else backbone
+            column = f"ours: {r.get('dataset', '')} {name}"
             row[column] = format_mean_std(r["test_acc_mean"], r["test_acc_std"]) + f" (n={int(r['n'])})"
         for backbone, dataset in columns:
             wanted = backbone + ("+CAM" if loss == "cc" else "")
-            hit = paper[(paper["loss"] == PAPER_NAMES[loss]) & (paper["backbone"] == wanted) & (paper["dataset"] == dataset)]
-            value = "" if hit.empty or pd.isna(hit["accuracy"].iloc[0]) else (
-                f"{hit['accuracy'].iloc[0]:.2f}" + ("" if pd.isna(hit["std"].iloc[0]) else f" ± {hit['std'].iloc[0]:.2f}"))
+            hit = paper[
+                (paper["loss"] == PAPER_NAMES[loss]) & (paper["backbone"] == wanted) & (paper["dataset"] == dataset)
+            ]
+            value = (
+                ""
+                if hit.empty or pd.isna(hit["accuracy"].iloc[0])
+                else (
+                    f"{hit['accuracy'].iloc[0]:.2f}"
+                    + ("" if pd.isna(hit["std"].iloc[0]) else f" ± {hit['std'].iloc[0]:.2f}")
+                )
+            )
             row[f"paper: {dataset} {backbone}"] = value or "not reported"
         rows.append(row)
     return pd.DataFrame(rows)

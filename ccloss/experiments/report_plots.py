@@ -1,14 +1,16 @@
 """The figures of sweep reports and of the CC-Loss default study (notebooks 03, 05 and 06)."""
+
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .report import group_label, paper_curves
+from ..runtime.atomic import atomic_write
+from .report import baseline_text, group_label, paper_curves, value_key
 from .study import summarize
 
 __all__ = ["plot_ablation", "plot_categories", "plot_study"]
@@ -22,27 +24,47 @@ def _ours_label(table: pd.DataFrame) -> str:
     return "ours" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _finish(fig, path: Optional[str | os.PathLike], title: Optional[str]):
+def _finish(fig, path: str | os.PathLike | None, title: str | None):
     """Title, tight layout, and a PNG at ``path`` when given; returns the figure."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        fmt = os.path.splitext(str(path))[1].lstrip(".") or "png"
+        atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, dpi=110, bbox_inches="tight"), mode="wb")
     return fig
 
 
-def plot_ablation(table: pd.DataFrame, spec: dict, x: str, path: Optional[str | os.PathLike] = None,
-                  title: Optional[str] = None, log2: bool = False, xlabel: Optional[str] = None):
+def _delta_panel(ax, xs, table: pd.DataFrame, curves: dict, spec: dict, bars: bool) -> None:
+    """Accuracy change against the sweep's baseline: ours (error bars: std over seeds) and the
+    paper's on each of its datasets."""
+    ax.axhline(0, color="0.6", lw=0.8)
+    if bars:
+        ax.bar(xs, table["ours_delta"], yerr=table["test_acc_std"], capsize=4, color="tab:blue", alpha=0.8,
+               label=_ours_label(table))  # fmt: skip
+        offsets = np.linspace(-0.3, 0.3, max(1, len(curves)))
+        for offset, (name, curve) in zip(offsets, curves.items()):
+            ax.plot(xs + offset, curve["delta"], ls="none", marker="D", ms=5, label=f"paper: {name}")
+    else:
+        ax.errorbar(xs, table["ours_delta"], yerr=table["test_acc_std"], marker="o", capsize=4, lw=2,
+                    label=_ours_label(table))  # fmt: skip
+        for name, curve in curves.items():
+            ax.plot(xs, curve["delta"], ls="--", marker="x", label=f"paper: {name}")
+    ax.set_ylabel(f"Δ accuracy vs {baseline_text(spec['paper']['baseline'])} (pp)")
+    ax.set_title(("" if bars else "(c) ") + "change vs baseline; paper on its datasets")
+    ax.legend(fontsize=7)
+
+
+def plot_ablation(
+    table: pd.DataFrame, spec: dict, x: str, path: str | os.PathLike | None = None, title: str | None = None,
+    log2: bool = False, xlabel: str | None = None,
+):  # fmt: skip
     """A numeric sweep (lambda, batch size, group size) in up to three panels.
 
     (a) our test accuracy, mean ± std over seeds; (b) our test intra/inter ratio of the
     attention vectors; (c) accuracy change against the sweep's baseline: ours (error bars: std
     over seeds) and the paper's curves on its own datasets, on the same axes.
     """
-    import matplotlib.pyplot as plt
-
     xs = table[x].astype(float).to_numpy()
     has_ratio = "test_intra_inter_mean" in table and table["test_intra_inter_mean"].notna().any()
     curves = paper_curves(table, spec)
@@ -50,85 +72,63 @@ def plot_ablation(table: pd.DataFrame, spec: dict, x: str, path: Optional[str | 
     panels = 1 + has_ratio + has_delta
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.6), squeeze=False)
     axes = list(axes[0])
-    label = xlabel or x
     ours = _ours_label(table)
-    ax = axes.pop(0)
-    ax.errorbar(xs, table["test_acc_mean"], yerr=table["test_acc_std"], marker="o", capsize=4, label=ours)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("(a) accuracy, mean ± std over seeds")
-    panel_axes = [ax]
+    axes[0].errorbar(xs, table["test_acc_mean"], yerr=table["test_acc_std"], marker="o", capsize=4, label=ours)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_title("(a) accuracy, mean ± std over seeds")
     if has_ratio:
-        ax = axes.pop(0)
-        ax.errorbar(xs, table["test_intra_inter_mean"], yerr=table["test_intra_inter_std"], marker="s", capsize=4,
-                    color="tab:purple", label=ours)
-        ax.set_ylabel("test intra/inter distance ratio")
-        ax.set_title("(b) attention-vector intra/inter (lower = tighter)")
-        panel_axes.append(ax)
+        axes[1].errorbar(xs, table["test_intra_inter_mean"], yerr=table["test_intra_inter_std"], marker="s",
+                         capsize=4, color="tab:purple", label=ours)  # fmt: skip
+        axes[1].set_ylabel("test intra/inter distance ratio")
+        axes[1].set_title("(b) attention-vector intra/inter (lower = tighter)")
     if has_delta:
-        ax = axes.pop(0)
-        ax.axhline(0, color="0.6", lw=0.8)
-        ax.errorbar(xs, table["ours_delta"], yerr=table["test_acc_std"], marker="o", capsize=4, lw=2, label=ours)
-        for name, curve in curves.items():
-            ax.plot(xs, curve["delta"], ls="--", marker="x", label=f"paper: {name}")
-        ax.set_ylabel(f"Δ accuracy vs {_baseline_text(spec['paper']['baseline'])} (pp)")
-        ax.set_title("(c) change vs baseline; paper on its datasets")
-        ax.legend(fontsize=7)
-        panel_axes.append(ax)
-    for ax in panel_axes:
-        ax.set_xlabel(label)
+        _delta_panel(axes[-1], xs, table, curves, spec, bars=False)
+    for ax in axes:
+        ax.set_xlabel(xlabel or x)
         if log2:
             ax.set_xscale("log", base=2)
         ax.set_xticks(xs)
-        ax.set_xticklabels([_key(v) for v in table[x]])
+        ax.set_xticklabels([value_key(v) for v in table[x]])
         ax.grid(alpha=0.3)
     return _finish(fig, path, title)
 
 
-def plot_categories(table: pd.DataFrame, spec: dict, path: Optional[str | os.PathLike] = None,
-                    title: Optional[str] = None, labels: Optional[Sequence[str]] = None):
+def plot_categories(
+    table: pd.DataFrame, spec: dict, path: str | os.PathLike | None = None, title: str | None = None,
+    labels: Sequence[str] | None = None,
+):  # fmt: skip
     """A categorical sweep (CAM, loss forms, losses): bars with error bars over seeds.
 
     Left: our test accuracy. Right (when the sweep has a paper baseline): accuracy change against
     the baseline, ours as bars and the paper's on each of its datasets as markers.
     """
-    import matplotlib.pyplot as plt
-
     varied = list(spec["varied"])
     labels = list(labels) if labels is not None else [group_label(row, varied) for _, row in table.iterrows()]
     curves = paper_curves(table, spec)
     has_delta = "ours_delta" in table and bool(curves)
-    fig, axes = plt.subplots(1, 1 + has_delta, figsize=(max(4.8, 0.9 * len(labels) + 2) * (1 + has_delta), 3.8),
-                             squeeze=False)
+    width = max(4.8, 0.9 * len(labels) + 2) * (1 + has_delta)
+    fig, axes = plt.subplots(1, 1 + has_delta, figsize=(width, 3.8), squeeze=False)
     axes = list(axes[0])
     xs = np.arange(len(table))
-    ax = axes[0]
-    ax.bar(xs, table["test_acc_mean"], yerr=table["test_acc_std"], capsize=4, color="tab:blue", alpha=0.8,
-           label=_ours_label(table))
+    axes[0].bar(xs, table["test_acc_mean"], yerr=table["test_acc_std"], capsize=4, color="tab:blue", alpha=0.8,
+                label=_ours_label(table))  # fmt: skip
     low = np.nanmin(table["test_acc_mean"] - table["test_acc_std"])
     high = np.nanmax(table["test_acc_mean"] + table["test_acc_std"])
     pad = max(1.0, 0.15 * (high - low))
-    ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("accuracy, mean ± std over seeds")
+    axes[0].set_ylim(max(0.0, low - pad), min(100.0, high + pad))
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_title("accuracy, mean ± std over seeds")
     if has_delta:
-        ax = axes[1]
-        ax.axhline(0, color="0.6", lw=0.8)
-        ax.bar(xs, table["ours_delta"], yerr=table["test_acc_std"], capsize=4, color="tab:blue", alpha=0.8,
-               label=_ours_label(table))
-        offsets = np.linspace(-0.3, 0.3, max(1, len(curves)))
-        for offset, (name, curve) in zip(offsets, curves.items()):
-            ax.plot(xs + offset, curve["delta"], ls="none", marker="D", ms=5, label=f"paper: {name}")
-        ax.set_ylabel(f"Δ accuracy vs {_baseline_text(spec['paper']['baseline'])} (pp)")
-        ax.set_title("change vs baseline; paper on its datasets")
-        ax.legend(fontsize=7)
+        _delta_panel(axes[1], xs, table, curves, spec, bars=True)
+    long_labels = max(len(s) for s in labels) > 8
     for ax in axes:
         ax.set_xticks(xs)
-        ax.set_xticklabels(labels, rotation=20 if max(len(s) for s in labels) > 8 else 0, ha="right" if max(len(s) for s in labels) > 8 else "center")
+        ax.set_xticklabels(labels, rotation=20 if long_labels else 0, ha="right" if long_labels else "center")
         ax.grid(alpha=0.3, axis="y")
     return _finish(fig, path, title)
 
 
-def plot_study(runs: pd.DataFrame, order: Optional[Sequence[str]] = None):
+def plot_study(runs: pd.DataFrame, order: Sequence[str] | None = None):
     """Mean ± std accuracy and intra/inter ratio per candidate, one colour per dataset; collapsed
     runs are counted above their candidate."""
     summary = summarize(runs)
@@ -143,8 +143,15 @@ def plot_study(runs: pd.DataFrame, order: Optional[Sequence[str]] = None):
         axes[1].errorbar(xs, frame["ratio_mean"], yerr=frame["ratio_std"], fmt="s", capsize=3, label=dataset)
         for x, (collapsed, n) in zip(xs, zip(frame["collapsed"], frame["n"])):
             if collapsed and not pd.isna(collapsed):
-                axes[0].annotate(f"{int(collapsed)}/{int(n)} coll.", (x, axes[0].get_ylim()[0]), fontsize=6,
-                                 rotation=90, va="bottom", ha="center", color="tab:red")
+                axes[0].annotate(
+                    f"{int(collapsed)}/{int(n)} coll.",
+                    (x, axes[0].get_ylim()[0]),
+                    fontsize=6,
+                    rotation=90,
+                    va="bottom",
+                    ha="center",
+                    color="tab:red",
+                )
     split = runs["split"].dropna().iloc[0] if runs["split"].notna().any() else "val"
     axes[0].set_ylabel(f"{split} accuracy (%)")
     axes[1].set_ylabel(f"{split} intra/inter (attention)")

@@ -13,11 +13,12 @@ the runs:
 
 ``python -m ccloss study runs/study_screen [more folders]`` prints both tables.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,18 @@ import pandas as pd
 from ..runtime.atomic import read_json
 from .tables import format_mean_std, markdown_table
 
-__all__ = ["REFERENCE", "TIE_PP", "RATIO_FACTOR", "load_study", "summarize", "select", "finalists",
-           "study_markdown", "budget_rule", "pilot_curves"]
+__all__ = [
+    "REFERENCE",
+    "TIE_PP",
+    "RATIO_FACTOR",
+    "load_study",
+    "summarize",
+    "select",
+    "finalists",
+    "study_markdown",
+    "budget_rule",
+    "pilot_curves",
+]
 
 REFERENCE = "ce_cam"  #: the label of CE+CAM, the reference (never selected)
 TIE_PP = 0.1  #: scores closer than this (percentage points) are a tie
@@ -34,17 +45,21 @@ RATIO_FACTOR = 0.5  #: eligible only at most this times the reference's intra/in
 LAMBDA_LABELS = ("lam0.3", "lam0.1", "lam0.03")  #: the λ rows of the candidate table
 
 
-def _split_of(final: dict) -> Optional[str]:
+def _split_of(final: dict) -> str | None:
     for split in ("val", "test"):
         if f"{split}_acc" in final:
             return split
     return None
 
 
-def _point_row(point_dir: Path, values: dict) -> Optional[dict]:
+def _point_row(point_dir: Path, values: dict) -> dict | None:
     """One run of a study point; a failed point is a row that counts as collapsed."""
-    row = {"label": values.get("label"), "dataset": values.get("dataset"), "seed": values.get("seed"),
-           "point_dir": str(point_dir)}
+    row = {
+        "label": values.get("label"),
+        "dataset": values.get("dataset"),
+        "seed": values.get("seed"),
+        "point_dir": str(point_dir),
+    }
     try:
         metrics = read_json(point_dir / "metrics.json")
     except (OSError, ValueError):
@@ -52,9 +67,15 @@ def _point_row(point_dir: Path, values: dict) -> Optional[dict]:
     if metrics and metrics.get("status") == "complete" and metrics.get("final"):
         final = metrics["final"]
         split = _split_of(final)
-        row.update(split=split, acc=final.get(f"{split}_acc"), ratio=final.get(f"{split}_intra_inter"),
-                   d_inter=final.get(f"{split}_d_inter"), dead_units=final.get(f"{split}_se_dead_units"),
-                   collapsed=bool(final.get(f"{split}_attention_collapsed", False)), failed=False)
+        row.update(
+            split=split,
+            acc=final.get(f"{split}_acc"),
+            ratio=final.get(f"{split}_intra_inter"),
+            d_inter=final.get(f"{split}_d_inter"),
+            dead_units=final.get(f"{split}_se_dead_units"),
+            collapsed=bool(final.get(f"{split}_attention_collapsed", False)),
+            failed=False,
+        )
         return row
     try:
         status = read_json(point_dir / "point.json").get("status")
@@ -114,8 +135,16 @@ def _verdicts(summary: pd.DataFrame, reference: str, use_ratio: bool) -> pd.Data
                 limit = RATIO_FACTOR * ref.get(dataset, np.nan)
                 if not frame.loc[dataset, "ratio_mean"] <= limit:
                     reasons.append(f"{dataset} ratio {frame.loc[dataset, 'ratio_mean']:.3f} > {limit:.3f}")
-        rows.append({"label": label, "score": frame["acc_mean"].mean(), "ratio": frame["ratio_mean"].mean(),
-                     "n": int(frame["n"].min()), "eligible": not reasons, "why not": "; ".join(reasons)})
+        rows.append(
+            {
+                "label": label,
+                "score": frame["acc_mean"].mean(),
+                "ratio": frame["ratio_mean"].mean(),
+                "n": int(frame["n"].min()),
+                "eligible": not reasons,
+                "why not": "; ".join(reasons),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -159,19 +188,29 @@ def study_markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
     split = runs["split"].dropna().iloc[0] if runs["split"].notna().any() else "val"
     rows = []
     for _, r in summary.iterrows():
-        rows.append({"candidate": r["label"], "dataset": r["dataset"], "n": int(r["n"]),
-                     f"{split} acc (%)": format_mean_std(r["acc_mean"], r["acc_std"]),
-                     f"{split} intra/inter": format_mean_std(r["ratio_mean"], r["ratio_std"], 3),
-                     "collapsed": f"{int(r['collapsed'])} of {int(r['n'])}"})
+        rows.append(
+            {
+                "candidate": r["label"],
+                "dataset": r["dataset"],
+                "n": int(r["n"]),
+                f"{split} acc (%)": format_mean_std(r["acc_mean"], r["acc_std"]),
+                f"{split} intra/inter": format_mean_std(r["ratio_mean"], r["ratio_std"], 3),
+                "collapsed": f"{int(r['collapsed'])} of {int(r['n'])}",
+            }
+        )
     text = markdown_table(pd.DataFrame(rows))
     if reference in set(summary["label"]) and len(summary["label"].unique()) > 1:
         verdicts = select(runs, reference)
-        shown = verdicts.assign(score=verdicts["score"].map(lambda v: f"{v:.2f}"),
-                                ratio=verdicts["ratio"].map(lambda v: f"{v:.3f}"),
-                                rank=verdicts["rank"].map(lambda v: "" if pd.isna(v) else str(int(v))))
+        shown = verdicts.assign(
+            score=verdicts["score"].map(lambda v: f"{v:.2f}"),
+            ratio=verdicts["ratio"].map(lambda v: f"{v:.3f}"),
+            rank=verdicts["rank"].map(lambda v: "" if pd.isna(v) else str(int(v))),
+        )
         rule = "applied" if verdicts.attrs["ratio_rule"] else "dropped: no candidate met it"
-        text += (f"\n\nSelection (score = mean over datasets of the mean {split} accuracy; ratio condition "
-                 f"{rule}):\n\n" + markdown_table(shown[["rank", "label", "score", "ratio", "n", "eligible", "why not"]]))
+        text += (
+            f"\n\nSelection (score = mean over datasets of the mean {split} accuracy; ratio condition "
+            f"{rule}):\n\n" + markdown_table(shown[["rank", "label", "score", "ratio", "n", "eligible", "why not"]])
+        )
     return text
 
 
@@ -187,8 +226,13 @@ def pilot_curves(sweep_dir: str | os.PathLike) -> pd.DataFrame:
         if metrics.get("status") != "complete":
             continue
         for record in metrics["history"]:
-            rows.append({**{k: point["values"][k] for k in ("dataset", "epochs", "seed")},
-                         "epoch": record["epoch"], "val_acc": record["val_acc"]})
+            rows.append(
+                {
+                    **{k: point["values"][k] for k in ("dataset", "epochs", "seed")},
+                    "epoch": record["epoch"],
+                    "val_acc": record["val_acc"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -204,10 +248,14 @@ def budget_rule(curves: pd.DataFrame, short: int = 20, long: int = 40, tolerance
         curve = frame[frame["epochs"] == short].groupby("epoch")["val_acc"].mean()
         last5 = curve[curve.index > short - 5]
         checks[dataset] = {
-            "mean_short": mean_short, "mean_long": mean_long, "std_long": std_long,
-            "gap": mean_long - mean_short, "allowed_gap": max(tolerance, std_long),
+            "mean_short": mean_short,
+            "mean_long": mean_long,
+            "std_long": std_long,
+            "gap": mean_long - mean_short,
+            "allowed_gap": max(tolerance, std_long),
             "last5_range": float(last5.max() - last5.min()),
         }
-        checks[dataset]["ok"] = (abs(checks[dataset]["gap"]) <= checks[dataset]["allowed_gap"]
-                                 and checks[dataset]["last5_range"] < tolerance)
+        checks[dataset]["ok"] = (
+            abs(checks[dataset]["gap"]) <= checks[dataset]["allowed_gap"] and checks[dataset]["last5_range"] < tolerance
+        )
     return {"epochs": short if all(c["ok"] for c in checks.values()) else long, "checks": checks}

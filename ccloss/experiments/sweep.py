@@ -32,6 +32,7 @@ kernel; with several GPUs each worker gets its own (``CUDA_VISIBLE_DEVICES``), a
 failed with its error and the others go on; the exit code says whether any failed.
 A lock file keeps two sweeps out of the same folder.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -41,9 +42,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import yaml
 
@@ -53,8 +55,19 @@ from .notebooks import REPO_ROOT
 from .workers import POINT_FILE, notebook_parameters, notebook_values, run_point, run_processes
 
 __all__ = [
-    "SWEEP_KEYS", "PAPER_KEYS", "Sweep", "Point", "SweepResult", "load_sweep", "apply_overrides", "expand_points",
-    "point_name", "format_value", "run_sweep", "run_or_read", "point_status",
+    "SWEEP_KEYS",
+    "PAPER_KEYS",
+    "Sweep",
+    "Point",
+    "SweepResult",
+    "load_sweep",
+    "apply_overrides",
+    "expand_points",
+    "point_name",
+    "format_value",
+    "run_sweep",
+    "run_or_read",
+    "point_status",
 ]
 
 #: Keys a sweep file may have.
@@ -93,10 +106,10 @@ class Sweep:
     fixed: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     points: list = field(default_factory=list)
-    seeds: Optional[list] = None
-    paper: Optional[dict] = None
+    seeds: list | None = None
+    paper: dict | None = None
     description: str = ""
-    source: Optional[Path] = None
+    source: Path | None = None
 
     def expand(self) -> list[Point]:
         return expand_points(self)
@@ -115,9 +128,16 @@ class Sweep:
         """What ``runs/<sweep>/sweep.json`` records (enough for :mod:`ccloss.report`)."""
         points = self.expand()
         return {
-            "name": self.name, "description": self.description, "notebook": _display_path(self.notebook),
-            "source": _display_path(self.source) if self.source else None, "fixed": self.fixed, "grid": self.grid,
-            "points": self.points, "seeds": self.seeds, "paper": self.paper, "varied": self.varied,
+            "name": self.name,
+            "description": self.description,
+            "notebook": _display_path(self.notebook),
+            "source": _display_path(self.source) if self.source else None,
+            "fixed": self.fixed,
+            "grid": self.grid,
+            "points": self.points,
+            "seeds": self.seeds,
+            "paper": self.paper,
+            "varied": self.varied,
             "expanded": [{"name": p.name, "values": p.values, "parameters": p.parameters} for p in points],
         }
 
@@ -167,7 +187,7 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _resolve_notebook(notebook: str, source: Optional[Path]) -> Path:
+def _resolve_notebook(notebook: str, source: Path | None) -> Path:
     path = Path(notebook)
     candidates = [path] if path.is_absolute() else [REPO_ROOT / path] + ([source.parent / path] if source else [])
     for candidate in candidates:
@@ -177,7 +197,57 @@ def _resolve_notebook(notebook: str, source: Optional[Path]) -> Path:
     raise ValueError(f"notebook {notebook!r} not found (looked for {tried}); paths are relative to the repository root")
 
 
-def load_sweep(path: str | os.PathLike, overrides: Optional[dict] = None, check_notebook: bool = True) -> Sweep:
+def _check_file(data: dict, source: Path) -> None:
+    """The shape of a sweep file: known keys, a plain name, mappings and lists where they belong."""
+    unknown = sorted(set(data) - set(SWEEP_KEYS))
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown}; valid: {', '.join(SWEEP_KEYS)}")
+    for key in ("name", "notebook"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ValueError(f"{source}: `{key}` (a string) is required")
+    if NAME_UNSAFE.search(data["name"]) or data["name"] in (".", ".."):
+        raise ValueError(f"{source}: name {data['name']!r} must be a plain folder name (letters, digits, . _ - = , +)")
+    grid, points = data.get("grid") or {}, data.get("points") or []
+    if not isinstance(data.get("fixed") or {}, dict):
+        raise ValueError(f"{source}: `fixed` must be a mapping of notebook parameters")
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ValueError(f"{source}: `grid` must map each parameter to a non-empty list of values")
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        raise ValueError(f"{source}: `points` must be a list of mappings")
+    for i, p in enumerate(points):
+        if "label" in p and (not isinstance(p["label"], str) or not p["label"] or NAME_UNSAFE.search(p["label"])):
+            raise ValueError(
+                f"{source}: points[{i}].label must be a plain name (letters, digits, . _ - = +), got {p['label']!r}"
+            )
+    lists = [("seeds", data.get("seeds"))] + [(f"points[{i}].seeds", p.get("seeds")) for i, p in enumerate(points)]
+    for where, seeds in lists:
+        if seeds is not None and (
+            not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds)  # no bools
+        ):
+            raise ValueError(f"{source}: `{where}` must be a non-empty list of integers")
+    if data.get("paper") is not None:
+        _check_paper(data["paper"], source)
+
+
+def _check_points(sweep: Sweep, source: Path) -> list[Point]:
+    """What the notebook decides (seeds, losses, out_dir) is not set by hand; point names differ."""
+    for key in ("seeds", "losses"):
+        if key in sweep.fixed or key in sweep.grid:
+            raise ValueError(
+                f"{source}: `{key}` cannot be fixed or gridded; use the top-level `seeds:` list and "
+                f"one `loss` per point (each point is one training run)"
+            )
+    if "out_dir" in sweep.fixed or "out_dir" in sweep.grid or any("out_dir" in p for p in sweep.points):
+        raise ValueError(f"{source}: `out_dir` is set by the sweep (runs/<sweep>/<point>/); do not set it")
+    points = expand_points(sweep)
+    names = [p.name for p in points]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{source}: several points share the name(s) {duplicates}; make the points differ")
+    return points
+
+
+def load_sweep(path: str | os.PathLike, overrides: dict | None = None, check_notebook: bool = True) -> Sweep:
     """Parse and validate a sweep file; ``overrides`` are ``-p NAME VALUE`` pairs (already parsed).
 
     Raises ValueError naming what is wrong: unknown keys, wrong types, a missing notebook, or
@@ -187,56 +257,19 @@ def load_sweep(path: str | os.PathLike, overrides: Optional[dict] = None, check_
     if not source.is_file():
         raise ValueError(f"sweep file {source} not found")
     data = _read_yaml(source)
-    unknown = sorted(set(data) - set(SWEEP_KEYS))
-    if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; valid: {', '.join(SWEEP_KEYS)}")
-    for key in ("name", "notebook"):
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise ValueError(f"{source}: `{key}` (a string) is required")
-    if NAME_UNSAFE.search(data["name"]) or data["name"] in (".", ".."):
-        raise ValueError(f"{source}: name {data['name']!r} must be a plain folder name (letters, digits, . _ - = , +)")
-    fixed = data.get("fixed") or {}
-    grid = data.get("grid") or {}
-    points = data.get("points") or []
-    if not isinstance(fixed, dict):
-        raise ValueError(f"{source}: `fixed` must be a mapping of notebook parameters")
-    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-        raise ValueError(f"{source}: `grid` must map each parameter to a non-empty list of values")
-    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
-        raise ValueError(f"{source}: `points` must be a list of mappings")
-    for i, p in enumerate(points):
-        if "label" in p and (not isinstance(p["label"], str) or not p["label"] or NAME_UNSAFE.search(p["label"])):
-            raise ValueError(f"{source}: points[{i}].label must be a plain name (letters, digits, . _ - = +), "
-                             f"got {p['label']!r}")
-    seeds = data.get("seeds")
-    for where, seed_list in [("seeds", seeds)] + [(f"points[{i}].seeds", p.get("seeds")) for i, p in enumerate(points)]:
-        if seed_list is not None and (not isinstance(seed_list, list) or not seed_list
-                                      or not all(isinstance(s, int) and not isinstance(s, bool) for s in seed_list)):
-            raise ValueError(f"{source}: `{where}` must be a non-empty list of integers")
-    paper = data.get("paper")
-    if paper is not None:
-        _check_paper(paper, source)
+    _check_file(data, source)
     sweep = Sweep(
-        name=data["name"], notebook=_resolve_notebook(data["notebook"], source), fixed=dict(fixed), grid=dict(grid),
-        points=[dict(p) for p in points], seeds=seeds, paper=paper, description=str(data.get("description") or "").strip(),
+        name=data["name"], notebook=_resolve_notebook(data["notebook"], source), fixed=dict(data.get("fixed") or {}),
+        grid=dict(data.get("grid") or {}), points=[dict(p) for p in data.get("points") or []],
+        seeds=data.get("seeds"), paper=data.get("paper"), description=str(data.get("description") or "").strip(),
         source=source.resolve(),
-    )
+    )  # fmt: skip
     if overrides:
         apply_overrides(sweep, overrides)
-    for key in ("seeds", "losses"):
-        if key in sweep.fixed or key in sweep.grid:
-            raise ValueError(f"{source}: `{key}` cannot be fixed or gridded; use the top-level `seeds:` list and "
-                             f"one `loss` per point (each point is one training run)")
-    if "out_dir" in sweep.fixed or "out_dir" in sweep.grid or any("out_dir" in p for p in sweep.points):
-        raise ValueError(f"{source}: `out_dir` is set by the sweep (runs/<sweep>/<point>/); do not set it")
-    points_expanded = expand_points(sweep)
-    names = [p.name for p in points_expanded]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"{source}: several points share the name(s) {duplicates}; make the points differ")
-    _check_known_values(sweep, points_expanded)
+    points = _check_points(sweep, source)
+    _check_known_values(sweep, points)
     if check_notebook:
-        _check_parameters(sweep, points_expanded)
+        _check_parameters(sweep, points)
     return sweep
 
 
@@ -257,8 +290,10 @@ def _check_paper(paper: Any, source: Path) -> None:
     for section in ("match", "stand_in"):
         bad = sorted(set(paper.get(section) or {}) - set(columns))
         if bad:
-            raise ValueError(f"{source}: paper.{section} names column(s) {bad} that the paper's {paper['table']} "
-                             f"table lacks; its columns: {', '.join(columns)}")
+            raise ValueError(
+                f"{source}: paper.{section} names column(s) {bad} that the paper's {paper['table']} "
+                f"table lacks; its columns: {', '.join(columns)}"
+            )
 
 
 def apply_overrides(sweep: Sweep, overrides: dict) -> None:
@@ -298,7 +333,7 @@ def expand_points(sweep: Sweep) -> list[Point]:
         label = point.pop("label", None)
         for combo in combos:
             values = {**point, **{k: v for k, v in combo.items() if k not in point}}
-            for seed in (seeds if seeds is not None else [None]):
+            for seed in seeds if seeds is not None else [None]:
                 run_values = dict(values)
                 if seed is not None:
                     run_values["seed"] = seed
@@ -310,23 +345,23 @@ def expand_points(sweep: Sweep) -> list[Point]:
     return out
 
 
-
-
-
-
 def _check_parameters(sweep: Sweep, points: list[Point]) -> None:
     valid = notebook_parameters(sweep.notebook)
     if not valid:
         raise ValueError(f"{_display_path(sweep.notebook)} has no cell tagged `parameters`; a sweep needs one")
     if "out_dir" not in valid:
-        raise ValueError(f"{_display_path(sweep.notebook)} has no `out_dir` parameter; the sweep passes each point's folder in it")
+        raise ValueError(
+            f"{_display_path(sweep.notebook)} has no `out_dir` parameter; the sweep passes each point's folder in it"
+        )
     used: set[str] = set()
     for point in points:
         used.update(notebook_values(point.parameters, list(valid)))
     unknown = sorted(used - set(valid))
     if unknown:
-        raise ValueError(f"unknown notebook parameter(s) {unknown} for {_display_path(sweep.notebook)} "
-                         f"(in {sweep.source.name if sweep.source else 'the sweep'}); valid: {', '.join(valid)}")
+        raise ValueError(
+            f"unknown notebook parameter(s) {unknown} for {_display_path(sweep.notebook)} "
+            f"(in {sweep.source.name if sweep.source else 'the sweep'}); valid: {', '.join(valid)}"
+        )
 
 
 def _check_known_values(sweep: Sweep, points: list[Point]) -> None:
@@ -336,13 +371,19 @@ def _check_known_values(sweep: Sweep, points: list[Point]) -> None:
     from ..losses import LOSSES
     from ..models import BACKBONES
 
-    choices = {"dataset": tuple(DATASETS), "backbone": tuple(BACKBONES), "loss": tuple(LOSSES),
-               "form": tuple(FORMS) + (None,)}
+    choices = {
+        "dataset": tuple(DATASETS),
+        "backbone": tuple(BACKBONES),
+        "loss": tuple(LOSSES),
+        "form": tuple(FORMS) + (None,),
+    }
     for point in points:
         for key, valid in choices.items():
             if key in point.parameters and point.parameters[key] not in valid:
-                raise ValueError(f"point {point.name}: unknown {key} {point.parameters[key]!r}; valid: "
-                                 f"{', '.join(str(v) for v in valid if v is not None)}")
+                raise ValueError(
+                    f"point {point.name}: unknown {key} {point.parameters[key]!r}; valid: "
+                    f"{', '.join(str(v) for v in valid if v is not None)}"
+                )
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,7 +391,7 @@ def _check_known_values(sweep: Sweep, points: list[Point]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def point_status(point_dir: Path, point: Optional[Point] = None) -> str:
+def point_status(point_dir: Path, point: Point | None = None) -> str:
     """``done`` (complete marker), ``stale`` (done with other parameters), ``failed``, ``todo``."""
     point_dir = Path(point_dir)
     if is_complete(point_dir):
@@ -393,13 +434,17 @@ class SweepResult:
         return not self.failed
 
     def summary(self) -> str:
-        lines = [f"sweep {self.sweep_dir.name}: {len(self.done)} run, {len(self.skipped)} already complete, "
-                 f"{len(self.failed)} failed, {self.seconds:.0f}s"]
+        lines = [
+            f"sweep {self.sweep_dir.name}: {len(self.done)} run, {len(self.skipped)} already complete, "
+            f"{len(self.failed)} failed, {self.seconds:.0f}s"
+        ]
         for name, error in self.failed.items():
             lines.append(f"  FAILED {name}: {error}")
         if self.failed:
-            lines.append(f"  (each point's executed notebook and log: {self.sweep_dir}/<point>/; rerun the same "
-                         f"command to retry the failed points, finished ones are skipped)")
+            lines.append(
+                f"  (each point's executed notebook and log: {self.sweep_dir}/<point>/; rerun the same "
+                f"command to retry the failed points, finished ones are skipped)"
+            )
         return "\n".join(lines)
 
 
@@ -416,8 +461,9 @@ class _Lock:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.handle.close()
-            raise RuntimeError(f"another sweep is running in {self.path.parent} (lock {self.path}); wait for it "
-                               f"or stop it first") from None
+            raise RuntimeError(
+                f"another sweep is running in {self.path.parent} (lock {self.path}); wait for it or stop it first"
+            ) from None
         return self
 
     def __exit__(self, *exc):
@@ -436,14 +482,40 @@ def _result_line(record: dict) -> str:
     return f"FAILED: {record.get('error')}"
 
 
+def _refuse_stale(sweep_dir: Path, points: list[Point], statuses: dict) -> None:
+    stale = [p for p in points if statuses[p.name] == "stale"]
+    if stale:
+        details = "; ".join(
+            f"{p.name} ({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in _changed(sweep_dir / p.name, p).items())})"
+            for p in stale[:5]
+        )
+        raise ValueError(
+            f"{len(stale)} finished point(s) in {sweep_dir} were run with other parameters: {details}. "
+            f"Use another --out or --name, or delete those folders to rerun them."
+        )
+
+
+def _prepare_point(sweep: Sweep, point: Point, point_dir: Path) -> None:
+    """A fresh ``point.json`` (pending); an unfinished point of other parameters is removed first."""
+    if point_dir.is_dir() and _changed(point_dir, point):
+        shutil.rmtree(point_dir)  # its run cannot resume
+    point_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        attempts = int(read_json(point_dir / POINT_FILE).get("attempts", 0))
+    except (OSError, ValueError):
+        attempts = 0
+    record = {
+        "sweep": sweep.name, "name": point.name, "values": point.values, "parameters": point.parameters,
+        "notebook": _display_path(sweep.notebook), "notebook_path": str(sweep.notebook), "point_dir": str(point_dir),
+        "status": "pending", "attempts": attempts + 1,
+    }  # fmt: skip
+    write_json(point_dir / POINT_FILE, record)
+
+
 def run_sweep(
-    sweep: Sweep,
-    out: str | os.PathLike = "runs",
-    jobs: int = 1,
-    dry_run: bool = False,
-    log: Callable[[str], None] = print,
-    in_process: bool = False,
-) -> SweepResult:
+    sweep: Sweep, out: str | os.PathLike = "runs", jobs: int = 1, dry_run: bool = False,
+    log: Callable[[str], None] = print, in_process: bool = False,
+) -> SweepResult:  # fmt: skip
     """Run every point of ``sweep`` not yet complete into ``out/<sweep.name>/``.
 
     ``jobs`` points run at once, each in its own process (``in_process=True`` runs them one by
@@ -455,16 +527,13 @@ def run_sweep(
     sweep_dir = Path(out).resolve() / sweep.name
     points = sweep.expand()
     statuses = {p.name: point_status(sweep_dir / p.name, p) for p in points}
-    stale = [p for p in points if statuses[p.name] == "stale"]
-    if stale:
-        details = "; ".join(f"{p.name} ({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in _changed(sweep_dir / p.name, p).items())})"
-                            for p in stale[:5])
-        raise ValueError(f"{len(stale)} finished point(s) in {sweep_dir} were run with other parameters: {details}. "
-                         f"Use another --out or --name, or delete those folders to rerun them.")
+    _refuse_stale(sweep_dir, points, statuses)
     todo = [p for p in points if statuses[p.name] != "done"]
     result = SweepResult(sweep_dir, skipped=[p.name for p in points if statuses[p.name] == "done"])
-    log(f"sweep {sweep.name}: {len(points)} points, {len(result.skipped)} already complete, {len(todo)} to run "
-        f"({jobs} at a time) -> {sweep_dir}")
+    log(
+        f"sweep {sweep.name}: {len(points)} points, {len(result.skipped)} already complete, {len(todo)} to run "
+        f"({jobs} at a time) -> {sweep_dir}"
+    )
     if dry_run:
         for point in points:
             log(f"  [{statuses[point.name]:>6}] {point.name}")
@@ -473,21 +542,8 @@ def run_sweep(
     with _Lock(sweep_dir / LOCK_FILE):
         write_json(sweep_dir / SWEEP_FILE, sweep.to_dict())
         for point in todo:
-            point_dir = sweep_dir / point.name
-            if point_dir.is_dir() and _changed(point_dir, point):
-                shutil.rmtree(point_dir)  # an unfinished point of other parameters: its run cannot resume
-            point_dir.mkdir(parents=True, exist_ok=True)
-            previous = {}
-            if (point_dir / POINT_FILE).exists():
-                try:
-                    previous = read_json(point_dir / POINT_FILE)
-                except (OSError, ValueError):
-                    previous = {}
-            write_json(point_dir / POINT_FILE, {
-                "sweep": sweep.name, "name": point.name, "values": point.values, "parameters": point.parameters,
-                "notebook": _display_path(sweep.notebook), "notebook_path": str(sweep.notebook),
-                "point_dir": str(point_dir), "status": "pending", "attempts": int(previous.get("attempts", 0)) + 1,
-            })
+            _prepare_point(sweep, point, sweep_dir / point.name)
+
         def on_done(point: Point, record: dict) -> None:
             _collect(result, point, record, len(result.done) + len(result.failed) + 1, len(todo), log)
 
@@ -511,10 +567,10 @@ def _collect(result: SweepResult, point: Point, record: dict, index: int, total:
 def run_or_read(
     sweep_file: str | os.PathLike,
     runs_dir: str | os.PathLike = "runs",
-    results_dir: Optional[str | os.PathLike] = "results",
+    results_dir: str | os.PathLike | None = "results",
     run: bool = True,
     jobs: int = 1,
-    overrides: Optional[dict] = None,
+    overrides: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """The sweep folder to report on: run the sweep (``run=True``), or read finished results.
@@ -530,8 +586,11 @@ def run_or_read(
         for folder in [Path(runs_dir)] + ([Path(results_dir)] if results_dir else []):
             candidate = folder / sweep.name
             if candidate.is_dir() and all(point_status(candidate / p.name, p) == "done" for p in expanded):
-                log(f"reading {sweep.name} from {candidate}: {len(expanded)} point{'s' * (len(expanded) != 1)}, all complete "
-                    f"({_provenance(candidate)})")
+                log(
+                    f"reading {sweep.name} from {candidate}: {len(expanded)} point{'s' * (len(expanded) != 1)}, "
+                    f"all complete "
+                    f"({_provenance(candidate)})"
+                )
                 return candidate
         log(f"{sweep.name}: no finished results to read; running it")
         sweep = load_sweep(sweep_file, overrides)  # now with the notebook's parameter names checked

@@ -3,27 +3,49 @@
 Every number is reported as mean +/- standard deviation over seeds (sample std, ddof=1; 0 for
 a single seed) with the count n, so a reader sees how many runs stand behind it.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
 
 import pandas as pd
 
 from ..runtime.atomic import atomic_write, read_json
 
-__all__ = ["read_run", "iter_runs", "collect_runs", "aggregate", "count_collapsed", "format_mean_std", "markdown_table",
-           "write_table"]
+__all__ = [
+    "read_run",
+    "iter_runs",
+    "collect_runs",
+    "aggregate",
+    "count_collapsed",
+    "format_mean_std",
+    "markdown_table",
+    "write_table",
+]
 
 #: Config fields copied into each run's row (what a table can group by).
 CONFIG_COLUMNS = (
-    "dataset", "backbone", "width_mult", "cam", "loss", "lam", "form", "group_size", "batch_size",
-    "epochs", "seed", "loss_params", "eval_split", "cam_activation", "cam_min_hidden",
+    "dataset",
+    "backbone",
+    "width_mult",
+    "cam",
+    "loss",
+    "lam",
+    "form",
+    "group_size",
+    "batch_size",
+    "epochs",
+    "seed",
+    "loss_params",
+    "eval_split",
+    "cam_activation",
+    "cam_min_hidden",
 )
 
 
-def read_run(run_dir: str | os.PathLike) -> Optional[tuple[dict, dict]]:
+def read_run(run_dir: str | os.PathLike) -> tuple[dict, dict] | None:
     """``(config, metrics)`` of a run directory, or None when either file is missing or unreadable."""
     run_dir = Path(run_dir)
     try:
@@ -54,7 +76,9 @@ def collect_runs(run_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def aggregate(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = ("test_acc", "test_intra_inter")) -> pd.DataFrame:
+def aggregate(
+    runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = ("test_acc", "test_intra_inter")
+) -> pd.DataFrame:
     """Mean, std (ddof=1, 0 for one run) and n of each metric per group of ``by``."""
     if runs.empty:
         return pd.DataFrame(columns=[*by, "n"])
@@ -67,7 +91,7 @@ def aggregate(runs: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = ("
     return table.reset_index()
 
 
-def count_collapsed(runs: pd.DataFrame, by: Sequence[str], split: str = "test") -> Optional[pd.Series]:
+def count_collapsed(runs: pd.DataFrame, by: Sequence[str], split: str = "test") -> pd.Series | None:
     """Runs per group of ``by`` whose attention collapsed on ``split`` (``<split>_attention_collapsed``),
     or None for runs recorded before that flag existed."""
     column = f"{split}_attention_collapsed"
@@ -92,8 +116,9 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str = "summary",
-                  title: Optional[str] = None) -> tuple[Path, Path]:
+def write_table(
+    table: pd.DataFrame, out_dir: str | os.PathLike, name: str = "summary", title: str | None = None
+) -> tuple[Path, Path]:
     """Write ``table`` as ``<out_dir>/<name>.md`` (Markdown, :func:`markdown_table`)
     and ``<out_dir>/<name>.csv``, each atomically; returns both paths."""
     out_dir = Path(out_dir)

@@ -6,6 +6,7 @@ thread: papermill changes the working directory). With several GPUs each worker 
 ``point.json`` (parameters, status, error), the executed notebook, the run directory, and last,
 atomically, a copy of the run's ``metrics.json``: its presence marks the point done.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,15 +14,24 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 from ..runtime.atomic import read_json, write_json
 from ..runtime.checkpoint import CONFIG_FILE, METRICS_FILE, is_complete
 from .notebooks import REPO_ROOT, NotebookFailed, execute_notebook, notebook_error
 
-__all__ = ["POINT_FILE", "NOTEBOOK_FILE", "RUNNING_NOTEBOOK", "SINGULAR", "notebook_parameters", "notebook_values",
-           "run_point", "worker_environments", "run_processes"]
+__all__ = [
+    "POINT_FILE",
+    "NOTEBOOK_FILE",
+    "RUNNING_NOTEBOOK",
+    "SINGULAR",
+    "notebook_parameters",
+    "notebook_values",
+    "run_point",
+    "worker_environments",
+    "run_processes",
+]
 
 POINT_FILE, NOTEBOOK_FILE, RUNNING_NOTEBOOK = "point.json", "notebook.ipynb", "notebook.running.ipynb"
 #: A point's singular key -> the notebook's list parameter it fills (one run per point).
@@ -69,7 +79,7 @@ def run_point(point_dir: str | os.PathLike, log: Callable[[str], None] = print) 
     started = time.time()
     record.update(status="running", started=started, error=None, pid=os.getpid())
     write_json(point_dir / POINT_FILE, record)
-    error: Optional[str] = None
+    error: str | None = None
     try:
         execute_notebook(notebook, running, parameters)  # cwd: the notebook's folder
     except NotebookFailed as failure:
@@ -81,8 +91,10 @@ def run_point(point_dir: str | os.PathLike, log: Callable[[str], None] = print) 
     if error is None:
         runs = sorted(p.parent for p in point_dir.glob(f"*/{METRICS_FILE}"))
         if len(runs) != 1:
-            error = (f"the notebook finished but wrote {len(runs)} run directories with a metrics.json into "
-                     f"{point_dir} (expected exactly one)")
+            error = (
+                f"the notebook finished but wrote {len(runs)} run directories with a metrics.json into "
+                f"{point_dir} (expected exactly one)"
+            )
         elif not is_complete(runs[0]):
             error = f"the notebook finished but {runs[0].name}/metrics.json is not complete"
         else:
@@ -121,7 +133,7 @@ def _visible_gpus() -> list[str]:
     return ids[:count]
 
 
-def worker_environments(jobs: int, gpus: Optional[Sequence[str]] = None, cores: Optional[int] = None) -> list[dict]:
+def worker_environments(jobs: int, gpus: Sequence[str] | None = None, cores: int | None = None) -> list[dict]:
     """Environment variables for each of ``jobs`` worker slots.
 
     Several GPUs: slot i gets GPU ``i % len(gpus)`` alone. Threads per slot: ``max(1, cores // jobs)``
@@ -154,10 +166,16 @@ class _Worker:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.slot = slot
         self.log_path = log_dir / f"worker{slot}.log"
-        self.log = open(self.log_path, "a")
+        self.log = open(self.log_path, "a")  # noqa: SIM115 (open for the worker's life; closed in close())
         self.process = subprocess.Popen(
-            [sys.executable, "-c", self.CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, cwd=str(REPO_ROOT), text=True, bufsize=1,
+            [sys.executable, "-c", self.CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            cwd=str(REPO_ROOT),
+            text=True,
+            bufsize=1,
         )
         self.point = None
 
@@ -166,7 +184,7 @@ class _Worker:
         self.process.stdin.write(str(point_dir) + "\n")
         self.process.stdin.flush()
 
-    def read_answer(self) -> Optional[dict]:
+    def read_answer(self) -> dict | None:
         """The worker's answer, or None if it died."""
         line = self.process.stdout.readline()
         if not line:
@@ -217,7 +235,7 @@ def _worker_main() -> None:
         answers.write(json.dumps({"point_dir": point_dir, "status": record.get("status")}) + "\n")
 
 
-def _record_of(worker: _Worker, point_dir: Path, answer: Optional[dict]) -> dict:
+def _record_of(worker: _Worker, point_dir: Path, answer: dict | None) -> dict:
     """The point's record after its worker answered; a dead worker fails the point."""
     try:
         record = read_json(point_dir / POINT_FILE)
@@ -225,8 +243,10 @@ def _record_of(worker: _Worker, point_dir: Path, answer: Optional[dict]) -> dict
         record = {}
     if answer is None or record.get("status") not in ("complete", "failed"):
         code = worker.process.poll()
-        record.update(status="failed", error=f"the worker process died (exit code {code}) while running "
-                                             f"this point: {worker.log_tail()}")
+        record.update(
+            status="failed",
+            error=f"the worker process died (exit code {code}) while running this point: {worker.log_tail()}",
+        )
         write_json(point_dir / POINT_FILE, record)
     return record
 

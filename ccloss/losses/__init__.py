@@ -16,9 +16,10 @@ fical      FICAL      confusion-weighted ICAL, a reconstruction from the abstrac
 ``model_kwargs_for`` turns a criterion's :class:`ModelNeeds` into ``build_model`` arguments, so
 the A-Softmax criterion gets the cosine head and MC-Loss the right last-stage width by themselves.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from ..models import HEADS
 from .asoftmax import ASoftmaxLoss
@@ -31,9 +32,23 @@ from .ical import ICALoss
 from .mcloss import MCLOSS_XI, MCLoss, mcloss_xi_for
 
 __all__ = [
-    "LossOutput", "ModelNeeds", "Criterion", "CrossEntropy", "CrossEntropyWithCC", "FocalLoss", "ASoftmaxLoss",
-    "MCLoss", "ICALoss", "FICALoss", "LOSSES", "PAPER_NAMES", "MCLOSS_XI", "mcloss_xi_for", "build_criterion",
-    "model_kwargs_for", "routed_hparams",
+    "LossOutput",
+    "ModelNeeds",
+    "Criterion",
+    "CrossEntropy",
+    "CrossEntropyWithCC",
+    "FocalLoss",
+    "ASoftmaxLoss",
+    "MCLoss",
+    "ICALoss",
+    "FICALoss",
+    "LOSSES",
+    "PAPER_NAMES",
+    "MCLOSS_XI",
+    "mcloss_xi_for",
+    "build_criterion",
+    "model_kwargs_for",
+    "routed_hparams",
 ]
 
 LOSSES: dict[str, type[Criterion]] = {
@@ -64,7 +79,7 @@ def build_criterion(name: str, num_classes: int, **hparams: Any) -> Criterion:
     return _lookup(name)(num_classes, **hparams)
 
 
-def routed_hparams(loss: str, loss_params: Optional[dict] = None, **routed: Any) -> dict:
+def routed_hparams(loss: str, loss_params: dict | None = None, **routed: Any) -> dict:
     """The hyperparameters for ``loss``: ``loss_params`` plus those of ``lam``, ``form`` and
     ``group_size`` that are not None *and* that the loss has (CE has no lambda: a lam given for a
     comparison of several losses reaches only the losses that take it)."""
@@ -77,7 +92,7 @@ def routed_hparams(loss: str, loss_params: Optional[dict] = None, **routed: Any)
     return params
 
 
-def _resolve_head(needs: ModelNeeds, head: Optional[str], paper: str) -> str:
+def _resolve_head(needs: ModelNeeds, head: str | None, paper: str) -> str:
     if head is not None and head not in HEADS:
         raise ValueError(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
     if needs.head is None:
@@ -88,7 +103,7 @@ def _resolve_head(needs: ModelNeeds, head: Optional[str], paper: str) -> str:
     return needs.head
 
 
-def _resolve_width(needs: ModelNeeds, num_classes: int, width: Optional[int], default: int, paper: str) -> int:
+def _resolve_width(needs: ModelNeeds, num_classes: int, width: int | None, default: int, paper: str) -> int:
     if needs.channels_per_class is None:
         return int(default if width is None else width)
     xi = needs.channels_per_class
@@ -102,8 +117,13 @@ def _resolve_width(needs: ModelNeeds, num_classes: int, width: Optional[int], de
 
 
 def model_kwargs_for(
-    criterion: Criterion | str, num_classes: int, *, cam: bool, head: Optional[str] = None,
-    last_stage_width: Optional[int] = None, default_last_width: int,
+    criterion: Criterion | str,
+    num_classes: int,
+    *,
+    cam: bool,
+    head: str | None = None,
+    last_stage_width: int | None = None,
+    default_last_width: int,
 ) -> dict[str, Any]:
     """``{"cam", "head", "last_stage_width"}`` for ``build_model``, adjusted to the loss's needs.
 
@@ -119,6 +139,7 @@ def model_kwargs_for(
     if needs.cam is False and cam:
         raise ValueError(f"{paper} cannot be used with the channel attention module: set cam=False")
     return {
-        "cam": bool(cam), "head": _resolve_head(needs, head, paper),
+        "cam": bool(cam),
+        "head": _resolve_head(needs, head, paper),
         "last_stage_width": _resolve_width(needs, num_classes, last_stage_width, default_last_width, paper),
     }

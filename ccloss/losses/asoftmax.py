@@ -1,8 +1,8 @@
 """A-Softmax (SphereFace, Liu et al., CVPR 2017): an angular margin on the cosine head."""
+
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -64,9 +64,7 @@ def annealed_lambda(
     return max(float(lambda_min), float(lambda_base) / (1.0 + float(lambda_gamma) * float(step)))
 
 
-def asoftmax_logits(
-    logits: Tensor, features: Tensor, labels: Tensor, margin: int, lambda_a: float
-) -> Tensor:
+def asoftmax_logits(logits: Tensor, features: Tensor, labels: Tensor, margin: int, lambda_a: float) -> Tensor:
     """Logits with the A-Softmax target logit |x| (lambda_a cos + psi) / (1 + lambda_a).
 
     ``logits`` are the cosine head's |x| cos(theta_j); ``features`` the head's input x. The
@@ -99,7 +97,10 @@ class ASoftmaxLoss(Criterion):
     name = "asoftmax"
     paper_name = "A-Softmax"
     defaults: ClassVar[dict[str, Any]] = {
-        "margin": 4, "lambda_base": 1500.0, "lambda_gamma": 0.1, "lambda_min": 5.0,
+        "margin": 4,
+        "lambda_base": 1500.0,
+        "lambda_gamma": 0.1,
+        "lambda_min": 5.0,
     }
     summary = "SphereFace margin psi(theta) on the cosine head, annealed lambda"
 
@@ -116,7 +117,7 @@ class ASoftmaxLoss(Criterion):
     def lambda_at(self, step: int | float) -> float:
         return annealed_lambda(step, self.lambda_base, self.lambda_gamma, self.lambda_min)
 
-    def forward(self, output: "ModelOutput", labels: Tensor, step: int = 0) -> LossOutput:
+    def forward(self, output: ModelOutput, labels: Tensor, step: int = 0) -> LossOutput:
         logits = self._logits(output, labels)
         self._check_cosine_head(output)
         lambda_a = self.lambda_at(step)

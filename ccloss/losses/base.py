@@ -13,11 +13,12 @@ every other entry is the *unweighted* term, so ``loss = ce + weight * term`` can
 log. All parts are detached scalar tensors (no host sync happens inside the criterion). Losses
 are computed in float32 (float64 stays float64) whatever the autocast state.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -42,9 +43,9 @@ class LossOutput:
 class ModelNeeds:
     """What a loss requires of the model (read by :func:`ccloss.losses.model_kwargs_for`)."""
 
-    cam: Optional[bool] = None  #: True: CAM required; False: forbidden; None: either
-    head: Optional[str] = None  #: "cosine" / "linear" required; None: either
-    channels_per_class: Optional[int] = None  #: last stage needs num_classes * this channels
+    cam: bool | None = None  #: True: CAM required; False: forbidden; None: either
+    head: str | None = None  #: "cosine" / "linear" required; None: either
+    channels_per_class: int | None = None  #: last stage needs num_classes * this channels
 
 
 def as_compute(x: Tensor) -> Tensor:
@@ -146,7 +147,7 @@ class Criterion(nn.Module):
         return f"num_classes={self.num_classes}" + (f", {items}" if items else "")
 
     # ---- helpers --------------------------------------------------------------------------
-    def _logits(self, output: "ModelOutput", labels: Tensor) -> Tensor:
+    def _logits(self, output: ModelOutput, labels: Tensor) -> Tensor:
         logits = output.logits
         check_labels(logits, labels)
         if logits.shape[1] != self.num_classes:
@@ -156,7 +157,7 @@ class Criterion(nn.Module):
             )
         return logits
 
-    def _check_cosine_head(self, output: "ModelOutput") -> None:
+    def _check_cosine_head(self, output: ModelOutput) -> None:
         """Once per criterion: the head weights must be unit-norm rows (cosine head)."""
         if getattr(self, "_cosine_checked", False):
             return
@@ -168,5 +169,5 @@ class Criterion(nn.Module):
             )
         self._cosine_checked = True
 
-    def forward(self, output: "ModelOutput", labels: Tensor, step: int = 0) -> LossOutput:  # pragma: no cover
+    def forward(self, output: ModelOutput, labels: Tensor, step: int = 0) -> LossOutput:  # pragma: no cover
         raise NotImplementedError

@@ -1,14 +1,15 @@
 """CC-Loss as a training objective: L = CE + lam * CC on the CAM's attention vectors (Song et al., ICPR 2020)."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from ..cc_loss import CCLoss
-from .base import Criterion, LossOutput, ModelNeeds, as_compute, check_labels, detached, require
+from .base import Criterion, LossOutput, ModelNeeds, as_compute, detached, require
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..models import ModelOutput
@@ -31,8 +32,14 @@ class CrossEntropyWithCC(Criterion):
     name = "cc"
     paper_name = "CC-Loss"
     defaults: ClassVar[dict[str, Any]] = {
-        "lam": 1.0, "form": "ratio", "squared": True, "eps": 1e-3, "group_size": None, "normalize": "none",
-        "warmup": 0.0, "ramp": 0.0,
+        "lam": 1.0,
+        "form": "ratio",
+        "squared": True,
+        "eps": 1e-3,
+        "group_size": None,
+        "normalize": "none",
+        "warmup": 0.0,
+        "ramp": 0.0,
     }
     hparam_types: ClassVar[dict[str, type]] = {"group_size": int}
     summary = "CE + lam * d_intra / (d_inter + eps) on the CAM's attention vectors"
@@ -40,11 +47,14 @@ class CrossEntropyWithCC(Criterion):
     def __init__(self, num_classes: int, **hparams: Any) -> None:
         super().__init__(num_classes, **hparams)
         require(self.lam >= 0, f"lam must be >= 0, got {self.lam}")
-        require(self.warmup >= 0 and self.ramp >= 0 and self.warmup + self.ramp <= 1,
-                 f"warmup and ramp are fractions of training: both >= 0 with a sum <= 1, got {self.warmup}, {self.ramp}")
-        self.cc = CCLoss(form=self.form, squared=self.squared, eps=self.eps, group_size=self.group_size,
-                         normalize=self.normalize)
-        self.total_steps: Optional[int] = None
+        require(
+            self.warmup >= 0 and self.ramp >= 0 and self.warmup + self.ramp <= 1,
+            f"warmup and ramp are fractions of training: both >= 0 with a sum <= 1, got {self.warmup}, {self.ramp}",
+        )
+        self.cc = CCLoss(
+            form=self.form, squared=self.squared, eps=self.eps, group_size=self.group_size, normalize=self.normalize
+        )
+        self.total_steps: int | None = None
 
     @property
     def needs(self) -> ModelNeeds:
@@ -62,8 +72,10 @@ class CrossEntropyWithCC(Criterion):
         if not self.scheduled:
             return self.lam
         if self.total_steps is None:
-            raise ValueError("CC-Loss with warmup/ramp needs the number of training steps: call "
-                             "criterion.set_total_steps(epochs * steps_per_epoch) first (the training loop does)")
+            raise ValueError(
+                "CC-Loss with warmup/ramp needs the number of training steps: call "
+                "criterion.set_total_steps(epochs * steps_per_epoch) first (the training loop does)"
+            )
         start = self.warmup * self.total_steps
         if step < start:
             return 0.0
@@ -71,7 +83,7 @@ class CrossEntropyWithCC(Criterion):
             return self.lam
         return self.lam * min(1.0, (step - start) / (self.ramp * self.total_steps))
 
-    def forward(self, output: "ModelOutput", labels: Tensor, step: int = 0) -> LossOutput:
+    def forward(self, output: ModelOutput, labels: Tensor, step: int = 0) -> LossOutput:
         logits = self._logits(output, labels)
         if output.attention is None:
             raise ValueError("CC-Loss needs the channel attention vectors: build the model with cam=True")

@@ -1,13 +1,13 @@
 """Cross-entropy: L = -log softmax(z)_y; with the CAM it is the paper's CE+CAM row."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import Criterion, LossOutput, ModelNeeds, as_compute, check_labels, detached, require
+from .base import Criterion, LossOutput, as_compute, detached
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..models import ModelOutput
@@ -23,6 +23,6 @@ class CrossEntropy(Criterion):
     defaults: ClassVar[dict[str, Any]] = {}
     summary = "cross-entropy; with --cam it is the paper's CE+CAM row"
 
-    def forward(self, output: "ModelOutput", labels: Tensor, step: int = 0) -> LossOutput:
+    def forward(self, output: ModelOutput, labels: Tensor, step: int = 0) -> LossOutput:
         ce = F.cross_entropy(as_compute(self._logits(output, labels)), labels)
         return LossOutput(loss=ce, parts=detached(ce=ce))

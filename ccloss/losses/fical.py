@@ -1,4 +1,5 @@
 """FICAL (Focal ICAL, VCIP 2019), a reconstruction from the abstract: confusion-weighted class cosines."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -7,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import Criterion, LossOutput, ModelNeeds, as_compute, check_labels, detached, require
+from .base import Criterion, LossOutput, ModelNeeds, as_compute, detached, require
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..models import ModelOutput
@@ -78,7 +79,7 @@ class FICALoss(Criterion):
         blended = self.momentum * self.confusion + (1.0 - self.momentum) * rates
         self.confusion.copy_(torch.where(present[:, None], blended, self.confusion))
 
-    def forward(self, output: "ModelOutput", labels: Tensor, step: int = 0) -> LossOutput:
+    def forward(self, output: ModelOutput, labels: Tensor, step: int = 0) -> LossOutput:
         logits = self._logits(output, labels)
         self._check_cosine_head(output)
         if self.confusion.device != logits.device:

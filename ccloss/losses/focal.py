@@ -1,4 +1,5 @@
 """Focal loss: FL = -alpha (1 - p_t)^gamma log p_t (Lin et al., ICCV 2017)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -7,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import Criterion, LossOutput, ModelNeeds, as_compute, check_labels, detached, require
+from .base import Criterion, LossOutput, as_compute, check_labels, detached, require
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..models import ModelOutput
@@ -47,7 +48,7 @@ class FocalLoss(Criterion):
         require(self.gamma >= 0, f"gamma must be >= 0, got {self.gamma}")
         require(self.alpha > 0, f"alpha must be > 0, got {self.alpha}")
 
-    def forward(self, output: "ModelOutput", labels: Tensor, step: int = 0) -> LossOutput:
+    def forward(self, output: ModelOutput, labels: Tensor, step: int = 0) -> LossOutput:
         logits = self._logits(output, labels)
         loss = focal_loss(logits, labels, self.gamma, self.alpha)
         ce = F.cross_entropy(as_compute(logits), labels)

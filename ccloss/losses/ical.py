@@ -1,13 +1,13 @@
 """ICAL (Inter-Class Angular Loss, Hao et al., AAAI 2019): push the unit class vectors apart in angle."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import Criterion, LossOutput, ModelNeeds, as_compute, check_labels, detached, require
+from .base import Criterion, LossOutput, ModelNeeds, as_compute, detached, require
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..models import ModelOutput
@@ -54,7 +54,7 @@ class ICALoss(Criterion):
     def needs(self) -> ModelNeeds:
         return ModelNeeds(head="cosine")
 
-    def forward(self, output: "ModelOutput", labels: Tensor, step: int = 0) -> LossOutput:
+    def forward(self, output: ModelOutput, labels: Tensor, step: int = 0) -> LossOutput:
         logits = self._logits(output, labels)
         self._check_cosine_head(output)
         ce = F.cross_entropy(as_compute(logits), labels)

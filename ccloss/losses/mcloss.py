@@ -1,15 +1,15 @@
 """MC-Loss (Mutual-Channel Loss, Chang et al., TIP 2020): class-grouped channels, discriminality and diversity."""
+
 from __future__ import annotations
 
 import math
-
-from typing import TYPE_CHECKING, Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import Criterion, LossOutput, ModelNeeds, as_compute, check_labels, detached, require
+from .base import Criterion, LossOutput, ModelNeeds, as_compute, detached, require
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..models import ModelOutput
@@ -34,7 +34,7 @@ def _dataset_key(dataset: str) -> str:
     return "".join(ch for ch in str(dataset).lower() if ch.isalnum())
 
 
-def mcloss_xi_for(dataset: Optional[str], num_classes: int, base_width: int = _MCLOSS_BASE_WIDTH) -> int:
+def mcloss_xi_for(dataset: str | None, num_classes: int, base_width: int = _MCLOSS_BASE_WIDTH) -> int:
     """Channels per class for MC-Loss: ``MCLOSS_XI[dataset]`` or max(3, base_width // num_classes).
 
     ``dataset`` is matched ignoring case, '-' and '_' ("CIFAR-100" -> "cifar100"); an unknown
@@ -49,8 +49,8 @@ def mc_channel_mask(
     num_classes: int,
     xi: int,
     mask_fraction: float = 0.5,
-    generator: Optional[torch.Generator] = None,
-    device: Optional[torch.device | str] = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """Random channel mask of MC-Loss: (num_classes * xi,) of 0/1 floats.
 
@@ -79,9 +79,7 @@ def _grouped(feature_map: Tensor, num_classes: int, xi: int) -> Tensor:
     return as_compute(feature_map[:, :needed])
 
 
-def mc_discriminality(
-    feature_map: Tensor, labels: Tensor, num_classes: int, xi: int, mask: Tensor
-) -> Tensor:
+def mc_discriminality(feature_map: Tensor, labels: Tensor, num_classes: int, xi: int, mask: Tensor) -> Tensor:
     """L_dis: CE on B x K scores = spatial mean of the cross-channel max of each masked group.
 
     The first num_classes * xi channels are used; group k is channels [k xi, (k + 1) xi).
@@ -129,12 +127,15 @@ class MCLoss(Criterion):
     name = "mcloss"
     paper_name = "MC-Loss"
     defaults: ClassVar[dict[str, Any]] = {
-        "xi": None, "mask_fraction": 0.5, "alpha_dis": 1.5, "beta_div": 20.0,
+        "xi": None,
+        "mask_fraction": 0.5,
+        "alpha_dis": 1.5,
+        "beta_div": 20.0,
     }
     hparam_types: ClassVar[dict[str, type]] = {"xi": int}
     summary = "CE + alpha_dis L_dis + beta_div (1 - div/xi); xi=None: max(3, 512 // K) (MCLOSS_XI)"
 
-    def __init__(self, num_classes: int, generator: Optional[torch.Generator] = None, **hparams: Any) -> None:
+    def __init__(self, num_classes: int, generator: torch.Generator | None = None, **hparams: Any) -> None:
         super().__init__(num_classes, **hparams)
         if self.xi is None:
             self.xi = mcloss_xi_for(None, self.num_classes)
@@ -148,7 +149,7 @@ class MCLoss(Criterion):
     def needs(self) -> ModelNeeds:
         return ModelNeeds(channels_per_class=self.xi)
 
-    def forward(self, output: "ModelOutput", labels: Tensor, step: int = 0) -> LossOutput:
+    def forward(self, output: ModelOutput, labels: Tensor, step: int = 0) -> LossOutput:
         logits = self._logits(output, labels)
         fmap = output.feature_map
         mask = mc_channel_mask(self.num_classes, self.xi, self.mask_fraction, self.generator, fmap.device)

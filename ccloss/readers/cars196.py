@@ -1,4 +1,5 @@
 """Stanford Cars (Cars-196) from torchvision's StanfordCars layout, placed by hand, cached at 256x256."""
+
 from __future__ import annotations
 
 import os
@@ -100,8 +101,7 @@ def load_cars196(root: Path, split: str, download: bool) -> tuple[torch.Tensor, 
     if missing:
         raise DatasetMissingError(
             f"cars196 ({split}): {len(missing)} of {len(samples)} images named in the "
-            f"annotations are missing, e.g. {missing[0]}.\n"
-            + _cars_missing_message(root, split, download)
+            f"annotations are missing, e.g. {missing[0]}.\n" + _cars_missing_message(root, split, download)
         )
     images = torch.empty(len(samples), 3, 256, 256, dtype=torch.uint8)  # ~1.6 GB for 8,144
 

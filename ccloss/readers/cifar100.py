@@ -1,4 +1,5 @@
 """CIFAR-100 from the official python pickles (``<root>/cifar-100-python/{train,test,meta}``)."""
+
 from __future__ import annotations
 
 import pickle

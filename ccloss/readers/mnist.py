@@ -1,4 +1,5 @@
 """MNIST from torchvision's on-disk layout (``<root>/MNIST/raw/`` IDX files), zero-padded to 32x32."""
+
 from __future__ import annotations
 
 import gzip
@@ -63,9 +64,7 @@ def load_mnist(root: Path, split: str, download: bool) -> tuple[torch.Tensor, to
         try:
             MNIST(str(root), train=True, download=True)
         except Exception as exc:  # network errors, 503s, checksum failures
-            raise DatasetMissingError(
-                _mnist_missing_message(root, f"The download failed: {short(exc)}\n")
-            ) from None
+            raise DatasetMissingError(_mnist_missing_message(root, f"The download failed: {short(exc)}\n")) from None
     if not all((raw / f).is_file() for f in MNIST_FILES):
         raise DatasetMissingError(_mnist_missing_message(root))
     try:

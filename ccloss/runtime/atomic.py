@@ -4,13 +4,15 @@ The one writer of the package: run directories, checkpoints, reports, figures an
 
 A reader (or a resumed run) sees either the old file or the new one, never half of one.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -5,12 +5,14 @@ A run directory holds ``config.json``, ``metrics.json`` (``status``, ``history``
 written atomically (:mod:`ccloss.runtime.atomic`), so a run killed at any moment resumes from the
 last finished epoch and, on the CPU, ends with exactly the metrics of an uninterrupted run.
 """
+
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +20,18 @@ import torch
 from .atomic import read_json, save_torch, write_json
 
 __all__ = [
-    "CONFIG_FILE", "METRICS_FILE", "CHECKPOINT_FILE", "RESUME_FREE", "RunExistsError", "seed_everything",
-    "rng_state", "set_rng_state", "prepare_run_dir", "start_run_dir", "save_epoch", "is_complete",
+    "CONFIG_FILE",
+    "METRICS_FILE",
+    "CHECKPOINT_FILE",
+    "RESUME_FREE",
+    "RunExistsError",
+    "seed_everything",
+    "rng_state",
+    "set_rng_state",
+    "prepare_run_dir",
+    "start_run_dir",
+    "save_epoch",
+    "is_complete",
 ]
 
 CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE = "config.json", "metrics.json", "checkpoint.pt"
@@ -27,8 +39,9 @@ CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE = "config.json", "metrics.json", "che
 #: where and how it runs, not what it trains. ``compile`` and ``channels_last`` change only the
 #: order of floating-point operations, so run directories made before channels_last became the
 #: default stay loadable and resumable.
-RESUME_FREE = frozenset({"out", "out_dir", "resume", "overwrite", "quiet", "device", "download", "data_dir",
-                         "compile", "channels_last"})
+RESUME_FREE = frozenset(
+    {"out", "out_dir", "resume", "overwrite", "quiet", "device", "download", "data_dir", "compile", "channels_last"}
+)
 
 
 class RunExistsError(RuntimeError):
@@ -56,7 +69,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def prepare_run_dir(config: dict, out: Path, resume: bool, overwrite: bool) -> Optional[dict]:
+def prepare_run_dir(config: dict, out: Path, resume: bool, overwrite: bool) -> dict | None:
     """Check ``out`` before a run: None (start afresh), ``{"complete": True}`` (a finished run:
     only load it) or the checkpoint to resume from. Raises :class:`RunExistsError` for a run that
     was neither resumed nor overwritten, and ValueError when the saved config differs in a field
@@ -66,8 +79,9 @@ def prepare_run_dir(config: dict, out: Path, resume: bool, overwrite: bool) -> O
     if has_run and overwrite:
         return None
     if has_run and not resume:
-        raise RunExistsError(f"{out} already holds a run; pass --resume to continue (or load) it, "
-                             f"or --overwrite to start again")
+        raise RunExistsError(
+            f"{out} already holds a run; pass --resume to continue (or load) it, or --overwrite to start again"
+        )
     if not checkpoint_path.exists():
         return None
     saved = read_json(out / CONFIG_FILE) if (out / CONFIG_FILE).exists() else {}
@@ -105,3 +119,31 @@ def is_complete(run_dir: str | os.PathLike) -> bool:
 
 def read_metrics(run_dir: str | os.PathLike) -> Any:
     return read_json(Path(run_dir) / METRICS_FILE)
+
+
+def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
+    """Load a run directory: returns (config, metrics, model in eval mode on ``device``)."""
+    run_dir = Path(run_dir)
+    for name in (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"{run_dir / name} is missing: is {run_dir} a finished run directory?")
+    from ..config import TrainConfig, build_for_config  # the run's config builds its model
+    from ..data import dataset_info
+
+    config = TrainConfig.from_dict(read_json(run_dir / CONFIG_FILE))
+    config.pretrained = None  # the checkpoint holds the weights
+    config = _with_saved_hparams(config, read_json(run_dir / METRICS_FILE))
+    _, model = build_for_config(config, dataset_info(config.dataset), torch.device(device))
+    state = torch.load(run_dir / CHECKPOINT_FILE, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return config, read_json(run_dir / METRICS_FILE), model
+
+
+def _with_saved_hparams(config, metrics: dict):
+    """The loss hyperparameters the run was trained with (metrics.json records them), so a later
+    change of a loss's defaults does not change what a loaded run means."""
+    saved = metrics.get("loss_hparams")
+    if not saved:
+        return config
+    return dataclasses.replace(config, lam=None, form=None, group_size=None, loss_params=dict(saved))

@@ -1,4 +1,5 @@
 """Where and how a model runs: the device, CPU threads per process, and the memory format."""
+
 from __future__ import annotations
 
 import os
@@ -6,8 +7,14 @@ import os
 import torch
 from torch import nn
 
-__all__ = ["DEVICES", "resolve_device", "configure_cuda", "cpu_threads_per_process", "channels_last_is_safe",
-           "to_channels_last"]
+__all__ = [
+    "DEVICES",
+    "resolve_device",
+    "configure_cuda",
+    "cpu_threads_per_process",
+    "channels_last_is_safe",
+    "to_channels_last",
+]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -55,8 +62,12 @@ def channels_last_is_safe(model: nn.Module, device: torch.device | str) -> bool:
     if torch.device(device).type != "cpu":
         return True
     for module in model.modules():
-        if (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.stride != (1, 1)
-                and module.in_channels < 8):
+        if (
+            isinstance(module, nn.Conv2d)
+            and module.kernel_size == (1, 1)
+            and module.stride != (1, 1)
+            and module.in_channels < 8
+        ):
             return False
     return True
 

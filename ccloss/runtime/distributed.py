@@ -34,12 +34,14 @@ argument assumes them). The gather checks the sizes first (one tiny collective) 
 ``ValueError`` on every rank otherwise; the training loader guarantees equal shards
 (``drop_last=True`` with a ``DistributedSampler``).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -61,6 +63,7 @@ __all__ = [
     "all_reduce_sum",
     "call_on_rank0",
     "any_rank",
+    "prepare_for_ddp",
 ]
 
 #: The CC-Loss scopes under data parallelism.
@@ -182,17 +185,16 @@ def all_gather_labels(labels: torch.Tensor, check_sizes: bool = True) -> torch.T
         return _gather_rows(labels.detach().to(_comm_device(labels))).to(labels.device)
 
 
-def _global_gather(attention: torch.Tensor, labels: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+def _global_gather(attention: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if attention.shape[0] != labels.shape[0]:
         raise ValueError(
-            f"label count ({labels.shape[0]}) does not match the number of attention vectors "
-            f"({attention.shape[0]})"
+            f"label count ({labels.shape[0]}) does not match the number of attention vectors ({attention.shape[0]})"
         )
     gathered = all_gather_with_grad(attention)  # checks equal per-rank batch sizes
     return gathered, all_gather_labels(labels.to(attention.device), check_sizes=False)
 
 
-def make_cc_gather(scope: str) -> Optional[GatherFn]:
+def make_cc_gather(scope: str) -> GatherFn | None:
     """The function to assign to ``CCLoss.gather`` for a data-parallel scope.
 
     ``"global"``: gathers attention (with gradient) and labels from all ranks, so CC-Loss is
@@ -217,7 +219,7 @@ class DistInfo:
     local_rank: int = 0
     world_size: int = 1
     is_distributed: bool = False
-    backend: Optional[str] = None
+    backend: str | None = None
 
 
 def _env_int(name: str, default: int) -> int:
@@ -230,7 +232,7 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
 
-def init_distributed(device_type: Union[str, torch.device], timeout_s: float = 1800.0) -> DistInfo:
+def init_distributed(device_type: str | torch.device, timeout_s: float = 1800.0) -> DistInfo:
     """Initialise the default process group from torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE).
 
     Backend ``"nccl"`` for ``cuda`` (and ``torch.cuda.set_device(LOCAL_RANK)``), ``"gloo"`` for
@@ -257,10 +259,20 @@ def init_distributed(device_type: Union[str, torch.device], timeout_s: float = 1
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size,
-                                timeout=timedelta(seconds=timeout_s))
-    return DistInfo(rank=dist.get_rank(), local_rank=local_rank, world_size=dist.get_world_size(),
-                    is_distributed=dist.get_world_size() > 1, backend=dist.get_backend())
+        dist.init_process_group(
+            backend=backend,
+            init_method="env://",
+            rank=rank,
+            world_size=world_size,
+            timeout=timedelta(seconds=timeout_s),
+        )
+    return DistInfo(
+        rank=dist.get_rank(),
+        local_rank=local_rank,
+        world_size=dist.get_world_size(),
+        is_distributed=dist.get_world_size() > 1,
+        backend=dist.get_backend(),
+    )
 
 
 def cleanup_distributed() -> None:
@@ -332,8 +344,21 @@ def call_on_rank0(fn: Callable[[], Any]) -> Any:
     return result
 
 
-def any_rank(flag: bool, device: Union[str, torch.device] = "cpu") -> bool:
+def any_rank(flag: bool, device: str | torch.device = "cpu") -> bool:
     """True when ``flag`` is True on at least one rank (``flag`` itself when not distributed)."""
     if not is_distributed():
         return bool(flag)
     return bool(all_reduce_sum(torch.tensor([float(flag)], device=device)).item() > 0)
+
+
+def prepare_for_ddp(config, model: torch.nn.Module, criterion: torch.nn.Module) -> torch.nn.Module:
+    """SyncBatchNorm where asked; CC-Loss over the global batch (gathered) or per process."""
+    if config.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    cc_module = getattr(criterion, "cc", None)
+    if cc_module is not None:
+        if config.cc_scope == "global":
+            cc_module.gather = make_cc_gather("global")
+        elif cc_module.group_size is None:
+            cc_module.group_size = config.batch_size  # local scope: one group per process
+    return model
