@@ -8,21 +8,21 @@ STAMP  := $(VENV)/.installed
 # pip on some machines warns about configured local indexes that do not exist; hide only that.
 QUIET_PIP := { grep -v "^WARNING: Location" || true; }
 
-.PHONY: run test bench setup clean
+.PHONY: run test lint exercises bench setup clean
 
 # Create the virtual environment once and install the package with its dev extra.
-# The stamp is refreshed whenever pyproject.toml changes.
-$(STAMP): pyproject.toml
+# With the tested torch/torchvision releases (constraints.txt); redone when either file changes.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip 2>&1 | $(QUIET_PIP)
-	$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 | $(QUIET_PIP)
 	$(PY) -c "import ccloss, torch, torchvision, papermill, nbval"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ccloss)" > /dev/null
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-# Execute the notebooks on the embedded digits (writes figures/), then print the CE+CAM vs CC-Loss table.
+# Execute the notebooks on the embedded MNIST digits (writes figures/), then print the CE+CAM vs CC-Loss table.
 run: $(STAMP)
 	$(PY) -m ccloss run-all
 
@@ -30,8 +30,17 @@ run: $(STAMP)
 # `# NBVAL_CHECK_OUTPUT` compared after notebooks/sanitize.cfg). 02 trains the runs that 04 reads.
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest tests notebooks $(NBVAL) -p no:cacheprovider --timeout 1800 --durations 15
+
+# ruff: the lint rules and the formatting of pyproject.toml, on the package, tests, benchmarks and notebooks.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# Rewrite notebooks/exercises/ from the notebooks' solution cells (a test fails when they differ).
+exercises: $(STAMP)
+	$(PY) -m ccloss exercises
 
 # CPU benchmarks (each prints its ratio last); see benchmarks/README.md.
 bench: $(STAMP)

@@ -11,10 +11,11 @@ The learner's path: :mod:`ccloss.attention` (the SE block), :mod:`ccloss.cc_loss
 """
 
 from .attention import ChannelAttention
-from .cc_loss import FORMS, NORMALIZATIONS, CCLoss, CCStats, cc_statistics, pairwise_distances
+from .cc_loss import FORMS, NORMALIZATIONS, CCLoss, CCStats, cc_ratio, cc_statistics, pairwise_distances
 from .config import TrainConfig
 from .losses import LOSSES, build_criterion
 from .models import BACKBONES, ModelOutput, build_model
+from .paths import repo_root
 
 __version__ = "0.2.0"
 __all__ = [
@@ -29,7 +30,9 @@ __all__ = [
     "TrainConfig",
     "build_criterion",
     "build_model",
+    "cc_ratio",
     "cc_statistics",
     "pairwise_distances",
+    "repo_root",
     "__version__",
 ]

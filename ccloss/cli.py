@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -250,6 +252,13 @@ def _add_sweep_commands(sub) -> None:
         "pre-registered selection rule of docs/study_cc_default.md.",
     )
     study.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/study_screen runs/study_finalists")
+    study.add_argument(
+        "--write-finalists", nargs=2, metavar=("SCREEN_YAML", "OUT_YAML"), default=None,
+        help="after stage 1: write stage 2's sweep file from stage 1's, by the pre-registered rule",
+    )  # fmt: skip
+    sub.add_parser("exercises", help="regenerate notebooks/exercises/ from the solution cells of the notebooks",
+                   description="Write the learner's copy of every notebook with 'Your turn' cells: answers cleared, "
+                               "outputs cleared.")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,12 +347,28 @@ def _report_command(args: argparse.Namespace) -> int:
 
 
 def _study_command(args: argparse.Namespace) -> int:
-    from .experiments.study import load_study, study_markdown
+    from .experiments.study import finalists, finalists_sweep, load_study, select, study_markdown
 
     try:
-        print(study_markdown(load_study(args.folders)))
+        runs = load_study(args.folders)
     except FileNotFoundError as error:
         raise ValueError(str(error)) from None
+    print(study_markdown(runs))
+    if args.write_finalists:
+        screen_file, out_file = args.write_finalists
+        chosen = finalists(select(runs))
+        sweep = json.loads(json.dumps(finalists_sweep(screen_file, chosen)))  # no YAML anchors for shared dicts
+        text = "# Written by `python -m ccloss study ... --write-finalists` (docs/study_cc_default.md, stage 2).\n"
+        Path(out_file).write_text(text + yaml.safe_dump(sweep, sort_keys=False, width=110))
+        print(f"\nfinalists {chosen['finalists']}, combination {chosen['combination']}: {out_file}")
+    return 0
+
+
+def _exercises_command(args: argparse.Namespace) -> int:
+    from .experiments.exercise_copies import write_exercises
+
+    for path in write_exercises():
+        print(path)
     return 0
 
 
@@ -354,6 +379,7 @@ _COMMANDS = {
     "sweep": _sweep_command,
     "report": _report_command,
     "study": _study_command,
+    "exercises": _exercises_command,
 }
 
 

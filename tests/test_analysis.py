@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from ccloss import analysis, plots
-from ccloss.cc_loss import cc_statistics, dataset_intra_inter, pairwise_distances
-from ccloss.experiments import config_for_loss
-from ccloss.train import TrainConfig
+from ccloss.cc_loss import cc_statistics, pairwise_distances
+from ccloss.config import TrainConfig
+from ccloss.metrics import dataset_intra_inter
 
 
 def _data(n=40, c=6, k=4, seed=0):
@@ -228,33 +228,6 @@ def test_load_histories_and_summary(tmp_path):
     matplotlib.pyplot.close(fig)
 
 
-def test_write_summary(tmp_path):
-    table = pd.DataFrame({"loss": ["ce", "cc"], "test_acc (%)": ["90.00 ± 1.00", "91.00 ± 0.50"]})
-    md, csv = analysis.write_summary(table, tmp_path / "out", title="Title.")
-    text = md.read_text()
-    assert text.startswith("Title.\n\n| loss | test_acc (%) |") and "| cc | 91.00 ± 0.50 |" in text
-    assert pd.read_csv(csv).equals(table)
-
-
-def test_comparison_config_gives_cc_options_to_cc_only():
-    base, per_loss = analysis.comparison_config(dataset="digits", lam=0.5, form="sums", group_size=8,
-                                                loss_params={"eps": 1e-4}, epochs=2)
-    assert base.lam is None and base.form is None and base.group_size is None and base.quiet
-    assert per_loss == {"cc": {"lam": 0.5, "form": "sums", "group_size": 8}}
-    cc = config_for_loss(base, "cc", per_loss["cc"])
-    assert (cc.loss, cc.lam, cc.form, cc.group_size, cc.loss_params) == ("cc", 0.5, "sums", 8, {"eps": 1e-4})
-    ical = config_for_loss(base, "ical", per_loss.get("ical"))
-    assert ical.lam is None  # ICAL keeps its own default (5)
-
-
-def test_config_for_loss_drops_what_a_loss_does_not_take():
-    base = TrainConfig(lam=1.0, form="ratio", group_size=4)
-    ce = config_for_loss(base, "ce")
-    assert (ce.loss, ce.lam, ce.form, ce.group_size) == ("ce", None, None, None)
-    ical = config_for_loss(base, "ical")
-    assert (ical.lam, ical.form, ical.group_size) == (1.0, None, None)
-
-
 # ---------------------------------------------------------------------------------------------
 # embeddings of a model
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +235,8 @@ def test_config_for_loss_drops_what_a_loss_does_not_take():
 
 def test_collect_embeddings_from_images_and_loader():
     from ccloss import build_model
-    from ccloss.data import TensorLoader, dataset_info
+    from ccloss.data import dataset_info
+    from ccloss.loader import TensorLoader
 
     info = dataset_info("digits")
     torch.manual_seed(0)

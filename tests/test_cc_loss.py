@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ccloss import FORMS, CCLoss, cc_statistics, pairwise_distances
-from ccloss.cc_loss import dataset_intra_inter
+from ccloss import FORMS, NORMALIZATIONS, CCLoss, cc_ratio, cc_statistics, pairwise_distances
+from ccloss.cc_loss import normalize_attention
 
 
 def reference_cc(a, labels, form="ratio", squared=True, eps=1e-3, group_size=None):
@@ -198,37 +198,6 @@ def test_bfloat16_autocast_matches_float64():
     assert torch.isfinite(out16) and out16.item() == pytest.approx(ref16, rel=1e-4)
 
 
-def test_dataset_intra_inter_matches_pairwise():
-    gen = torch.Generator().manual_seed(4)
-    a = torch.rand(60, 7, generator=gen, dtype=torch.float64)
-    labels = torch.randint(0, 5, (60,), generator=gen)
-    stats = cc_statistics(a, labels, eps=0.0)
-    whole = dataset_intra_inter(a, labels)
-    assert whole["d_intra"] == pytest.approx(stats.d_intra.item(), rel=1e-9)
-    assert whole["d_inter"] == pytest.approx(stats.d_inter.item(), rel=1e-9)
-    assert whole["ratio"] == pytest.approx(stats.loss.item(), rel=1e-9)
-
-
-def test_dataset_intra_inter_flags_collapsed_vectors():
-    """Vectors shrunk onto one point: the ratio of the shrunk set equals the original's (the
-    ratio is scale-invariant) but the set is flagged; identical vectors give NaN, not 0."""
-    gen = torch.Generator().manual_seed(5)
-    a = torch.rand(40, 6, generator=gen, dtype=torch.float64)
-    labels = torch.arange(40) % 4
-    spread = dataset_intra_inter(a, labels)
-    assert spread["collapsed"] is False and spread["d_inter"] > 1e-3
-    centre = a.mean(0, keepdim=True)
-    shrunk = dataset_intra_inter(centre + 1e-3 * (a - centre), labels)
-    assert shrunk["ratio"] == pytest.approx(spread["ratio"], rel=1e-6)
-    assert shrunk["d_inter"] == pytest.approx(spread["d_inter"] * 1e-6, rel=1e-6)
-    assert shrunk["collapsed"] is True
-    same = dataset_intra_inter(torch.full((10, 6), 0.5, dtype=torch.float64), torch.arange(10) % 2)
-    assert math.isnan(same["ratio"]) and same["collapsed"] is True and same["d_inter"] == 0.0
-    assert dataset_intra_inter(a, labels, collapse_tol=10.0)["collapsed"] is True
-    with pytest.raises(ValueError, match="collapse_tol"):
-        dataset_intra_inter(a, labels, collapse_tol=-1.0)
-
-
 @pytest.mark.parametrize("attention,labels,message", [
     (torch.rand(4), torch.zeros(4, dtype=torch.long), "2-D"),
     (torch.rand(4, 3, 2), torch.zeros(4, dtype=torch.long), "2-D"),
@@ -265,3 +234,226 @@ def test_gather_hook_is_applied():
     loss = CCLoss()
     loss.gather = lambda x, y: (torch.cat([x, x + 1]), torch.cat([y, y]))
     assert loss(a, labels).item() == pytest.approx(cc_statistics(torch.cat([a, a + 1]), torch.cat([labels, labels])).loss.item())
+
+
+# --------------------------------------------------------------------------------------------
+# cc_ratio: the plain definition
+# --------------------------------------------------------------------------------------------
+
+
+def loop_ratio(a, labels, eps=1e-3):
+    """d_intra / (d_inter + eps) over ordered pairs i != j, written out with Python floats."""
+    rows, labels = a.double().tolist(), [int(v) for v in labels]
+    intra, inter = [], []
+    for i, j in itertools.permutations(range(len(rows)), 2):
+        d = sum((x - y) ** 2 for x, y in zip(rows[i], rows[j]))
+        (intra if labels[i] == labels[j] else inter).append(d)
+    d_intra = sum(intra) / len(intra) if intra else 0.0
+    d_inter = sum(inter) / len(inter) if inter else 0.0
+    return d_intra / (d_inter + eps)
+
+
+@pytest.mark.parametrize("batch,classes,eps", [(2, 2, 1e-3), (9, 3, 1e-3), (24, 5, 0.0), (17, 4, 0.5)])
+def test_cc_ratio_matches_loop_over_pairs(batch, classes, eps):
+    gen = torch.Generator().manual_seed(10 * batch + classes)
+    a = torch.rand(batch, 5, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, classes, (batch,), generator=gen)
+    labels[:2] = torch.tensor([0, 1])  # at least one inter pair
+    assert cc_ratio(a, labels, eps=eps).item() == pytest.approx(loop_ratio(a, labels, eps), rel=1e-9, abs=1e-12)
+    # the short definition is what cc_statistics computes with its defaults
+    assert cc_ratio(a, labels, eps=eps).item() == pytest.approx(cc_statistics(a, labels, eps=eps).loss.item(), rel=1e-9)
+
+
+def test_cc_ratio_hand_computed_value():
+    # intra pairs (0,1), (2,3): squared distances 1, 1 -> d_intra = 1;
+    # inter pairs (0,2) 4, (0,3) 9, (1,2) 5, (1,3) 10 -> d_inter = 28 / 4 = 7
+    a = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, 3.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1])
+    assert cc_ratio(a, labels, eps=0.0).item() == pytest.approx(1 / 7, rel=1e-12)
+    assert cc_ratio(a, labels).item() == pytest.approx(1 / 7.001, rel=1e-12)
+    assert cc_ratio(a.float(), labels).dtype == torch.float32
+
+
+def test_cc_ratio_edge_cases_and_gradient():
+    a = torch.rand(5, 3, dtype=torch.float64)
+    # no same-class pair: d_intra = 0
+    assert cc_ratio(a, torch.arange(5)).item() == 0.0
+    # one class: no inter pair, d_inter = 0, so the ratio is d_intra / eps
+    one = torch.zeros(5, dtype=torch.long)
+    assert cc_ratio(a, one, eps=0.5).item() == pytest.approx(loop_ratio(a, one, 0.5), rel=1e-9)
+    # a batch of one: zero, still in the graph
+    single = torch.rand(1, 3, requires_grad=True)
+    loss = cc_ratio(single, torch.tensor([2]))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(single.grad, torch.zeros_like(single))
+    x = torch.rand(7, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 1, 0, 1, 2, 2, 0])
+    assert torch.autograd.gradcheck(lambda t: cc_ratio(t, labels), (x,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "attention,labels,message",
+    [
+        (torch.rand(4), torch.zeros(4, dtype=torch.long), "2-D"),
+        (torch.rand(4, 3), torch.zeros(3, dtype=torch.long), "does not match"),
+        (torch.rand(4, 3), torch.zeros(4), "integer"),
+        (torch.rand(0, 3), torch.zeros(0, dtype=torch.long), "empty"),
+    ],
+)
+def test_cc_ratio_bad_inputs(attention, labels, message):
+    with pytest.raises(ValueError, match=message):
+        cc_ratio(attention, labels)
+
+
+# --------------------------------------------------------------------------------------------
+# normalize: none | unit | standardize
+# --------------------------------------------------------------------------------------------
+
+
+def unit_by_hand(a):
+    """Each row divided by its L2 norm."""
+    return torch.tensor([[x / math.sqrt(sum(v * v for v in row)) for x in row] for row in a.tolist()], dtype=a.dtype)
+
+
+def standardize_by_hand(a):
+    """Rows minus the batch mean, divided by one scalar s, s^2 = mean_i ||a_i - m||^2 + 1e-12 (the
+    docstring of normalize_attention: not a per-channel std)."""
+    rows = a.tolist()
+    n, c = len(rows), len(rows[0])
+    mean = [sum(row[k] for row in rows) / n for k in range(c)]
+    centred = [[row[k] - mean[k] for k in range(c)] for row in rows]
+    s = math.sqrt(sum(sum(v * v for v in row) for row in centred) / n + 1e-12)
+    return torch.tensor([[v / s for v in row] for row in centred], dtype=a.dtype)
+
+
+def test_normalizations_constant():
+    assert NORMALIZATIONS == ("none", "unit", "standardize")
+
+
+@pytest.mark.parametrize("normalize,transform", [("none", lambda a: a), ("unit", unit_by_hand),
+                                                 ("standardize", standardize_by_hand)])
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("group_size", [None, 4])
+def test_normalize_equals_plain_loss_on_transformed_vectors(normalize, transform, form, group_size):
+    gen = torch.Generator().manual_seed(7)
+    a = torch.rand(14, 6, generator=gen, dtype=torch.float64) * 3 - 1
+    labels = torch.randint(0, 3, (14,), generator=gen)
+    stats = cc_statistics(a, labels, form=form, group_size=group_size, normalize=normalize)
+    # the normalisation uses the whole batch, the groups come after it
+    loss, d_intra, d_inter = reference_cc(transform(a), labels, form, True, 1e-3, group_size)
+    assert stats.loss.item() == pytest.approx(loss, rel=1e-9, abs=1e-12)
+    assert stats.d_intra.item() == pytest.approx(d_intra, rel=1e-9, abs=1e-12)
+    assert stats.d_inter.item() == pytest.approx(d_inter, rel=1e-9, abs=1e-12)
+    assert CCLoss(form=form, group_size=group_size, normalize=normalize)(a, labels).item() == pytest.approx(loss, rel=1e-9)
+
+
+def test_normalize_attention_by_hand():
+    gen = torch.Generator().manual_seed(8)
+    a = torch.randn(9, 5, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(normalize_attention(a, "unit"), unit_by_hand(a), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(normalize_attention(a, "standardize"), standardize_by_hand(a), rtol=1e-12, atol=1e-12)
+    assert normalize_attention(a, "none") is a or torch.equal(normalize_attention(a, "none"), a)
+    # unit: every norm 1; standardize: centred, mean squared distance to the centre 1
+    torch.testing.assert_close(normalize_attention(a, "unit").norm(dim=1), torch.ones(9, dtype=torch.float64))
+    s = normalize_attention(a, "standardize")
+    torch.testing.assert_close(s.mean(dim=0), torch.zeros(5, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert s.pow(2).sum(dim=1).mean().item() == pytest.approx(1.0, rel=1e-9)
+    # float32 (and anything else but float64) is computed in float32
+    assert normalize_attention(a.half(), "unit").dtype == torch.float32
+
+
+@pytest.mark.parametrize("scale", [3.7, 0.01, 100.0, -2.0])
+@pytest.mark.parametrize("form", FORMS)
+def test_unit_and_standardize_are_scale_invariant_none_is_not(scale, form):
+    gen = torch.Generator().manual_seed(9)
+    a = torch.rand(16, 8, generator=gen, dtype=torch.float64)
+    labels = torch.arange(16) % 4
+    for normalize in ("unit", "standardize"):
+        loss = CCLoss(form=form, normalize=normalize)
+        assert loss(scale * a, labels).item() == pytest.approx(loss(a, labels).item(), rel=1e-7, abs=1e-10)
+    if form in ("ratio", "sums", "log_ratio") and scale > 0:
+        # without normalisation only eps breaks the invariance of the ratio forms: shrinking the
+        # vectors makes eps dominate the denominator
+        none = CCLoss(form=form)
+        small, big = none(0.01 * a, labels).item(), none(a, labels).item()
+        assert small != pytest.approx(big, rel=1e-2)
+        eps0 = CCLoss(form=form, eps=0.0)
+        assert eps0(scale * a, labels).item() == pytest.approx(eps0(a, labels).item(), rel=1e-9)
+    if form == "difference":
+        none = CCLoss(form=form)
+        assert none(scale * a, labels).item() == pytest.approx(scale**2 * none(a, labels).item(), rel=1e-9)
+
+
+def test_standardize_uses_one_scale_for_all_channels():
+    """A shift is removed, one common scale is removed, but rescaling single channels changes
+    the geometry (a per-channel z-score would remove that too)."""
+    gen = torch.Generator().manual_seed(11)
+    a = torch.rand(20, 4, generator=gen, dtype=torch.float64)
+    labels = torch.arange(20) % 3
+    loss = CCLoss(normalize="standardize")
+    assert loss(a + 5.0, labels).item() == pytest.approx(loss(a, labels).item(), rel=1e-9)
+    stretched = a * torch.tensor([1.0, 10.0, 0.1, 3.0], dtype=torch.float64)
+    assert loss(stretched, labels).item() != pytest.approx(loss(a, labels).item(), rel=1e-3)
+    # unit normalisation is not shift invariant
+    unit = CCLoss(normalize="unit")
+    assert unit(a + 5.0, labels).item() != pytest.approx(unit(a, labels).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("normalize", NORMALIZATIONS)
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("group_size", [None, 3])
+def test_gradcheck_normalize(normalize, squared, group_size):
+    gen = torch.Generator().manual_seed(12)
+    a = torch.rand(8, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 0, 1, 2])
+    loss = CCLoss(squared=squared, group_size=group_size, normalize=normalize)
+    assert torch.autograd.gradcheck(lambda x: loss(x, labels), (a,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("normalize", ["unit", "standardize"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_normalize_finite_on_edge_cases(normalize, case):
+    a, labels = CASES[case]
+    a = a.clone().requires_grad_(True)
+    loss = CCLoss(normalize=normalize)(a, labels)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(a.grad).all()
+
+
+def test_normalize_zero_vector_and_identical_batch():
+    # unit: a zero vector stays zero (no 0/0); standardize: a batch of identical vectors gives zeros
+    a = torch.tensor([[0.0, 0.0], [3.0, 4.0]], dtype=torch.float64, requires_grad=True)
+    out = normalize_attention(a, "unit")
+    torch.testing.assert_close(out.detach(), torch.tensor([[0.0, 0.0], [0.6, 0.8]], dtype=torch.float64))
+    out.sum().backward()
+    assert torch.isfinite(a.grad).all()
+    same = torch.full((4, 3), 0.5, dtype=torch.float64, requires_grad=True)
+    z = normalize_attention(same, "standardize")
+    assert torch.equal(z.detach(), torch.zeros(4, 3, dtype=torch.float64))
+    z.sum().backward()
+    assert torch.isfinite(same.grad).all()
+
+
+@pytest.mark.parametrize("normalize", ["unit", "standardize"])
+def test_normalize_under_bfloat16_autocast_matches_float64(normalize):
+    gen = torch.Generator().manual_seed(13)
+    a = torch.rand(64, 128, generator=gen)
+    labels = torch.randint(0, 8, (64,), generator=gen)
+    ref = cc_statistics(a.double(), labels, normalize=normalize).loss.item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = CCLoss(normalize=normalize)(a, labels)
+    assert out.dtype == torch.float32 and out.item() == pytest.approx(ref, rel=1e-4)
+
+
+def test_unknown_normalize_lists_the_valid_ones():
+    valid = ", ".join(NORMALIZATIONS)
+    with pytest.raises(ValueError, match="unknown CC-Loss normalize 'l2'") as error:
+        CCLoss(normalize="l2")
+    assert valid in str(error.value)
+    a, labels = torch.rand(4, 3), torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ValueError, match=valid):
+        cc_statistics(a, labels, normalize="unit_norm")
+    with pytest.raises(ValueError, match=valid):
+        normalize_attention(a, "Unit")
+    with pytest.raises(ValueError, match=valid):
+        CCLoss(normalize=None)

@@ -135,20 +135,155 @@ def test_bad_arguments(kwargs, message):
         build_model(args.pop("backbone"), args.pop("num_classes"), **args)
 
 
-def test_channels_last_is_refused_only_where_torch_crashes():
-    """The CPU guard against torch's segfault: a 1x1 strided conv with < 8 input channels."""
-    from ccloss.models import channels_last_is_safe
+# --------------------------------------------------------------------------------------------
+# The SE block's activation and hidden-width floor, and how TrainConfig reaches them
+# --------------------------------------------------------------------------------------------
 
-    tiny = build_model("resnet18", num_classes=10, in_channels=1, width_mult=0.0625)  # 4-channel shortcut
-    assert not channels_last_is_safe(tiny, "cpu")
-    assert channels_last_is_safe(tiny, "cuda")
-    assert channels_last_is_safe(build_model("resnet18", num_classes=10, in_channels=1, width_mult=0.125), "cpu")
-    assert channels_last_is_safe(build_model("vgg16", num_classes=10, in_channels=1, width_mult=0.0625), "cpu")
-    assert not channels_last_is_safe(nn.Sequential(nn.Conv2d(2, 4, 1, stride=2)), torch.device("cpu"))
-    assert channels_last_is_safe(nn.Sequential(nn.Conv2d(2, 4, 3, stride=2)), torch.device("cpu"))
-    from ccloss.models import to_channels_last
 
-    converted, on = to_channels_last(build_model("resnet18", num_classes=10, in_channels=1, width_mult=0.125), "cpu")
-    assert on and converted.cam is not None and next(converted.parameters()).is_contiguous(memory_format=torch.channels_last)
-    kept, on = to_channels_last(tiny, "cpu")
-    assert not on and kept is tiny and next(kept.parameters()).is_contiguous()
+def se_by_hand(cam, x, activation):
+    """The SE block written out: sigmoid(W2 act(W1 GAP(x) + b1) + b2), act = relu or leaky (slope 0.1)."""
+    z = x.mean(dim=(2, 3))
+    pre = z @ cam.fc1.weight.T + cam.fc1.bias
+    hidden = torch.where(pre > 0, pre, torch.zeros_like(pre) if activation == "relu" else 0.1 * pre)
+    return torch.sigmoid(hidden @ cam.fc2.weight.T + cam.fc2.bias)
+
+
+@pytest.mark.parametrize(
+    "channels, reduction, min_hidden, hidden",
+    [(512, 16, 1, 32), (128, 16, 1, 8), (128, 16, 32, 32), (1024, 16, 32, 64), (32, 16, 1, 2), (8, 16, 1, 1),
+     (8, 16, 4, 4), (64, 4, 16, 16), (64, 4, 17, 17), (3, 1, 1, 3)],
+)
+def test_se_hidden_width_is_max_of_reduction_and_floor(channels, reduction, min_hidden, hidden):
+    assert max(channels // reduction, min_hidden) == hidden  # the rule, spelled out
+    cam = ChannelAttention(channels, reduction=reduction, min_hidden=min_hidden)
+    assert cam.hidden == hidden
+    assert (cam.fc1.in_features, cam.fc1.out_features) == (channels, hidden)
+    assert (cam.fc2.in_features, cam.fc2.out_features) == (hidden, channels)
+    _, a = cam(torch.randn(2, channels, 3, 3))
+    assert a.shape == (2, channels)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_se_forward_matches_hand_computation(activation):
+    torch.manual_seed(3)
+    cam = ChannelAttention(16, reduction=4, activation=activation, min_hidden=6)
+    x = torch.randn(5, 16, 3, 4)
+    y, a = cam(x)
+    expected = se_by_hand(cam, x, activation)
+    torch.testing.assert_close(a, expected)
+    torch.testing.assert_close(y, x * expected[:, :, None, None])
+    pre = cam.fc1(x.mean(dim=(2, 3)))
+    slope = 0.0 if activation == "relu" else 0.1
+    torch.testing.assert_close(cam.hidden_activations(x.mean(dim=(2, 3))), torch.nn.functional.leaky_relu(pre, slope))
+    assert f"activation={activation!r}" in repr(cam) and "hidden=6" in repr(cam)
+
+
+def test_leaky_and_relu_differ_only_where_a_unit_is_negative():
+    torch.manual_seed(4)
+    relu = ChannelAttention(8, reduction=2)
+    leaky = ChannelAttention(8, reduction=2, activation="leaky_relu")
+    leaky.load_state_dict(relu.state_dict())
+    x = torch.randn(6, 8, 2, 2)
+    with torch.no_grad():
+        relu.fc1.bias.fill_(100.0)  # every hidden unit positive: the two agree
+        leaky.fc1.bias.fill_(100.0)
+        torch.testing.assert_close(relu(x)[1], leaky(x)[1])
+        relu.fc1.bias.fill_(-100.0)  # every hidden unit negative: they differ
+        leaky.fc1.bias.fill_(-100.0)
+        assert not torch.allclose(relu(x)[1], leaky(x)[1])
+
+
+def test_leaky_keeps_a_gradient_for_a_unit_negative_on_every_input():
+    """A relu unit whose pre-activation is negative everywhere gets no gradient (it is dead for good);
+    with leaky_relu it still learns."""
+    grads = {}
+    for activation in ("relu", "leaky_relu"):
+        torch.manual_seed(5)
+        cam = ChannelAttention(8, reduction=2, activation=activation)
+        with torch.no_grad():
+            cam.fc1.bias[0] = -1e3  # unit 0 is negative on every input
+        _, a = cam(torch.rand(4, 8, 3, 3))
+        a.sum().backward()
+        grads[activation] = cam.fc1.weight.grad[0].abs().sum().item()
+    assert grads["relu"] == 0.0
+    assert grads["leaky_relu"] > 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"activation": "gelu"}, "unknown SE activation 'gelu'; valid: relu, leaky_relu"),
+        ({"activation": "Leaky_ReLU"}, "valid: relu, leaky_relu"),
+        ({"min_hidden": 0}, "min_hidden must be an integer >= 1, got 0"),
+        ({"min_hidden": -3}, "min_hidden must be an integer >= 1"),
+        ({"min_hidden": 2.5}, "min_hidden must be an integer >= 1, got 2.5"),
+        ({"min_hidden": True}, "min_hidden must be an integer >= 1, got True"),
+    ],
+)
+def test_se_bad_options(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        ChannelAttention(16, **kwargs)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "vgg16"])
+def test_build_model_passes_activation_and_floor_to_the_cam(backbone):
+    model = build_model(backbone, 10, in_channels=1, width_mult=0.125, cam_activation="leaky_relu", cam_min_hidden=24)
+    assert model.backbone.out_channels == 64
+    assert model.cam.activation == "leaky_relu" and model.cam.hidden == 24  # 64 // 16 = 4 < 24
+    default = build_model(backbone, 10, in_channels=1, width_mult=0.125)
+    assert default.cam.activation == "relu" and default.cam.hidden == 4
+    with pytest.raises(ValueError, match="valid: relu, leaky_relu"):
+        build_model(backbone, 10, width_mult=0.125, cam_activation="swish")
+    with pytest.raises(ValueError, match="min_hidden"):
+        build_model(backbone, 10, width_mult=0.125, cam_min_hidden=0)
+
+
+def test_build_model_leaky_forward_is_the_hand_written_se():
+    torch.manual_seed(6)
+    model = build_model("resnet18", 5, in_channels=1, width_mult=0.125, cam_activation="leaky_relu", cam_min_hidden=12)
+    model.eval()
+    x = torch.randn(3, 1, 16, 16)
+    out = model(x)
+    raw = model.backbone(x)
+    torch.testing.assert_close(out.attention, se_by_hand(model.cam, raw, "leaky_relu"))
+
+
+def test_build_for_config_honours_the_cam_fields():
+    from ccloss.config import TrainConfig, build_for_config
+    from ccloss.data import dataset_info
+
+    info = dataset_info("digits")
+    config = TrainConfig(width_mult=0.125, cam_activation="leaky_relu", cam_min_hidden=20)
+    _, model = build_for_config(config.validate(), info, torch.device("cpu"))
+    assert model.cam.activation == "leaky_relu" and model.cam.hidden == 20
+    _, default = build_for_config(TrainConfig(width_mult=0.125), info, torch.device("cpu"))
+    assert default.cam.activation == "relu" and default.cam.hidden == 64 // 16
+    # a loss that changes the model (MC-Loss: classes x xi channels) keeps the CAM settings
+    _, mc = build_for_config(TrainConfig(width_mult=0.125, loss="mcloss", cam_min_hidden=50), info, torch.device("cpu"))
+    assert mc.cam is not None and mc.cam.hidden == max(mc.backbone.out_channels // 16, 50)
+    # the saved config rebuilds the same architecture (what load_run does); configs written before
+    # these fields existed mean relu and no floor
+    again = TrainConfig.from_dict(config.to_dict())
+    assert (again.cam_activation, again.cam_min_hidden) == ("leaky_relu", 20)
+    old = config.to_dict()
+    del old["cam_activation"], old["cam_min_hidden"]
+    legacy = TrainConfig.from_dict(old)
+    assert (legacy.cam_activation, legacy.cam_min_hidden) == ("relu", 1)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"cam_activation": "tanh"}, "unknown cam_activation 'tanh'; valid: relu, leaky_relu"),
+        ({"cam_min_hidden": 0}, "cam_min_hidden must be a positive integer, got 0"),
+        ({"cam_min_hidden": 8.0}, "cam_min_hidden must be a positive integer"),
+        ({"cam_min_hidden": True}, "cam_min_hidden must be a positive integer"),
+    ],
+)
+def test_train_config_validates_the_cam_fields(fields, message):
+    from ccloss.config import TrainConfig
+
+    with pytest.raises(ValueError) as error:
+        TrainConfig(**fields).validate()
+    assert message in str(error.value)

@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..paths import PACKAGE_PARENT
+
 __all__ = ["REPO_ROOT", "NOTEBOOK_DIR", "NotebookFailed", "execute_notebook", "notebook_error", "run_all"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = PACKAGE_PARENT  #: the checkout this package is installed from (an editable install)
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 

@@ -426,6 +426,13 @@ def write_report(sweep_dir: str | os.PathLike) -> dict:
     return {"csv": csv_path, "md": md_path, "markdown": markdown, "table": table}
 
 
+def _failed(point_dir: Path) -> bool:
+    try:
+        return read_json(point_dir / "point.json").get("status") == "failed"
+    except (OSError, ValueError):
+        return False
+
+
 def export_results(sweep_dir: str | os.PathLike, dest: str | os.PathLike, command: str | None = None) -> Path:
     """Copy the small files of a sweep (sweep.json, report, each point's point/config/metrics JSON)
     to ``dest/<name>/``: what is worth committing. No checkpoints, no executed notebooks."""
@@ -441,13 +448,16 @@ def export_results(sweep_dir: str | os.PathLike, dest: str | os.PathLike, comman
             shutil.copy2(sweep_dir / name, target / name)
     for point in spec["expanded"]:
         source = sweep_dir / point["name"]
-        if not (source / "metrics.json").exists():
+        finished = (source / "metrics.json").exists()
+        if not finished and not _failed(source):
             continue
         (target / point["name"]).mkdir()
         record = read_json(source / "point.json")
         for key in ("point_dir", "notebook_path", "pid"):
             record.pop(key, None)
         write_json(target / point["name"] / "point.json", record)
+        if not finished:  # a failed point is a result too (e.g. a loss that became NaN): keep its record
+            continue
         config = read_json(source / "config.json")
         out = Path(config.get("out", ""))
         with contextlib.suppress(ValueError):  # a run directory outside the sweep keeps its path

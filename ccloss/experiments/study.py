@@ -42,6 +42,7 @@ __all__ = [
 REFERENCE = "ce_cam"  #: the label of CE+CAM, the reference (never selected)
 TIE_PP = 0.1  #: scores closer than this (percentage points) are a tie
 RATIO_FACTOR = 0.5  #: eligible only at most this times the reference's intra/inter ratio
+FINAL_SEEDS = 5  #: seeds per dataset of a finalist after stage 2
 LAMBDA_LABELS = ("lam0.3", "lam0.1", "lam0.03")  #: the λ rows of the candidate table
 
 
@@ -151,6 +152,9 @@ def _verdicts(summary: pd.DataFrame, reference: str, use_ratio: bool) -> pd.Data
 def select(runs: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     """The selection rule: every CC candidate with its score, eligibility and rank (1 = winner).
 
+    Once stage 2 has run (some candidate has ``FINAL_SEEDS`` seeds per dataset), only those
+    finalists are ranked; the others keep their stage-1 verdict with ``finalist`` False.
+
     ``ratio_rule`` in ``attrs`` says whether the ratio condition was applied (it is dropped only
     when no candidate meets it)."""
     summary = summarize(runs)
@@ -161,12 +165,15 @@ def select(runs: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     if not ratio_rule:
         verdicts = _verdicts(summary, reference, use_ratio=False)
     verdicts = verdicts.sort_values(["eligible", "score"], ascending=[False, False]).reset_index(drop=True)
-    eligible = verdicts[verdicts["eligible"]]
+    # after stage 2, only the finalists (5 seeds per dataset) compete for the winner
+    verdicts["finalist"] = verdicts["n"] >= FINAL_SEEDS if (verdicts["n"] >= FINAL_SEEDS).any() else True
+    eligible = verdicts[verdicts["eligible"] & verdicts["finalist"]]
     if not eligible.empty:
         tied = eligible[eligible["score"] >= eligible["score"].max() - TIE_PP]
         winner = tied.sort_values("ratio").index[0]
         verdicts = pd.concat([verdicts.loc[[winner]], verdicts.drop(index=winner)]).reset_index(drop=True)
-    verdicts["rank"] = [i + 1 if ok else None for i, ok in enumerate(verdicts["eligible"])]
+    ranked = (verdicts["eligible"] & verdicts["finalist"]).to_numpy()
+    verdicts["rank"] = [int(ranked[: i + 1].sum()) if ok else None for i, ok in enumerate(ranked)]
     verdicts.attrs["ratio_rule"] = ratio_rule
     return verdicts
 
@@ -259,3 +266,24 @@ def budget_rule(curves: pd.DataFrame, short: int = 20, long: int = 40, tolerance
             abs(checks[dataset]["gap"]) <= checks[dataset]["allowed_gap"] and checks[dataset]["last5_range"] < tolerance
         )
     return {"epochs": short if all(c["ok"] for c in checks.values()) else long, "checks": checks}
+
+
+def finalists_sweep(screen_file: str | os.PathLike, chosen: dict, seeds=(3, 4), all_seeds=(0, 1, 2, 3, 4)) -> dict:
+    """Stage 2's sweep file (as a mapping) from stage 1's: the finalists and the reference with
+    ``seeds``, the combination (a mechanism at the best lambda) with ``all_seeds``."""
+    import yaml
+
+    screen = yaml.safe_load(Path(screen_file).read_text())
+    by_label = {point["label"]: point for point in screen["points"]}
+    points = [dict(by_label[label], seeds=list(seeds)) for label in [REFERENCE, *chosen["finalists"]]]
+    if chosen.get("combination"):
+        mechanism, lam_label = chosen["combination"]
+        label = f"{mechanism}+{lam_label}"
+        if label not in {p["label"] for p in points}:
+            points.append(dict(by_label[mechanism], label=label, lam=by_label[lam_label]["lam"], seeds=list(all_seeds)))
+    return {
+        "name": "study_finalists",
+        "description": "Stage 2 of the CC-Loss default study: the finalists of stage 1 and CE+CAM get two more seeds, "
+        "the combination of the best mechanism with the best lambda all five (docs/study_cc_default.md).",
+        "notebook": screen["notebook"], "fixed": screen["fixed"], "grid": screen["grid"], "points": points,
+    }  # fmt: skip

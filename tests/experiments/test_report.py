@@ -1,6 +1,6 @@
-"""ccloss.report: aggregation over seeds against a hand computation, the paper join, the files
-written, the export of small result files, and the plots. Sweep folders are built by hand (the
-files ccloss.sweep writes), so nothing trains and no notebook runs here."""
+"""ccloss.experiments.report: aggregation over seeds against a hand computation, the paper join, the files
+written, the export of small result files, and the plots (report_plots). Sweep folders are built by hand (the
+files ccloss.experiments.sweep writes), so nothing trains and no notebook runs here."""
 import math
 import subprocess
 import sys
@@ -12,20 +12,21 @@ import pytest
 
 matplotlib.use("Agg")
 
-from ccloss.atomic import read_json, write_json  # noqa: E402
-from ccloss.report import (  # noqa: E402
-    export_results, format_report, group_label, paper_curves, paper_lookup, paper_main_table, plot_ablation,
-    plot_categories, report_table, write_report,
+from ccloss.experiments.report import (  # noqa: E402
+    export_results, format_report, group_label, paper_curves, paper_lookup, paper_main_table, report_table,
+    write_report,
 )
-from ccloss.sweep import Sweep  # noqa: E402
+from ccloss.experiments.report_plots import plot_ablation, plot_categories  # noqa: E402
+from ccloss.experiments.sweep import Sweep  # noqa: E402
+from ccloss.runtime.atomic import read_json, write_json  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE = {"dataset": "digits", "backbone": "resnet18", "width_mult": 0.125, "cam": True, "loss": "cc", "lam": 1.0,
         "form": "ratio", "group_size": None, "batch_size": 32, "epochs": 2, "loss_params": {}}
 
 
 def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=(), collapsed=None) -> Path:
-    """Write what ``ccloss.sweep.run_sweep`` leaves: sweep.json and one folder per point."""
+    """Write what ``ccloss.experiments.sweep.run_sweep`` leaves: sweep.json and one folder per point."""
     sweep_dir = folder / sweep.name
     write_json(sweep_dir / "sweep.json", sweep.to_dict())
     for point in sweep.expand():
@@ -206,12 +207,22 @@ def test_export_copies_only_small_files(tmp_path):
     files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     assert "lam=0,seed=0/metrics.json" in files and "sweep.json" in files and "report.md" in files
     assert not any(f.endswith((".pt", ".ipynb")) for f in files)
-    assert not (target / "lam=2,seed=0").exists()  # incomplete points are not exported
+    # a failed point keeps its record (a NaN loss is a result), but no config or metrics
+    assert sorted(p.name for p in (target / "lam=2,seed=0").iterdir()) == ["point.json"]
+    assert read_json(target / "lam=2,seed=0" / "point.json")["status"] == "failed"
     assert (target / "COMMAND.txt").read_text() == "python -m ccloss sweep x.yaml\n"
     assert "point_dir" not in read_json(target / "lam=0,seed=0" / "point.json")
     # the exported folder is itself a sweep folder the report reads
     table, _ = report_table(target)
     assert list(table["n"]) == [3, 3, 2]
+
+
+def test_export_leaves_out_points_still_running(tmp_path):
+    sweep_dir = fake_sweep(tmp_path / "runs", lambda_sweep(), acc, incomplete=("lam=2,seed=0",))
+    running = sweep_dir / "lam=2,seed=0" / "point.json"
+    write_json(running, {**read_json(running), "status": "running"})
+    target = export_results(sweep_dir, tmp_path / "results")
+    assert not (target / "lam=2,seed=0").exists() and (target / "lam=2,seed=1" / "metrics.json").exists()
 
 
 def test_plots_and_paper_curves(tmp_path):

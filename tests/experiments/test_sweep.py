@@ -1,6 +1,7 @@
-"""ccloss.sweep: sweep files, point expansion and naming, validation, resume, failure isolation,
-kill-and-rerun. Most tests run a stand-in for notebooks/02_train.ipynb (same parameters, no
-training: it writes a metrics.json computed from its parameters), so a point takes a few seconds.
+"""ccloss.experiments.sweep: sweep files, point expansion and naming, validation, resume, failure
+isolation, kill-and-rerun (the worker helpers have their own tests in test_workers.py). Most tests run
+a stand-in for notebooks/02_train.ipynb (same parameters, no training: it writes a metrics.json
+computed from its parameters), so a point takes a few seconds.
 """
 import json
 import os
@@ -14,13 +15,12 @@ import nbformat
 import pytest
 import yaml
 
-from ccloss import sweep as sweep_module
-from ccloss.atomic import read_json
-from ccloss.sweep import (
-    Sweep, expand_points, load_sweep, point_name, point_status, run_sweep, worker_environments,
-)
+from ccloss.experiments import sweep as sweep_module
+from ccloss.experiments.sweep import load_sweep, point_name, point_status, run_sweep
+from ccloss.experiments.workers import notebook_parameters, notebook_values
+from ccloss.runtime.atomic import read_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN_NOTEBOOK = ROOT / "notebooks" / "02_train.ipynb"
 #: The parameters of notebooks/02_train.ipynb that the sweeps pass (its parameters cell is this contract).
 CONTRACT = {"dataset", "data_dir", "backbone", "width_mult", "cam", "losses", "lam", "form", "group_size",
@@ -51,7 +51,7 @@ BODY = '''import json, os, time
 from pathlib import Path
 
 
-def write_json(path, data):  # atomic, like ccloss.atomic.write_json (no torch import: a fast kernel)
+def write_json(path, data):  # atomic, like ccloss.runtime.atomic.write_json (no torch import: a fast kernel)
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
@@ -59,7 +59,7 @@ def write_json(path, data):  # atomic, like ccloss.atomic.write_json (no torch i
 
 for loss in losses:
     for seed in seeds:
-        run = Path(out_dir) / f"{loss}{'' if cam else '_nocam'}_seed{seed}"  # ccloss.experiments.run_name
+        run = Path(out_dir) / f"{loss}{'' if cam else '_nocam'}_seed{seed}"  # ccloss.experiments.comparison.run_name
         run.mkdir(parents=True, exist_ok=True)
         with open(run / "attempts.txt", "a") as handle:
             handle.write(f"{os.getpid()}\\n")
@@ -197,14 +197,6 @@ def test_overrides_replace_values_where_they_appear(tmp_path, standin):
                                                                            "loss=cc,lam=1,seed=1", "loss=cc,lam=1,seed=2"]
 
 
-def test_loss_and_seed_become_the_notebooks_lists():
-    valid = ["losses", "seeds", "lam", "out_dir"]
-    assert sweep_module._notebook_values({"loss": "cc", "seed": 3, "lam": 1.0}, valid) == {
-        "losses": ["cc"], "seeds": [3], "lam": 1.0}
-    # a notebook with singular parameters gets them as they are
-    assert sweep_module._notebook_values({"loss": "cc"}, ["loss", "out_dir"]) == {"loss": "cc"}
-
-
 # --------------------------------------------------------------------------------------------
 # bad sweep files
 # --------------------------------------------------------------------------------------------
@@ -274,24 +266,6 @@ def test_cli_reports_bad_files_with_exit_code_2(tmp_path, standin):
     result = cli("sweep", str(write_sweep(tmp_path, standin, fixed={"lamda": 1})), "--out", str(tmp_path / "runs"))
     assert result.returncode == 2 and "unknown notebook parameter(s) ['lamda']" in result.stderr
     assert not (tmp_path / "runs").exists()
-
-
-# --------------------------------------------------------------------------------------------
-# workers
-# --------------------------------------------------------------------------------------------
-
-
-def test_worker_environments_split_threads_and_gpus(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert worker_environments(1, cores=2) == [{"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}]
-    assert worker_environments(2, cores=2) == [{"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}] * 2
-    assert worker_environments(4, cores=2)[3]["OMP_NUM_THREADS"] == "1"
-    envs = worker_environments(3, gpus=["0", "1", "2", "3"], cores=16)
-    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "2"]
-    assert {e["OMP_NUM_THREADS"] for e in envs} == {"5"}
-    assert "CUDA_VISIBLE_DEVICES" not in worker_environments(2, gpus=["0"], cores=4)[0]  # one GPU: shared
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's setting wins
-    assert worker_environments(2, cores=8) == [{}, {}]
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,7 +403,7 @@ def test_repository_sweep_files_parse(name):
     # names of datasets, losses, ... are checked here; the names of 02's parameters in the contract test below
     sweep = load_sweep(ROOT / "sweeps" / f"{name}.yaml", check_notebook=False)
     assert sweep.name == name and sweep.notebook == TRAIN_NOTEBOOK.resolve()
-    assert set(sweep_module._notebook_values(sweep.expand()[0].parameters, list(CONTRACT))) <= CONTRACT
+    assert set(notebook_values(sweep.expand()[0].parameters, list(CONTRACT))) <= CONTRACT
     points = sweep.expand()
     assert points and all(p.values.get("seed") is not None for p in points)
     for group in {json.dumps(p.group, sort_keys=True) for p in points}:  # every group has >= 2 seeds
@@ -477,17 +451,8 @@ def test_one_real_point_through_the_training_notebook(tmp_path):
 def test_training_notebook_has_the_sweep_contract():
     """Every parameter the sweeps pass must be visible to papermill: a cell tagged `parameters`, and no
     second '=' on a line (papermill skips such a line, e.g. a comment saying 'None = the whole batch')."""
-    found = set(sweep_module.notebook_parameters(TRAIN_NOTEBOOK))
+    found = set(notebook_parameters(TRAIN_NOTEBOOK))
     assert CONTRACT <= found, f"missing from 02's parameters cell as papermill sees it: {sorted(CONTRACT - found)}"
-
-
-@pytest.mark.parametrize("name, expected", [
-    ("03_ablations.ipynb", {"sweeps_dir", "prefix", "run_sweeps", "runs_dir", "results_dir", "jobs", "figures_dir"}),
-    ("05_loss_comparison.ipynb", {"sweep_file", "run", "runs_dir", "results_dir", "jobs", "figures_dir"}),
-])
-def test_sweep_notebooks_parameters_parse(name, expected):
-    path = ROOT / "notebooks" / name
-    assert set(sweep_module.notebook_parameters(path)) == expected
 
 
 def test_committed_results_match_their_sweep_files():

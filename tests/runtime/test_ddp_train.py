@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NPROC = 2
 TRAIN_ARGS = ["--dataset", "digits", "--width-mult", "0.125", "--epochs", "2", "--batch-size", "16",
               "--device", "cpu", "--quiet"]

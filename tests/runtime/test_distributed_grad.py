@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ccloss import CCLoss
-from ccloss import distributed as cdist
+from ccloss.runtime import distributed as cdist
 
 WORLD = 2
 B = 6  # per-rank batch

@@ -1,0 +1,46 @@
+"""The check behind every "Your turn" exercise of the notebooks: right answers pass, anything else
+says what is off.
+
+An exercise cell starts from ``answer = None`` (the copy in ``notebooks/exercises/`` stops there);
+the cell after it calls :func:`check`. Numbers and tensors are compared with a tolerance, other
+answers exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["check"]
+
+
+def _as_array(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().double().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _matches(answer: Any, expected: Any, rtol: float, atol: float) -> tuple[bool, str]:
+    if isinstance(expected, (str, bool)) or expected is None:
+        return answer == expected, f"expected {expected!r}"
+    try:
+        got, want = _as_array(answer), _as_array(expected)
+    except (TypeError, ValueError):
+        return False, f"expected a number or an array like {type(expected).__name__}"
+    if got.shape != want.shape:
+        return False, f"expected shape {want.shape}, got {got.shape}"
+    close = np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+    return bool(close), "" if close else f"largest difference {np.nanmax(np.abs(got - want)):.3g}"
+
+
+def check(name: str, answer: Any, expected: Any, hint: str = "", rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Print a green tick when ``answer`` equals ``expected``; raise AssertionError saying what is off
+    (and ``hint``) when it does not, or when the exercise is not done yet (``answer is None``)."""
+    if answer is None:
+        raise AssertionError(f"✗ {name}: not done yet (the answer is still None). {hint}".strip())
+    ok, detail = _matches(answer, expected, rtol, atol)
+    if not ok:
+        raise AssertionError(f"✗ {name}: not yet ({detail}). {hint}".strip())
+    print(f"\N{CHECK MARK} {name}: correct")

@@ -1,0 +1,76 @@
+"""ccloss.readers.mnist: MNIST from torchvision's IDX files (unpacked or .gz), zero-padded to 32x32."""
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ccloss.data import DatasetMissingError, load_tensors
+
+
+def _idx_images(arr: np.ndarray) -> bytes:
+    n, h, w = arr.shape
+    return struct.pack(">IIII", 2051, n, h, w) + arr.astype(np.uint8).tobytes()
+
+
+def _idx_labels(arr: np.ndarray) -> bytes:
+    return struct.pack(">II", 2049, len(arr)) + arr.astype(np.uint8).tobytes()
+
+
+def _write_mnist(root: Path, gz: bool, n_train: int = 6, n_test: int = 4):
+    rng = np.random.default_rng(0)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        imgs = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        blobs = (("images-idx3", _idx_images(imgs)), ("labels-idx1", _idx_labels(labels)))
+        for kind, blob in blobs:
+            name = f"{prefix}-{kind}-ubyte"
+            if gz:
+                with gzip.open(raw / f"{name}.gz", "wb") as f:
+                    f.write(blob)
+            else:
+                (raw / name).write_bytes(blob)
+        out["train" if prefix == "train" else "test"] = (imgs, labels)
+    return out
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["unpacked", "gz-only"])
+def test_mnist_idx(tmp_path, gz):
+    ref = _write_mnist(tmp_path, gz)
+    for split in ("train", "test"):
+        x, y = load_tensors("mnist", split, root=tmp_path)
+        imgs, labels = ref[split]
+        assert x.shape == (len(imgs), 1, 32, 32) and x.dtype == torch.uint8
+        assert torch.equal(x[:, 0, 2:30, 2:30], torch.from_numpy(imgs))
+        border = x.clone()
+        border[:, :, 2:30, 2:30] = 0
+        assert int(border.sum()) == 0  # zero padding of 2
+        assert y.dtype == torch.int64 and y.tolist() == labels.tolist()
+    if gz:
+        assert (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_mnist_download_when_present_is_noop(tmp_path):
+    _write_mnist(tmp_path, gz=True)
+    x, _ = load_tensors("mnist", "test", root=tmp_path, download=True)
+    assert x.shape == (4, 1, 32, 32)
+
+
+def test_mnist_download_failure_is_clear(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def fail(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: 503 Service Unavailable")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", fail)
+    with pytest.raises(DatasetMissingError) as err:
+        load_tensors("mnist", "train", root=tmp_path, download=True)
+    msg = str(err.value)
+    assert "download failed" in msg and "503" in msg and str(tmp_path.resolve()) in msg
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+

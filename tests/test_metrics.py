@@ -1,0 +1,151 @@
+"""ccloss.metrics: the intra/inter ratio of a whole set (O(N C) memory) against the pairwise statistic,
+and the collapse flag."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ccloss.cc_loss import cc_statistics
+from ccloss.metrics import dataset_intra_inter, eval_record, final_record
+from ccloss.models import CCModel, build_model
+from ccloss.train import evaluate
+
+
+def test_dataset_intra_inter_matches_pairwise():
+    gen = torch.Generator().manual_seed(4)
+    a = torch.rand(60, 7, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 5, (60,), generator=gen)
+    stats = cc_statistics(a, labels, eps=0.0)
+    whole = dataset_intra_inter(a, labels)
+    assert whole["d_intra"] == pytest.approx(stats.d_intra.item(), rel=1e-9)
+    assert whole["d_inter"] == pytest.approx(stats.d_inter.item(), rel=1e-9)
+    assert whole["ratio"] == pytest.approx(stats.loss.item(), rel=1e-9)
+
+
+def test_dataset_intra_inter_flags_collapsed_vectors():
+    """Vectors shrunk onto one point: the ratio of the shrunk set equals the original's (the
+    ratio is scale-invariant) but the set is flagged; identical vectors give NaN, not 0."""
+    gen = torch.Generator().manual_seed(5)
+    a = torch.rand(40, 6, generator=gen, dtype=torch.float64)
+    labels = torch.arange(40) % 4
+    spread = dataset_intra_inter(a, labels)
+    assert spread["collapsed"] is False and spread["d_inter"] > 1e-3
+    centre = a.mean(0, keepdim=True)
+    shrunk = dataset_intra_inter(centre + 1e-3 * (a - centre), labels)
+    assert shrunk["ratio"] == pytest.approx(spread["ratio"], rel=1e-6)
+    assert shrunk["d_inter"] == pytest.approx(spread["d_inter"] * 1e-6, rel=1e-6)
+    assert shrunk["collapsed"] is True
+    same = dataset_intra_inter(torch.full((10, 6), 0.5, dtype=torch.float64), torch.arange(10) % 2)
+    assert math.isnan(same["ratio"]) and same["collapsed"] is True and same["d_inter"] == 0.0
+    assert dataset_intra_inter(a, labels, collapse_tol=10.0)["collapsed"] is True
+    with pytest.raises(ValueError, match="collapse_tol"):
+        dataset_intra_inter(a, labels, collapse_tol=-1.0)
+
+
+
+# --------------------------------------------------------------------------------------------
+# <split>_se_dead_units: SE hidden units whose pre-activation is <= 0 on every image
+# --------------------------------------------------------------------------------------------
+
+
+class PassThrough(nn.Module):
+    """A backbone that hands its input to the CAM unchanged, so the squeezed vectors are chosen by hand."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.out_channels = channels
+
+    def forward(self, x):
+        return x
+
+
+def dead_by_hand(weight, bias, squeezed):
+    """Units whose pre-activation w . z + b is <= 0 for every row z: a loop over units and images."""
+    w, b, rows = weight.tolist(), bias.tolist(), squeezed.tolist()
+    dead = 0
+    for unit in range(len(w)):
+        pre = [sum(wi * zi for wi, zi in zip(w[unit], z)) + b[unit] for z in rows]
+        dead += all(p <= 0 for p in pre)
+    return dead
+
+
+def test_eval_record_counts_non_positive_maxima():
+    evaluation = {"logits": torch.eye(3), "labels": torch.arange(3), "attention": None,
+                  "se_max": torch.tensor([-2.0, 0.0, 1e-6, 3.0, -0.5])}  # fmt: skip
+    record = eval_record(evaluation, "val")
+    assert record["val_se_dead_units"] == 3  # -2, 0 (never fired) and -0.5
+    assert record["se_hidden_units"] == 5
+    assert record["val_acc"] == 100.0
+    no_cam = eval_record({**evaluation, "se_max": None}, "test")
+    assert "test_se_dead_units" not in no_cam and "se_hidden_units" not in no_cam
+    assert "test_se_dead_units" not in eval_record({k: v for k, v in evaluation.items() if k != "se_max"}, "test")
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_evaluate_counts_exactly_the_dead_units(activation):
+    """Six hidden units set by hand: 0 always negative, 1 always exactly zero, 2 negative but for one image
+    of the second batch, 3 always positive, 4 follows channel 1, 5 negative on the non-negative channel 2.
+    Dead: 0, 1 and 5 (a unit counts on its pre-activation, whatever the activation)."""
+    z = torch.tensor([[0.5, -1.0, 0.2, 0.0], [1.0, 2.0, 0.0, -1.0],  # batch 1
+                      [0.3, -0.5, 1.0, 1.0], [2.0, -3.0, 0.7, 0.5], [0.1, 0.4, 0.3, 0.2]],  # batch 2
+                     dtype=torch.float32)  # fmt: skip
+    model = CCModel(PassThrough(4), num_classes=3, cam=True, head="linear", reduction=4, cam_activation=activation,
+                    cam_min_hidden=6)  # fmt: skip
+    assert model.cam.hidden == 6
+    weight = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0],
+                           [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0]])  # fmt: skip
+    bias = torch.tensor([-1.0, 0.0, -1.5, 0.25, 0.0, 0.0])  # unit 2 fires only for z[3] (2.0 - 1.5 > 0)
+    with torch.no_grad():
+        model.cam.fc1.weight.copy_(weight)
+        model.cam.fc1.bias.copy_(bias)
+    images = z[:, :, None, None].expand(-1, -1, 3, 3).contiguous()  # the global average pool gives z back
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    loader = [(images[:2], labels[:2]), (images[2:], labels[2:])]
+    evaluation = evaluate(model, loader, torch.device("cpu"))
+    assert dead_by_hand(weight, bias, z) == 3
+    torch.testing.assert_close(evaluation["se_max"], (z @ weight.T + bias).amax(dim=0))
+    record = eval_record(evaluation, "test")
+    assert record["test_se_dead_units"] == 3 and record["se_hidden_units"] == 6
+    # the hook is gone after the evaluation: a later forward does not add to anything
+    assert not model.cam.fc1._forward_hooks
+    # the final record of a run carries the count
+    history = [{**record, "epoch": 1, "train_acc": 50.0, "seconds": 1.0, "images_per_sec": 10.0}]
+    final = final_record(history, {"acc": record["test_acc"], "epoch": 1}, "test")
+    assert final["test_se_dead_units"] == 3 and final["se_hidden_units"] == 6
+
+
+@pytest.mark.parametrize("k", [0, 3, 8])
+def test_evaluate_dead_units_in_a_real_model(k):
+    """ResNet18 (1/8 width, 64 channels) with an SE floor of 8 units: the first k get weight 0 and a
+    negative bias (never fire), the others a positive bias; the count is k."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", 10, in_channels=1, width_mult=0.125, cam_min_hidden=8)
+    assert model.cam.hidden == 8
+    with torch.no_grad():
+        model.cam.fc1.weight.zero_()
+        model.cam.fc1.bias.copy_(torch.tensor([-1.0] * k + [1.0] * (8 - k)))
+    g = torch.Generator().manual_seed(1)
+    loader = [(torch.randn(4, 1, 16, 16, generator=g), torch.arange(4)) for _ in range(2)]
+    record = eval_record(evaluate(model, loader, torch.device("cpu")), "val")
+    assert record["val_se_dead_units"] == k and record["se_hidden_units"] == 8
+
+
+def test_evaluate_random_units_match_the_loop():
+    gen = torch.Generator().manual_seed(2)
+    model = CCModel(PassThrough(5), num_classes=2, cam=True, head="linear", reduction=1)
+    z = torch.randn(12, 5, generator=gen)
+    with torch.no_grad():
+        model.cam.fc1.weight.copy_(torch.randn(5, 5, generator=gen))
+        model.cam.fc1.bias.copy_(torch.randn(5, generator=gen) - 2.0)
+    loader = [(z[i : i + 4, :, None, None], torch.zeros(4, dtype=torch.long)) for i in range(0, 12, 4)]
+    record = eval_record(evaluate(model, loader, torch.device("cpu")), "test")
+    assert record["test_se_dead_units"] == dead_by_hand(model.cam.fc1.weight, model.cam.fc1.bias, z)
+
+
+def test_evaluate_without_cam_has_no_dead_unit_count():
+    model = build_model("resnet18", 10, in_channels=1, width_mult=0.125, cam=False)
+    evaluation = evaluate(model, [(torch.randn(2, 1, 16, 16), torch.tensor([0, 1]))], torch.device("cpu"))
+    assert evaluation["se_max"] is None and evaluation["attention"] is None
+    record = eval_record(evaluation, "test")
+    assert not any("se_" in key for key in record)
