@@ -26,9 +26,8 @@ import numpy as np
 import torch
 
 from ccloss import data as datasets
-from ccloss.config import TrainConfig
+from ccloss.config import TrainConfig, build_for_config
 from ccloss.runtime.devices import resolve_device, to_channels_last
-from ccloss.config import build_for_config
 
 __all__ = [
     "add_common_args",

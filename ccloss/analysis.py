@@ -244,6 +244,11 @@ def tsne_embed(
     from sklearn.manifold import TSNE
 
     x = _numpy(x)
+    if len(x) > 1 and np.ptp(x, axis=0).max() <= 1e-12:  # scikit-learn crashes the process on this input
+        raise ValueError(
+            "t-SNE of identical rows is undefined: every row of x is the same vector "
+            "(a collapsed attention? check the run's *_attention_collapsed)"
+        )
     dims = min(pca_dims, x.shape[1], x.shape[0])
     if x.shape[1] > dims:
         x = PCA(n_components=dims, random_state=seed).fit_transform(x)

@@ -21,7 +21,7 @@ import yaml
 from . import data as datasets
 from .attention import ACTIVATIONS
 from .cc_loss import FORMS
-from .config import CC_SCOPES, EVAL_SPLITS, TrainConfig
+from .config import CC_SCOPES, EVAL_SPLITS, PRESETS, TrainConfig
 from .losses import LOSSES
 from .models import BACKBONES, STEMS
 from .runtime.checkpoint import RunExistsError
@@ -164,9 +164,12 @@ def _flag_for(name: str, default: Any) -> tuple[str, dict]:
                   "help": f"{help_text} (default: {default})"}  # fmt: skip
 
 
-def add_train_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
-    """One flag per TrainConfig field, named after it, with its default in the help."""
-    defaults = TrainConfig()
+def add_train_arguments(
+    parser: argparse.ArgumentParser, skip: Sequence[str] = (), defaults: dict[str, Any] | None = None
+) -> None:
+    """One flag per TrainConfig field, named after it, with its default (TrainConfig's, or
+    ``defaults``) in the help."""
+    defaults = dataclasses.replace(TrainConfig(), **(defaults or {}))
     for f in dataclasses.fields(TrainConfig):
         if f.name not in skip:
             flag, keywords = _flag_for(f.name, getattr(defaults, f.name))
@@ -174,13 +177,30 @@ def add_train_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = (
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+    """The TrainConfig of parsed flags; with ``--preset``, the preset's values wherever a flag was
+    left at its default (flags that differ from their defaults override the preset)."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     losses = getattr(args, "losses", None) or [overrides.get("loss", values.get("loss"))]
     values["loss_params"] = parse_loss_params(values.get("loss_params") or [], losses)
     values["lr_milestones"] = tuple(values.get("lr_milestones", TrainConfig().lr_milestones))
+    preset = getattr(args, "preset", None)
+    if preset:
+        defaults = TrainConfig()
+        chosen = {k: v for k, v in PRESETS[preset].items() if k in values and values[k] == getattr(defaults, k)}
+        chosen["loss_params"] = {**PRESETS[preset].get("loss_params", {}), **values["loss_params"]}
+        values.update(chosen)
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def _add_preset_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset", choices=tuple(PRESETS), default=None,
+        help="named settings; cc_v1 = CC-Loss as first reconstructed (lam 1, SE as published), the default "
+        "before docs/study_cc_default.md, kept to reproduce its collapse. Flags that differ from their defaults "
+        "override it.",
+    )  # fmt: skip
 
 
 def _add_train_commands(sub) -> None:
@@ -192,12 +212,14 @@ def _add_train_commands(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_train_arguments(train_parser)
+    _add_preset_argument(train_parser)
     compare = sub.add_parser(
         "compare",
         help="CE+CAM against CC-Loss over seeds, as a table",
         description="Train (or load) each loss for each seed and print mean +/- std.",
     )
-    add_train_arguments(compare, skip=("loss", "seed", "out", "resume", "overwrite"))
+    # real MNIST digits by default (embedded); --dataset digits is the under-a-minute option
+    add_train_arguments(compare, skip=("loss", "seed", "out", "resume", "overwrite"), defaults={"dataset": "mnist5k"})
     compare.add_argument(
         "--losses", nargs="+", default=["ce", "cc"], choices=tuple(LOSSES), help="losses to compare (default: ce cc)"
     )

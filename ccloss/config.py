@@ -18,12 +18,27 @@ from .losses import LOSSES, ROUTED, build_criterion, mcloss_xi_for, model_kwargs
 from .models import BACKBONES, STEMS, build_model
 from .runtime.devices import DEVICES
 
-__all__ = ["TrainConfig", "EVAL_SPLITS", "CC_SCOPES", "build_for_config"]
+__all__ = ["TrainConfig", "EVAL_SPLITS", "CC_SCOPES", "PRESETS", "build_for_config"]
 
 EVAL_SPLITS = ("test", "val")
 #: What fields added later meant before they existed (for config.json files written earlier).
 LEGACY_DEFAULTS = {"cam_activation": "relu", "cam_min_hidden": 1, "eval_split": "test"}
 CC_SCOPES = ("global", "local")
+#: Named settings (TrainConfig fields, every CC-Loss choice explicit, so a preset does not move when
+#: the package's defaults do). ``cc_v1`` is CC-Loss as first reconstructed, the default before the
+#: study of docs/study_cc_default.md: it collapses (one attention vector for every image) in some seeds.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cc_v1": {
+        "loss": "cc",
+        "lam": 1.0,
+        "form": "ratio",
+        "group_size": None,
+        "loss_params": {"squared": True, "eps": 1e-3, "normalize": "none", "warmup": 0.0, "ramp": 0.0},
+        "cam": True,
+        "cam_activation": "relu",
+        "cam_min_hidden": 1,
+    },
+}
 
 
 @dataclass
@@ -110,6 +125,15 @@ class TrainConfig:
         takes = LOSSES[config.loss].defaults if config.loss in LOSSES else {}
         resets = {k: None for k in ROUTED if k not in takes and getattr(config, k) is not None}
         return dataclasses.replace(config, **resets) if resets else config
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The named settings of :data:`PRESETS` (e.g. ``"cc_v1"``), with ``overrides`` applied."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+        values = {**PRESETS[name], **overrides}
+        values["loss_params"] = {**PRESETS[name].get("loss_params", {}), **overrides.get("loss_params", {})}
+        return cls(**values)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)

@@ -1,5 +1,5 @@
 """ccloss.analysis and ccloss.plots against independent references (loops, hand counts)."""
-import itertools
+
 import json
 import math
 import os
@@ -31,8 +31,12 @@ def _loop_class_distance(x, labels, k, squared=True):
     out = np.full((k, k), np.nan)
     for a in range(k):
         for b in range(k):
-            values = [np.sum((x[i] - x[j]) ** 2) for i in range(len(x)) for j in range(len(x))
-                      if labels[i] == a and labels[j] == b and i != j]
+            values = [
+                np.sum((x[i] - x[j]) ** 2)
+                for i in range(len(x))
+                for j in range(len(x))
+                if labels[i] == a and labels[j] == b and i != j
+            ]
             if not squared:
                 values = [math.sqrt(v) for v in values]
             if values:
@@ -214,8 +218,11 @@ def _fake_run(root, loss, seed, values):
 
 
 def test_load_histories_and_summary(tmp_path):
-    runs = [_fake_run(tmp_path, "ce", 0, [3.0, 2.0]), _fake_run(tmp_path, "ce", 1, [5.0, 4.0]),
-            _fake_run(tmp_path, "cc", 0, [1.0, 0.5])]
+    runs = [
+        _fake_run(tmp_path, "ce", 0, [3.0, 2.0]),
+        _fake_run(tmp_path, "ce", 1, [5.0, 4.0]),
+        _fake_run(tmp_path, "cc", 0, [1.0, 0.5]),
+    ]
     frame = analysis.load_histories([*runs, tmp_path / "missing"])
     assert list(frame.columns) == ["run_dir", "loss", "seed", "cam", "epoch", "metric", "value"]
     assert len(frame) == 3 * 2 * 3  # runs x epochs x metrics (loss, test_acc, lr)
@@ -257,8 +264,9 @@ def test_collect_embeddings_from_images_and_loader():
 def test_test_embeddings_of_a_run(tmp_path):
     from ccloss.train import train
 
-    config = TrainConfig(dataset="digits", width_mult=0.0625, epochs=1, loss="cc", out=str(tmp_path / "run"),
-                         quiet=True, device="cpu")
+    config = TrainConfig(
+        dataset="digits", width_mult=0.0625, epochs=1, loss="cc", out=str(tmp_path / "run"), quiet=True, device="cpu"
+    )
     train(config)
     emb = analysis.test_embeddings(tmp_path / "run", device="cpu")
     assert emb["attention"].shape == (450, 32) and emb["labels"].shape == (450,)
@@ -312,3 +320,10 @@ def test_save_figure_writes_stable_files(tmp_path):
     mode = stat.S_IMODE(paths[0].stat().st_mode)
     assert mode & stat.S_IRGRP and mode & stat.S_IROTH  # not mkstemp's 0600
     matplotlib.pyplot.close(fig)
+
+
+def test_tsne_of_identical_rows_is_a_clear_error_not_a_crash():
+    from ccloss.analysis import tsne_embed
+
+    with pytest.raises(ValueError, match="identical rows"):
+        tsne_embed(np.full((40, 8), 0.5), max_iter=250)

@@ -4,6 +4,7 @@ The CC term must be computed in float32 even under bf16 autocast: a hand-written
 bf16 gets the distances badly wrong (METHOD.md, "Numerics"). The benchmark scripts themselves
 (benchmarks/) are not unit tests; here they only have to import and run their smallest path.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -97,8 +98,9 @@ def _common_args() -> list[str]:
     return ["--threads", "1"]  # 2 OpenMP threads on a busy 2-core CPU run several times slower
 
 
-@pytest.mark.parametrize("name", ["cc_overhead", "pipeline", "cc_kernel", "gpu_throughput", "group_size_accuracy",
-                                  "run_cpu"])
+@pytest.mark.parametrize(
+    "name", ["cc_overhead", "pipeline", "cc_kernel", "gpu_throughput", "group_size_accuracy", "run_cpu"]
+)
 def test_benchmark_help(bench, name, capsys):
     module = bench(name)
     with pytest.raises(SystemExit) as exit_info:
@@ -144,8 +146,24 @@ def test_cc_kernel_forms_agree(bench):
 
 
 def test_gpu_throughput_cpu_smoke(bench, capsys):
-    args = ["--device", "cpu", "--quick", "--width", "0.0625", "--batches", "4", "--backbones", "resnet18",
-            "--precisions", "fp32", "bf16", "--group-size", "0", "--dataset-size", "16"]
+    args = [
+        "--device",
+        "cpu",
+        "--quick",
+        "--width",
+        "0.0625",
+        "--batches",
+        "4",
+        "--backbones",
+        "resnet18",
+        "--precisions",
+        "fp32",
+        "bf16",
+        "--group-size",
+        "0",
+        "--dataset-size",
+        "16",
+    ]
     assert bench("gpu_throughput").main(args + _common_args()) == 0
     assert _last_line(capsys).startswith("RATIO gpu_throughput CPU")
 
@@ -153,8 +171,9 @@ def test_gpu_throughput_cpu_smoke(bench, capsys):
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without CUDA")
 def test_gpu_throughput_script_without_cuda():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_throughput.py")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_throughput.py")], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "CUDA not available: not yet measured"
 

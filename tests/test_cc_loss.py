@@ -1,4 +1,5 @@
 """CC-Loss against a slow, obvious reference (Python loops over pairs, float64)."""
+
 import itertools
 import math
 
@@ -55,8 +56,10 @@ def reference_cc(a, labels, form="ratio", squared=True, eps=1e-3, group_size=Non
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("squared", [True, False])
-@pytest.mark.parametrize("batch,classes,group_size", [(2, 2, None), (7, 3, None), (16, 4, None), (16, 4, 5),
-                                                      (33, 10, 8), (12, 2, 2), (9, 3, 4)])
+@pytest.mark.parametrize(
+    "batch,classes,group_size",
+    [(2, 2, None), (7, 3, None), (16, 4, None), (16, 4, 5), (33, 10, 8), (12, 2, 2), (9, 3, 4)],
+)
 def test_matches_loop_reference(form, squared, batch, classes, group_size):
     gen = torch.Generator().manual_seed(batch * 31 + classes)
     a = torch.rand(batch, 6, generator=gen, dtype=torch.float64)
@@ -198,31 +201,37 @@ def test_bfloat16_autocast_matches_float64():
     assert torch.isfinite(out16) and out16.item() == pytest.approx(ref16, rel=1e-4)
 
 
-@pytest.mark.parametrize("attention,labels,message", [
-    (torch.rand(4), torch.zeros(4, dtype=torch.long), "2-D"),
-    (torch.rand(4, 3, 2), torch.zeros(4, dtype=torch.long), "2-D"),
-    (torch.rand(4, 3), torch.zeros(5, dtype=torch.long), "does not match"),
-    (torch.rand(4, 3), torch.zeros(4), "integer"),
-    (torch.rand(4, 3), torch.zeros(4, dtype=torch.bool), "integer"),
-    (torch.rand(4, 3), torch.zeros(4, 1, dtype=torch.long), "1-D"),
-    (torch.rand(0, 3), torch.zeros(0, dtype=torch.long), "empty"),
-    (torch.ones(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long), "floating-point"),
-])
+@pytest.mark.parametrize(
+    "attention,labels,message",
+    [
+        (torch.rand(4), torch.zeros(4, dtype=torch.long), "2-D"),
+        (torch.rand(4, 3, 2), torch.zeros(4, dtype=torch.long), "2-D"),
+        (torch.rand(4, 3), torch.zeros(5, dtype=torch.long), "does not match"),
+        (torch.rand(4, 3), torch.zeros(4), "integer"),
+        (torch.rand(4, 3), torch.zeros(4, dtype=torch.bool), "integer"),
+        (torch.rand(4, 3), torch.zeros(4, 1, dtype=torch.long), "1-D"),
+        (torch.rand(0, 3), torch.zeros(0, dtype=torch.long), "empty"),
+        (torch.ones(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long), "floating-point"),
+    ],
+)
 def test_bad_inputs(attention, labels, message):
     with pytest.raises(ValueError, match=message):
         CCLoss()(attention, labels)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"form": "cosine"}, "ratio, sums, difference, log_ratio"),
-    ({"group_size": 1}, ">= 2"),
-    ({"group_size": 0}, ">= 2"),
-    ({"group_size": 2.5}, ">= 2"),
-    ({"group_size": True}, ">= 2"),
-    ({"eps": -1.0}, "eps"),
-    ({"eps": float("nan")}, "eps"),
-    ({"squared": "yes"}, "squared"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"form": "cosine"}, "ratio, sums, difference, log_ratio"),
+        ({"group_size": 1}, ">= 2"),
+        ({"group_size": 0}, ">= 2"),
+        ({"group_size": 2.5}, ">= 2"),
+        ({"group_size": True}, ">= 2"),
+        ({"eps": -1.0}, "eps"),
+        ({"eps": float("nan")}, "eps"),
+        ({"squared": "yes"}, "squared"),
+    ],
+)
 def test_bad_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CCLoss(**kwargs)
@@ -233,7 +242,9 @@ def test_gather_hook_is_applied():
     labels = torch.tensor([0, 1, 0, 1])
     loss = CCLoss()
     loss.gather = lambda x, y: (torch.cat([x, x + 1]), torch.cat([y, y]))
-    assert loss(a, labels).item() == pytest.approx(cc_statistics(torch.cat([a, a + 1]), torch.cat([labels, labels])).loss.item())
+    assert loss(a, labels).item() == pytest.approx(
+        cc_statistics(torch.cat([a, a + 1]), torch.cat([labels, labels])).loss.item()
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,8 +341,9 @@ def test_normalizations_constant():
     assert NORMALIZATIONS == ("none", "unit", "standardize")
 
 
-@pytest.mark.parametrize("normalize,transform", [("none", lambda a: a), ("unit", unit_by_hand),
-                                                 ("standardize", standardize_by_hand)])
+@pytest.mark.parametrize(
+    "normalize,transform", [("none", lambda a: a), ("unit", unit_by_hand), ("standardize", standardize_by_hand)]
+)
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("group_size", [None, 4])
 def test_normalize_equals_plain_loss_on_transformed_vectors(normalize, transform, form, group_size):
@@ -344,7 +356,9 @@ def test_normalize_equals_plain_loss_on_transformed_vectors(normalize, transform
     assert stats.loss.item() == pytest.approx(loss, rel=1e-9, abs=1e-12)
     assert stats.d_intra.item() == pytest.approx(d_intra, rel=1e-9, abs=1e-12)
     assert stats.d_inter.item() == pytest.approx(d_inter, rel=1e-9, abs=1e-12)
-    assert CCLoss(form=form, group_size=group_size, normalize=normalize)(a, labels).item() == pytest.approx(loss, rel=1e-9)
+    assert CCLoss(form=form, group_size=group_size, normalize=normalize)(a, labels).item() == pytest.approx(
+        loss, rel=1e-9
+    )
 
 
 def test_normalize_attention_by_hand():

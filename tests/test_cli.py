@@ -1,5 +1,6 @@
 """ccloss.cli: the command line (flags, exit codes, messages), the loss table, and all string parsing
 of loss hyperparameters (parse_loss_params; the library itself takes typed values)."""
+
 import json
 import os
 import subprocess
@@ -18,8 +19,14 @@ K = 5
 
 
 def cli(*args, env=None, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "ccloss", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ccloss", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        timeout=600,
+    )
 
 
 # ---------------------------------------------------------------- loss hyperparameters from strings
@@ -64,7 +71,6 @@ def test_describe_losses():
     assert "lambda_base=1500.0" in text and "mask_fraction=0.5" in text
 
 
-
 # ---------------------------------------------------------------- CLI
 def test_cli_help_documents_every_flag_with_default():
     result = cli("train", "--help")
@@ -81,13 +87,16 @@ def test_cli_help_documents_every_flag_with_default():
         assert name in result.stdout
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["train", "--dataset", "imagenet"], ["invalid choice: 'imagenet'", "digits", "mnist", "cifar100", "cars196"]),
-    (["train", "--loss", "triplet"], ["invalid choice: 'triplet'", "asoftmax", "mcloss", "fical"]),
-    (["train", "--form", "cosine"], ["invalid choice: 'cosine'", "ratio", "sums", "difference", "log_ratio"]),
-    (["train", "--loss-param", "gamma"], ["expected NAME=VALUE"]),
-    (["frobnicate"], ["invalid choice: 'frobnicate'", "train", "compare"]),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["train", "--dataset", "imagenet"], ["invalid choice: 'imagenet'", "digits", "mnist", "cifar100", "cars196"]),
+        (["train", "--loss", "triplet"], ["invalid choice: 'triplet'", "asoftmax", "mcloss", "fical"]),
+        (["train", "--form", "cosine"], ["invalid choice: 'cosine'", "ratio", "sums", "difference", "log_ratio"]),
+        (["train", "--loss-param", "gamma"], ["expected NAME=VALUE"]),
+        (["frobnicate"], ["invalid choice: 'frobnicate'", "train", "compare"]),
+    ],
+)
 def test_cli_unknown_names_exit_2_with_valid_names(args, expected):
     result = cli(*args)
     assert result.returncode == 2
@@ -104,7 +113,9 @@ def test_cli_bad_loss_param_and_no_cam(tmp_path):
 
 
 def test_cli_missing_dataset_says_where_and_how(tmp_path):
-    result = cli("train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1", "--out", str(tmp_path / "r"))
+    result = cli(
+        "train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1", "--out", str(tmp_path / "r")
+    )
     assert result.returncode == 1
     assert str(tmp_path) in result.stderr and "--download" in result.stderr
     assert "Traceback" not in result.stderr
@@ -115,8 +126,23 @@ def test_cli_missing_dataset_says_where_and_how(tmp_path):
 def test_every_loss_trains_one_epoch_from_the_cli(loss, tmp_path):
     out = tmp_path / loss
     extra = ["--no-cam"] if loss not in ("cc",) else []
-    result = cli("train", "--loss", loss, "--dataset", "digits", "--width-mult", "0.125", "--epochs", "1",
-                 "--batch-size", "32", "--quiet", "--out", str(out), *extra)
+    result = cli(
+        "train",
+        "--loss",
+        loss,
+        "--dataset",
+        "digits",
+        "--width-mult",
+        "0.125",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     record = metrics["history"][0]
@@ -126,3 +152,11 @@ def test_every_loss_trains_one_epoch_from_the_cli(loss, tmp_path):
     # moving fast: 14-52 % for the same loss with 1 or 2 threads).
     assert metrics["final"]["train_acc"] > 20.0
 
+
+def test_compare_defaults_to_the_embedded_real_mnist_and_train_to_digits():
+    from ccloss.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["compare"]).dataset == "mnist5k"
+    assert parser.parse_args(["compare", "--dataset", "digits"]).dataset == "digits"
+    assert parser.parse_args(["train"]).dataset == "digits"

@@ -1,22 +1,25 @@
 """ccloss.config: TrainConfig's validation and its per-loss configs (for_loss)."""
+
 import pytest
 
 from ccloss.config import TrainConfig
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"dataset": "imagenet"}, "digits, mnist5k, mnist, cifar100, cars196"),
-    ({"backbone": "resnet50"}, "resnet18, vgg16"),
-    ({"loss": "triplet"}, "ce, cc"),
-    ({"device": "tpu"}, "auto, cpu, cuda"),
-    ({"epochs": 0}, "positive integer"),
-    ({"batch_size": 2.5}, "positive integer"),
-    ({"lr": -1.0}, "lr"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"dataset": "imagenet"}, "digits, mnist5k, mnist, cifar100, cars196"),
+        ({"backbone": "resnet50"}, "resnet18, vgg16"),
+        ({"loss": "triplet"}, "ce, cc"),
+        ({"device": "tpu"}, "auto, cpu, cuda"),
+        ({"epochs": 0}, "positive integer"),
+        ({"batch_size": 2.5}, "positive integer"),
+        ({"lr": -1.0}, "lr"),
+    ],
+)
 def test_config_validation(overrides, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**overrides).validate()
-
 
 
 def test_for_loss_drops_what_a_loss_does_not_take():
@@ -26,3 +29,25 @@ def test_for_loss_drops_what_a_loss_does_not_take():
     ical = base.for_loss("ical")
     assert (ical.lam, ical.form, ical.group_size) == (1.0, None, None)
 
+
+def test_preset_cc_v1_is_the_first_reconstruction_explicitly():
+    from ccloss.config import PRESETS, TrainConfig
+
+    config = TrainConfig.from_preset("cc_v1", seed=3, loss_params={"eps": 1e-8})
+    assert (config.loss, config.lam, config.form, config.cam_min_hidden, config.cam_activation) == (
+        "cc", 1.0, "ratio", 1, "relu")  # fmt: skip
+    assert config.loss_params == {"squared": True, "eps": 1e-8, "normalize": "none", "warmup": 0.0, "ramp": 0.0}
+    assert config.seed == 3 and PRESETS["cc_v1"]["loss_params"]["eps"] == 1e-3  # the preset itself is untouched
+    with pytest.raises(ValueError, match="unknown preset 'v0'; valid: cc_v1"):
+        TrainConfig.from_preset("v0")
+
+
+def test_cli_preset_fills_the_flags_left_at_their_defaults():
+    from ccloss.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "--preset", "cc_v1", "--epochs", "2", "--loss-param", "eps=1e-8"])
+    config = config_from_args(args)
+    assert config.lam == 1.0 and config.cam_min_hidden == 1 and config.epochs == 2
+    assert config.loss_params["eps"] == 1e-8 and config.loss_params["squared"] is True
+    explicit = config_from_args(build_parser().parse_args(["train", "--preset", "cc_v1", "--lam", "0.5"]))
+    assert explicit.lam == 0.5

@@ -14,9 +14,7 @@ from ccloss.data import DATASETS, DatasetMissingError, dataset_info, load_tensor
 
 def test_dataset_infos():
     assert set(DATASETS) == {"digits", "mnist5k", "mnist", "cifar100", "cars196"}
-    sizes = {
-        n: (i.image_size, i.stored_size, i.in_channels, i.num_classes) for n, i in DATASETS.items()
-    }
+    sizes = {n: (i.image_size, i.stored_size, i.in_channels, i.num_classes) for n, i in DATASETS.items()}
     assert sizes == {
         "digits": (32, 32, 1, 10),
         "mnist5k": (32, 32, 1, 10),
@@ -99,7 +97,6 @@ def test_missing_dataset_message(tmp_path, name, expected):
     for text in expected:
         assert text in msg, text
     assert err.value.__cause__ is None
-
 
 
 # --------------------------------------------------------------------------------------------

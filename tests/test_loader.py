@@ -1,4 +1,5 @@
 """ccloss.loader: the TensorLoader's batches, shuffling, sharding over ranks and per-sample augmentation."""
+
 import dataclasses
 
 import pytest
@@ -105,8 +106,8 @@ def _reference(images, plan, positions, info, augment, out):
         img = images[plan.order[p]].float()
         if augment == "crop_flip":
             img = F.pad(img, (4, 4, 4, 4))
-        t, l = int(plan.top[p]), int(plan.left[p])
-        img = img[:, t : t + out, l : l + out]
+        top, left = int(plan.top[p]), int(plan.left[p])
+        img = img[:, top : top + out, left : left + out]
         if plan.flip[p]:
             img = img.flip(-1)
         result.append((img / 255 - mean) / std)
@@ -196,4 +197,3 @@ def test_loader_options_and_bad_inputs(digits_train):
         TensorLoader(x.float(), y, 32, train=True, info=info)
     with pytest.raises(ValueError, match="too small"):
         TensorLoader(xc, yc, 4, train=True, info=dataset_info("cars196"))
-

@@ -1,5 +1,6 @@
 """ccloss.metrics: the intra/inter ratio of a whole set (O(N C) memory) against the pairwise statistic,
 and the collapse flag."""
+
 import math
 
 import pytest
@@ -43,7 +44,6 @@ def test_dataset_intra_inter_flags_collapsed_vectors():
         dataset_intra_inter(a, labels, collapse_tol=-1.0)
 
 
-
 # --------------------------------------------------------------------------------------------
 # <split>_se_dead_units: SE hidden units whose pre-activation is <= 0 on every image
 # --------------------------------------------------------------------------------------------
@@ -71,8 +71,8 @@ def dead_by_hand(weight, bias, squeezed):
 
 
 def test_eval_record_counts_non_positive_maxima():
-    evaluation = {"logits": torch.eye(3), "labels": torch.arange(3), "attention": None,
-                  "se_max": torch.tensor([-2.0, 0.0, 1e-6, 3.0, -0.5])}  # fmt: skip
+    se_max = torch.tensor([-2.0, 0.0, 1e-6, 3.0, -0.5])
+    evaluation = {"logits": torch.eye(3), "labels": torch.arange(3), "attention": None, "se_max": se_max}
     record = eval_record(evaluation, "val")
     assert record["val_se_dead_units"] == 3  # -2, 0 (never fired) and -0.5
     assert record["se_hidden_units"] == 5
@@ -87,14 +87,29 @@ def test_evaluate_counts_exactly_the_dead_units(activation):
     """Six hidden units set by hand: 0 always negative, 1 always exactly zero, 2 negative but for one image
     of the second batch, 3 always positive, 4 follows channel 1, 5 negative on the non-negative channel 2.
     Dead: 0, 1 and 5 (a unit counts on its pre-activation, whatever the activation)."""
-    z = torch.tensor([[0.5, -1.0, 0.2, 0.0], [1.0, 2.0, 0.0, -1.0],  # batch 1
-                      [0.3, -0.5, 1.0, 1.0], [2.0, -3.0, 0.7, 0.5], [0.1, 0.4, 0.3, 0.2]],  # batch 2
-                     dtype=torch.float32)  # fmt: skip
-    model = CCModel(PassThrough(4), num_classes=3, cam=True, head="linear", reduction=4, cam_activation=activation,
-                    cam_min_hidden=6)  # fmt: skip
+    z = torch.tensor(
+        [
+            [0.5, -1.0, 0.2, 0.0],  # batch 1
+            [1.0, 2.0, 0.0, -1.0],
+            [0.3, -0.5, 1.0, 1.0],  # batch 2
+            [2.0, -3.0, 0.7, 0.5],
+            [0.1, 0.4, 0.3, 0.2],
+        ]
+    )
+    model = CCModel(
+        PassThrough(4), 3, cam=True, head="linear", reduction=4, cam_activation=activation, cam_min_hidden=6
+    )
     assert model.cam.hidden == 6
-    weight = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0],
-                           [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0]])  # fmt: skip
+    weight = torch.tensor(
+        [
+            [0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, -1.0, 0.0],
+        ]
+    )
     bias = torch.tensor([-1.0, 0.0, -1.5, 0.25, 0.0, 0.0])  # unit 2 fires only for z[3] (2.0 - 1.5 > 0)
     with torch.no_grad():
         model.cam.fc1.weight.copy_(weight)

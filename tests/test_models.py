@@ -1,4 +1,5 @@
 """Backbones: shapes, parameter counts against torchvision, CAM, heads, pretrained loading."""
+
 import pytest
 import torch
 from torch import nn
@@ -26,7 +27,9 @@ def test_width_mult_scales_channels():
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "vgg16"])
-@pytest.mark.parametrize("stem,size,spatial", [("cifar", 32, {"resnet18": 4, "vgg16": 2}), ("imagenet", 64, {"resnet18": 2, "vgg16": 2})])
+@pytest.mark.parametrize(
+    "stem,size,spatial", [("cifar", 32, {"resnet18": 4, "vgg16": 2}), ("imagenet", 64, {"resnet18": 2, "vgg16": 2})]
+)
 @pytest.mark.parametrize("cam", [True, False])
 @pytest.mark.parametrize("head", ["linear", "cosine"])
 @pytest.mark.parametrize("in_channels", [1, 3])
@@ -68,7 +71,9 @@ def test_channel_attention_matches_hand_computation():
     x = torch.randn(2, 32, 5, 5)
     y, a = cam(x)
     z = x.mean(dim=(2, 3))
-    expected = torch.sigmoid(cam.fc2.weight @ torch.relu(cam.fc1.weight @ z.T + cam.fc1.bias[:, None]) + cam.fc2.bias[:, None]).T
+    expected = torch.sigmoid(
+        cam.fc2.weight @ torch.relu(cam.fc1.weight @ z.T + cam.fc1.bias[:, None]) + cam.fc2.bias[:, None]
+    ).T
     torch.testing.assert_close(a, expected)
     torch.testing.assert_close(y, x * expected[:, :, None, None])
     assert cam.fc1.out_features == 8
@@ -121,14 +126,17 @@ def test_pretrained_errors(tmp_path):
         build_model("resnet18", 10, pretrained=str(path))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"backbone": "resnet50"}, "resnet18, vgg16"),
-    ({"stem": "tiny"}, "cifar, imagenet"),
-    ({"head": "arc"}, "linear, cosine"),
-    ({"in_channels": 2}, "in_channels"),
-    ({"width_mult": 0}, "width_mult"),
-    ({"num_classes": 1}, "num_classes"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"backbone": "resnet50"}, "resnet18, vgg16"),
+        ({"stem": "tiny"}, "cifar, imagenet"),
+        ({"head": "arc"}, "linear, cosine"),
+        ({"in_channels": 2}, "in_channels"),
+        ({"width_mult": 0}, "width_mult"),
+        ({"num_classes": 1}, "num_classes"),
+    ],
+)
 def test_bad_arguments(kwargs, message):
     args = {"backbone": "resnet18", "num_classes": 10, **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -150,8 +158,18 @@ def se_by_hand(cam, x, activation):
 
 @pytest.mark.parametrize(
     "channels, reduction, min_hidden, hidden",
-    [(512, 16, 1, 32), (128, 16, 1, 8), (128, 16, 32, 32), (1024, 16, 32, 64), (32, 16, 1, 2), (8, 16, 1, 1),
-     (8, 16, 4, 4), (64, 4, 16, 16), (64, 4, 17, 17), (3, 1, 1, 3)],
+    [
+        (512, 16, 1, 32),
+        (128, 16, 1, 8),
+        (128, 16, 32, 32),
+        (1024, 16, 32, 64),
+        (32, 16, 1, 2),
+        (8, 16, 1, 1),
+        (8, 16, 4, 4),
+        (64, 4, 16, 16),
+        (64, 4, 17, 17),
+        (3, 1, 1, 3),
+    ],
 )
 def test_se_hidden_width_is_max_of_reduction_and_floor(channels, reduction, min_hidden, hidden):
     assert max(channels // reduction, min_hidden) == hidden  # the rule, spelled out

@@ -4,9 +4,9 @@ Cell outputs are checked by nbval (`pytest notebooks --nbval-lax ...`, see the M
 tests check what nbval does not: one `parameters` cell of literals that papermill accepts, the
 committed metadata, and that 02 runs with overridden parameters into a temporary folder.
 """
+
 import ast
 import json
-from pathlib import Path
 
 import nbformat
 import papermill
@@ -40,7 +40,8 @@ def _parameter_values(nb):
     values = {}
     for node in ast.parse(cell.source).body:
         assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), (
-            f"parameters cell: only `name = literal` lines, got {ast.unparse(node)!r}")
+            f"parameters cell: only `name = literal` lines, got {ast.unparse(node)!r}"
+        )
         values[node.targets[0].id] = ast.literal_eval(node.value)
     return values
 
@@ -70,7 +71,9 @@ def test_notebook_structure(path):
         if cell.outputs:
             assert cell.execution_count is not None, f"cell {index} has outputs but no execution count"
         for output in cell.outputs:
-            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {}), f"widget output in cell {index}"
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {}), (
+                f"widget output in cell {index}"
+            )
             assert output.get("output_type") != "error", f"cell {index} stored an error"
 
 
@@ -120,8 +123,14 @@ def test_nbval_checked_cells_exist():
 @pytest.mark.slow
 def test_02_runs_with_overridden_parameters(tmp_path):
     out_dir = tmp_path / "runs"
-    parameters = {"losses": ["ce", "cc"], "seeds": [0], "epochs": 1, "width_mult": 0.125,
-                  "out_dir": str(out_dir), "device": "cpu"}
+    parameters = {
+        "losses": ["ce", "cc"],
+        "seeds": [0],
+        "epochs": 1,
+        "width_mult": 0.125,
+        "out_dir": str(out_dir),
+        "device": "cpu",
+    }
     assert unknown_parameters(NOTEBOOK_DIR / "02_train.ipynb", parameters) == []
     output = execute_notebook(NOTEBOOK_DIR / "02_train.ipynb", tmp_path / "02_out.ipynb", parameters)
     for loss in ("ce", "cc"):

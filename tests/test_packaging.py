@@ -2,8 +2,12 @@
 environment.yml lists the same packages and installs torch through pip with the same constraints."""
 
 import re
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 import yaml
 from packaging.requirements import Requirement
@@ -51,9 +55,11 @@ def test_environment_installs_the_package_with_the_constraints():
 
 def test_dependencies_take_lower_bounds_only():
     """An exact pin in pyproject.toml would replace Colab's own CUDA torch (a multi-GB download)."""
-    for name, spec in _pyproject().items():
+    for spec in _pyproject().values():
         requirement = Requirement(spec)
-        assert all(s.operator == ">=" for s in requirement.specifier), f"{spec}: use a lower bound, pin in constraints.txt"
+        assert all(s.operator == ">=" for s in requirement.specifier), (
+            f"{spec}: use a lower bound, pin in constraints.txt"
+        )
 
 
 def test_constraints_pin_exactly_the_tested_torch_within_the_bounds():

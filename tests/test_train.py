@@ -1,5 +1,6 @@
 """The training loop, run directories and resume after SIGKILL (on the digits). The CLI's own tests are in
 test_cli.py, TrainConfig's in test_config.py."""
+
 import os
 import re
 import signal
@@ -29,8 +30,14 @@ def without_timings(metrics):
 
 
 def cli(*args, env=None, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "ccloss", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ccloss", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +53,20 @@ def test_run_directory_contents(reference_run):
     assert metrics["status"] == "complete" and is_complete(out)
     assert len(metrics["history"]) == 2
     record = metrics["history"][-1]
-    for key in ("epoch", "loss", "ce", "cc", "d_intra", "d_inter", "train_acc", "test_acc", "test_intra_inter",
-                "lr", "seconds", "images_per_sec"):
+    for key in (
+        "epoch",
+        "loss",
+        "ce",
+        "cc",
+        "d_intra",
+        "d_inter",
+        "train_acc",
+        "test_acc",
+        "test_intra_inter",
+        "lr",
+        "seconds",
+        "images_per_sec",
+    ):
         assert key in record, key
     assert record["loss"] == pytest.approx(record["ce"] + 1.0 * record["cc"], rel=1e-5)
     final = metrics["final"]
@@ -91,13 +110,28 @@ def test_existing_run_needs_resume_or_overwrite(reference_run, tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
-    args = ["train", "--dataset", "digits", "--width-mult", "0.125", "--batch-size", "32", "--epochs", "3",
-            "--quiet", "--out"]
+    args = [
+        "train",
+        "--dataset",
+        "digits",
+        "--width-mult",
+        "0.125",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+    ]
     full = cli(*args, str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "ccloss", *args, str(out)], cwd=ROOT,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ccloss", *args, str(out)],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
@@ -113,7 +147,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert partial["status"] == "running" and 1 <= len(partial["history"]) < 3
     resumed = cli(*args, str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert without_timings(read_json(out / "metrics.json")) == without_timings(read_json(tmp_path / "full" / "metrics.json"))
+    assert without_timings(read_json(out / "metrics.json")) == without_timings(
+        read_json(tmp_path / "full" / "metrics.json")
+    )
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):

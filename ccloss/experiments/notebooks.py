@@ -97,7 +97,7 @@ def run_all(notebooks: Sequence[str] | None = None) -> int:
         print(f"   done in {time.perf_counter() - started:.0f}s -> {out_dir / path.name}", flush=True)
     summary = REPO_ROOT / "runs" / "02_train" / "summary.md"
     if summary.exists():
-        print("\nCE+CAM against CC-Loss on the embedded digits (notebooks/02_train.ipynb):\n")
+        print("\nCE+CAM against CC-Loss, the default run of notebooks/02_train.ipynb:\n")
         print(summary.read_text())
     print(f"figures: {REPO_ROOT / 'figures'}")
     return 0

@@ -548,10 +548,7 @@ def paper_main_table(table: pd.DataFrame) -> pd.DataFrame:
             value = (
                 ""
                 if hit.empty or pd.isna(hit["accuracy"].iloc[0])
-                else (
-                    f"{hit['accuracy'].iloc[0]:.2f}"
-                    + ("" if pd.isna(hit["std"].iloc[0]) else f" ± {hit['std'].iloc[0]:.2f}")
-                )
+                else format_mean_std(hit["accuracy"].iloc[0], hit["std"].iloc[0])
             )
             row[f"paper: {dataset} {backbone}"] = value or "not reported"
         rows.append(row)

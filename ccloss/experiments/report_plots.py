@@ -160,3 +160,21 @@ def plot_study(runs: pd.DataFrame, order: Sequence[str] | None = None):
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_budget_curves(curves: pd.DataFrame):
+    """The study's budget pilot: mean val accuracy per epoch (band: lowest to highest seed), one panel
+    per dataset, one line per budget (see :func:`ccloss.experiments.study.pilot_curves`)."""
+    datasets = list(dict.fromkeys(curves["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 3.4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        frame = curves[curves["dataset"] == dataset]
+        for epochs, runs in frame.groupby("epochs"):
+            stats = runs.groupby("epoch")["val_acc"].agg(["mean", "min", "max"])
+            ax.plot(stats.index, stats["mean"], label=f"{epochs} epochs (mean of {runs['seed'].nunique()} seeds)")
+            ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.2)
+        low = frame.groupby(["epochs", "epoch"])["val_acc"].mean().max() - 3
+        ax.set(title=f"CE+CAM on {dataset}", xlabel="epoch", ylabel="val accuracy (%)", ylim=(low, None))
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -215,9 +215,11 @@ def _check_file(data: dict, source: Path) -> None:
     if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
         raise ValueError(f"{source}: `points` must be a list of mappings")
     for i, p in enumerate(points):
-        if "label" in p and (not isinstance(p["label"], str) or not p["label"] or NAME_UNSAFE.search(p["label"])):
+        label = p.get("label")
+        if "label" in p and (not isinstance(label, str) or not label or NAME_UNSAFE.search(label) or "," in label
+                             or "=" in label):  # fmt: skip
             raise ValueError(
-                f"{source}: points[{i}].label must be a plain name (letters, digits, . _ - = +), got {p['label']!r}"
+                f"{source}: points[{i}].label must be a plain name (letters, digits, . _ - +), got {p['label']!r}"
             )
     lists = [("seeds", data.get("seeds"))] + [(f"points[{i}].seeds", p.get("seeds")) for i, p in enumerate(points)]
     for where, seeds in lists:

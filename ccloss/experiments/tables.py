@@ -102,9 +102,10 @@ def count_collapsed(runs: pd.DataFrame, by: Sequence[str], split: str = "test") 
 
 
 def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
+    """``"mean ± std"``; the mean alone when the std is undefined (one run); empty without a mean."""
     if pd.isna(mean):
         return ""
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

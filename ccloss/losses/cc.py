@@ -65,6 +65,8 @@ class CrossEntropyWithCC(Criterion):
         return self.warmup > 0 or self.ramp > 0
 
     def set_total_steps(self, total_steps: int) -> None:
+        """The number of optimisation steps of the whole run (epochs x steps per epoch)."""
+        require(int(total_steps) >= 1, f"total_steps must be a positive number of steps, got {total_steps!r}")
         self.total_steps = int(total_steps)
 
     def lam_at(self, step: int) -> float:

@@ -1,4 +1,5 @@
 """ccloss.experiments.paper: the paper's published numbers, looked up by our names."""
+
 import pytest
 
 from ccloss.experiments.paper import paper_accuracy, paper_table
@@ -12,4 +13,3 @@ def test_paper_lookups():
     assert len(paper_table("losses")) == 42
     with pytest.raises(ValueError, match="losses, cam, lambda, batch_size"):
         paper_table("nope")
-

@@ -1,6 +1,7 @@
 """ccloss.experiments.report: aggregation over seeds against a hand computation, the paper join, the files
 written, the export of small result files, and the plots (report_plots). Sweep folders are built by hand (the
 files ccloss.experiments.sweep writes), so nothing trains and no notebook runs here."""
+
 import math
 import subprocess
 import sys
@@ -13,7 +14,13 @@ import pytest
 matplotlib.use("Agg")
 
 from ccloss.experiments.report import (  # noqa: E402
-    export_results, format_report, group_label, paper_curves, paper_lookup, paper_main_table, report_table,
+    export_results,
+    format_report,
+    group_label,
+    paper_curves,
+    paper_lookup,
+    paper_main_table,
+    report_table,
     write_report,
 )
 from ccloss.experiments.report_plots import plot_ablation, plot_categories  # noqa: E402
@@ -21,8 +28,19 @@ from ccloss.experiments.sweep import Sweep  # noqa: E402
 from ccloss.runtime.atomic import read_json, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = {"dataset": "digits", "backbone": "resnet18", "width_mult": 0.125, "cam": True, "loss": "cc", "lam": 1.0,
-        "form": "ratio", "group_size": None, "batch_size": 32, "epochs": 2, "loss_params": {}}
+BASE = {
+    "dataset": "digits",
+    "backbone": "resnet18",
+    "width_mult": 0.125,
+    "cam": True,
+    "loss": "cc",
+    "lam": 1.0,
+    "form": "ratio",
+    "group_size": None,
+    "batch_size": 32,
+    "epochs": 2,
+    "loss_params": {},
+}
 
 
 def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=(), collapsed=None) -> Path:
@@ -31,11 +49,23 @@ def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=(), 
     write_json(sweep_dir / "sweep.json", sweep.to_dict())
     for point in sweep.expand():
         point_dir = sweep_dir / point.name
-        config = {**BASE, **{k: v for k, v in point.parameters.items() if k in BASE}, "seed": point.values.get("seed", 0)}
+        config = {
+            **BASE,
+            **{k: v for k, v in point.parameters.items() if k in BASE},
+            "seed": point.values.get("seed", 0),
+        }
         write_json(point_dir / "config.json", config)
         complete = point.name not in incomplete
-        write_json(point_dir / "point.json", {"name": point.name, "values": point.values, "parameters": point.parameters,
-                                              "status": "complete" if complete else "failed", "point_dir": str(point_dir)})
+        write_json(
+            point_dir / "point.json",
+            {
+                "name": point.name,
+                "values": point.values,
+                "parameters": point.parameters,
+                "status": "complete" if complete else "failed",
+                "point_dir": str(point_dir),
+            },
+        )
         final = {"test_acc": accuracy(point.values), "best_test_acc": accuracy(point.values) + 1, "epochs": 2}
         if ratio is not None:
             final["test_intra_inter"] = ratio(point.values)
@@ -50,13 +80,27 @@ def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=(), 
 
 
 def lambda_sweep(dataset="digits", seeds=(0, 1, 2), **paper):
-    return Sweep(name="lam", notebook=ROOT / "notebooks" / "02_train.ipynb", fixed={"dataset": dataset, "loss": "cc"},
-                 grid={"lam": [0.0, 1.0, 2.0]}, seeds=list(seeds),
-                 paper={"table": "lambda", "match": {"lambda": "lam"}, "baseline": {"lam": 0.0}, **paper})
+    return Sweep(
+        name="lam",
+        notebook=ROOT / "notebooks" / "02_train.ipynb",
+        fixed={"dataset": dataset, "loss": "cc"},
+        grid={"lam": [0.0, 1.0, 2.0]},
+        seeds=list(seeds),
+        paper={"table": "lambda", "match": {"lambda": "lam"}, "baseline": {"lam": 0.0}, **paper},
+    )
 
 
-ACC = {(0.0, 0): 90.0, (0.0, 1): 91.0, (0.0, 2): 95.0, (1.0, 0): 93.0, (1.0, 1): 93.5, (1.0, 2): 92.0,
-       (2.0, 0): 80.0, (2.0, 1): 85.0, (2.0, 2): 82.5}
+ACC = {
+    (0.0, 0): 90.0,
+    (0.0, 1): 91.0,
+    (0.0, 2): 95.0,
+    (1.0, 0): 93.0,
+    (1.0, 1): 93.5,
+    (1.0, 2): 92.0,
+    (2.0, 0): 80.0,
+    (2.0, 1): 85.0,
+    (2.0, 2): 82.5,
+}
 
 
 def acc(values):
@@ -102,14 +146,23 @@ def test_nan_metric_values_are_counted_apart(tmp_path):
     table, spec = report_table(fake_sweep(tmp_path, lambda_sweep(), acc, ratio=lambda v: ratio[v["seed"]] + v["lam"]))
     row = table.iloc[0]
     assert row["test_intra_inter_n"] == 2 and row["n"] == 3 and row["test_acc_n"] == 3
-    assert row["test_intra_inter_mean"] == pytest.approx(0.3) and row["test_intra_inter_std"] == pytest.approx(math.sqrt(0.02))
+    assert row["test_intra_inter_mean"] == pytest.approx(0.3) and row["test_intra_inter_std"] == pytest.approx(
+        math.sqrt(0.02)
+    )
     assert format_report(table, spec).loc[0, "ours: test intra/inter"] == "0.300 ± 0.141 [1 of 3 NaN]"
 
 
 def test_collapsed_runs_are_counted_beside_the_ratio(tmp_path):
     """Runs flagged test_attention_collapsed keep their ratio in the mean, and the row says how many."""
-    table, spec = report_table(fake_sweep(tmp_path, lambda_sweep(), acc, ratio=lambda v: 0.1 * (v["seed"] + 1),
-                                          collapsed=lambda v: v["lam"] == 2.0 and v["seed"] > 0))
+    table, spec = report_table(
+        fake_sweep(
+            tmp_path,
+            lambda_sweep(),
+            acc,
+            ratio=lambda v: 0.1 * (v["seed"] + 1),
+            collapsed=lambda v: v["lam"] == 2.0 and v["seed"] > 0,
+        )
+    )
     assert table["collapsed"].tolist() == [0, 0, 2]
     text = format_report(table, spec)["ours: test intra/inter"].tolist()
     assert text[0] == text[1] == "0.200 ± 0.100" and text[2] == "0.200 ± 0.100 (2 of 3 collapsed)"
@@ -151,43 +204,75 @@ def test_same_dataset_gives_paper_number_and_difference(tmp_path):
 
 def test_paper_lookup_maps_loss_backbone_cam_and_dataset():
     cam_table = {"table": "cam"}
-    assert paper_lookup(cam_table, {"loss": "ce", "cam": False, "backbone": "vgg16", "dataset": "mnist"})["acc"] == 97.43
+    assert (
+        paper_lookup(cam_table, {"loss": "ce", "cam": False, "backbone": "vgg16", "dataset": "mnist"})["acc"] == 97.43
+    )
     hit = paper_lookup(cam_table, {"loss": "ce", "cam": True, "backbone": "resnet18", "dataset": "cifar100"})
     assert (hit["acc"], hit["std"], hit["backbone"]) == (77.57, 0.01, "ResNet18+CAM")
-    assert paper_lookup(cam_table, {"loss": "cc", "cam": True, "backbone": "resnet18", "dataset": "cars196"})["acc"] == 88.41
+    assert (
+        paper_lookup(cam_table, {"loss": "cc", "cam": True, "backbone": "resnet18", "dataset": "cars196"})["acc"]
+        == 88.41
+    )
     losses = {"table": "losses"}
     missing = paper_lookup(losses, {"loss": "mcloss", "cam": False, "backbone": "resnet18", "dataset": "cars196"})
     assert math.isnan(missing["acc"]) and missing["note"] == "not reported in the paper"
-    assert paper_lookup(losses, {"loss": "fical", "cam": False, "backbone": "vgg16", "dataset": "cifar100"})["acc"] == 74.98
+    assert (
+        paper_lookup(losses, {"loss": "fical", "cam": False, "backbone": "vgg16", "dataset": "cifar100"})["acc"]
+        == 74.98
+    )
     absent = paper_lookup(losses, {"loss": "focal", "cam": True, "backbone": "vgg16", "dataset": "mnist"})
     assert math.isnan(absent["acc"]) and "not in the paper's losses table" in absent["note"]
     # the group-size sweep: our group_size is the paper's batch_size
     group = {"table": "batch_size", "match": {"batch_size": "group_size"}}
-    assert paper_lookup(group, {"group_size": 16, "backbone": "vgg16", "cam": True, "dataset": "cars196",
-                                "batch_size": 128})["acc"] == 91.5
+    assert (
+        paper_lookup(
+            group, {"group_size": 16, "backbone": "vgg16", "cam": True, "dataset": "cars196", "batch_size": 128}
+        )["acc"]
+        == 91.5
+    )
 
 
 def test_categorical_sweep_baseline_per_backbone(tmp_path):
-    sweep = Sweep(name="cam", notebook=ROOT / "notebooks" / "02_train.ipynb", fixed={"dataset": "mnist"},
-                  points=[{"loss": "ce", "cam": False}, {"loss": "ce", "cam": True}, {"loss": "cc", "cam": True}],
-                  grid={"backbone": ["vgg16", "resnet18"]}, seeds=[0, 1],
-                  paper={"table": "cam", "baseline": {"loss": "ce", "cam": False}})
+    sweep = Sweep(
+        name="cam",
+        notebook=ROOT / "notebooks" / "02_train.ipynb",
+        fixed={"dataset": "mnist"},
+        points=[{"loss": "ce", "cam": False}, {"loss": "ce", "cam": True}, {"loss": "cc", "cam": True}],
+        grid={"backbone": ["vgg16", "resnet18"]},
+        seeds=[0, 1],
+        paper={"table": "cam", "baseline": {"loss": "ce", "cam": False}},
+    )
     scores = {"ce": 97.0, "cc": 98.0}
-    sweep_dir = fake_sweep(tmp_path, sweep, lambda v: scores[v["loss"]] + (0.5 if v["cam"] and v["loss"] == "ce" else 0)
-                           + (1 if v["backbone"] == "vgg16" else 0) + v["seed"] / 10)
+    sweep_dir = fake_sweep(
+        tmp_path,
+        sweep,
+        lambda v: (
+            scores[v["loss"]]
+            + (0.5 if v["cam"] and v["loss"] == "ce" else 0)
+            + (1 if v["backbone"] == "vgg16" else 0)
+            + v["seed"] / 10
+        ),
+    )
     table, spec = report_table(sweep_dir)
     assert len(table) == 6 and list(table["n"]) == [2] * 6
     assert list(table["paper_acc"]) == [97.43, 97.52, 97.66, 97.67, 98.32, 98.52]
     assert list(table["ours_delta"]) == pytest.approx([0, 0, 0.5, 0.5, 1.0, 1.0])
-    assert list(table["paper_delta"]) == pytest.approx([0, 0, 97.66 - 97.43, 97.67 - 97.52, 98.32 - 97.43, 98.52 - 97.52])
+    assert list(table["paper_delta"]) == pytest.approx(
+        [0, 0, 97.66 - 97.43, 97.67 - 97.52, 98.32 - 97.43, 98.52 - 97.52]
+    )
     labels = [group_label(row, ["loss", "cam"]) for _, row in table.iterrows()]
     assert labels == ["CE", "CE", "CE+CAM", "CE+CAM", "CC-Loss+CAM", "CC-Loss+CAM"]
 
 
 def test_write_report_files_and_cli(tmp_path):
     sweep_dir = fake_sweep(tmp_path, lambda_sweep(stand_in={"dataset": "MNIST", "backbone": "VGG16+CAM"}), acc)
-    result = subprocess.run([sys.executable, "-m", "ccloss", "report", str(sweep_dir)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "ccloss", "report", str(sweep_dir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "| lam | n | ours: test acc (%) |" in result.stdout
     assert "| 1 | 3 | 92.83 ± 0.76 |" in result.stdout
@@ -195,8 +280,13 @@ def test_write_report_files_and_cli(tmp_path):
     assert list(csv["n"]) == [3, 3, 3] and csv.loc[1, "paper_acc"] == 98.32
     md = (sweep_dir / "report.md").read_text()
     assert md.startswith("# Sweep `lam`") and "ICPR 2020" in md and "Fixed: dataset digits" in md
-    missing = subprocess.run([sys.executable, "-m", "ccloss", "report", str(tmp_path / "nope")], capture_output=True,
-                             text=True, cwd=ROOT, timeout=300)
+    missing = subprocess.run(
+        [sys.executable, "-m", "ccloss", "report", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert missing.returncode == 2 and "sweep.json is missing" in missing.stderr
 
 
@@ -226,8 +316,12 @@ def test_export_leaves_out_points_still_running(tmp_path):
 
 
 def test_plots_and_paper_curves(tmp_path):
-    sweep_dir = fake_sweep(tmp_path, lambda_sweep(stand_in={"dataset": "MNIST", "backbone": "VGG16+CAM"}), acc,
-                           ratio=lambda v: 0.5 - v["lam"] / 10)
+    sweep_dir = fake_sweep(
+        tmp_path,
+        lambda_sweep(stand_in={"dataset": "MNIST", "backbone": "VGG16+CAM"}),
+        acc,
+        ratio=lambda v: 0.5 - v["lam"] / 10,
+    )
     table, spec = report_table(sweep_dir)
     curves = paper_curves(table, spec)
     assert list(curves) == ["MNIST, VGG16+CAM", "CIFAR-100, VGG16+CAM", "Cars-196, VGG16+CAM"]
@@ -243,9 +337,14 @@ def test_plots_and_paper_curves(tmp_path):
 
 def test_paper_main_table_layout(tmp_path):
     losses = ["ce", "focal", "asoftmax", "mcloss", "ical", "fical", "cc"]
-    sweep = Sweep(name="losses", notebook=ROOT / "notebooks" / "02_train.ipynb", fixed={"dataset": "digits"},
-                  points=[{"loss": loss, "cam": loss == "cc"} for loss in losses], seeds=[0, 1],
-                  paper={"table": "losses", "stand_in": {"dataset": "MNIST"}, "baseline": {"loss": "ce", "cam": False}})
+    sweep = Sweep(
+        name="losses",
+        notebook=ROOT / "notebooks" / "02_train.ipynb",
+        fixed={"dataset": "digits"},
+        points=[{"loss": loss, "cam": loss == "cc"} for loss in losses],
+        seeds=[0, 1],
+        paper={"table": "losses", "stand_in": {"dataset": "MNIST"}, "baseline": {"loss": "ce", "cam": False}},
+    )
     sweep_dir = fake_sweep(tmp_path, sweep, lambda v: 90 + losses.index(v["loss"]) + v["seed"])
     table, spec = report_table(sweep_dir)
     assert list(table["paper_acc"]) == [97.52, 97.68, 98.32, 98.45, 98.21, 98.40, 98.52]  # MNIST, ResNet18(+CAM)
@@ -253,8 +352,13 @@ def test_paper_main_table_layout(tmp_path):
     assert list(main["loss"]) == ["CE", "Focal", "A-Softmax", "MC-Loss", "ICAL", "FICAL (reconstruction)", "CC-Loss"]
     assert main.columns[1] == "ours: digits ResNet18"
     assert [c for c in main.columns if c.startswith("paper:")] == [
-        "paper: MNIST VGG16", "paper: MNIST ResNet18", "paper: CIFAR-100 VGG16", "paper: CIFAR-100 ResNet18",
-        "paper: Cars-196 VGG16", "paper: Cars-196 ResNet18"]
+        "paper: MNIST VGG16",
+        "paper: MNIST ResNet18",
+        "paper: CIFAR-100 VGG16",
+        "paper: CIFAR-100 ResNet18",
+        "paper: Cars-196 VGG16",
+        "paper: Cars-196 ResNet18",
+    ]
     cc = main[main["loss"] == "CC-Loss"].iloc[0]
     assert cc["paper: CIFAR-100 ResNet18"] == "78.23 ± 0.07"
     assert main[main["loss"] == "MC-Loss"].iloc[0]["paper: Cars-196 ResNet18"] == "not reported"

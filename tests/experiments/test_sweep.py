@@ -3,6 +3,7 @@ isolation, kill-and-rerun (the worker helpers have their own tests in test_worke
 a stand-in for notebooks/02_train.ipynb (same parameters, no training: it writes a metrics.json
 computed from its parameters), so a point takes a few seconds.
 """
+
 import json
 import os
 import signal
@@ -23,10 +24,27 @@ from ccloss.runtime.atomic import read_json
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_NOTEBOOK = ROOT / "notebooks" / "02_train.ipynb"
 #: The parameters of notebooks/02_train.ipynb that the sweeps pass (its parameters cell is this contract).
-CONTRACT = {"dataset", "data_dir", "backbone", "width_mult", "cam", "losses", "lam", "form", "group_size",
-            "loss_params", "batch_size", "epochs", "seeds", "device", "amp", "out_dir", "check_claims"}
+CONTRACT = {
+    "dataset",
+    "data_dir",
+    "backbone",
+    "width_mult",
+    "cam",
+    "losses",
+    "lam",
+    "form",
+    "group_size",
+    "loss_params",
+    "batch_size",
+    "epochs",
+    "seeds",
+    "device",
+    "amp",
+    "out_dir",
+    "check_claims",
+}
 
-PARAMETERS = '''dataset = "digits"  # dataset
+PARAMETERS = """dataset = "digits"  # dataset
 data_dir = "../data"  # data folder
 backbone = "resnet18"  # backbone
 width_mult = 0.125  # width
@@ -45,9 +63,9 @@ out_dir = "../runs/standin"  # folder of the run directories
 check_claims = True  # assert the default run's claims (a sweep turns this off)
 sleep_s = 0.0  # stand-in only: seconds to wait before writing the metrics
 fail = False  # stand-in only: raise instead of finishing (unless <sweep folder>/HEALED exists)
-die = False  # stand-in only: kill the process that started this kernel (a crashing sweep worker), same'''
+die = False  # stand-in only: kill the process that started this kernel (a crashing sweep worker), same"""
 
-BODY = '''import json, os, time
+BODY = """import json, os, time
 from pathlib import Path
 
 
@@ -81,7 +99,7 @@ for loss in losses:
         acc = 90.0 + (lam or 0.0) + seed / 2
         final = {"test_acc": acc, "best_test_acc": acc, "test_intra_inter": 0.5 - (lam or 0.0) / 10, "epochs": epochs}
         write_json(run / "metrics.json", {"status": "complete", "history": [final], "final": final})
-print("done")'''
+print("done")"""
 
 
 def make_standin_notebook(path, parameters: str = PARAMETERS, body: str = BODY) -> Path:
@@ -114,8 +132,15 @@ def write_sweep(folder: Path, notebook: Path, **spec) -> Path:
 
 
 def cli(*args, cwd=ROOT, **kwargs):
-    return subprocess.run([sys.executable, "-m", "ccloss", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "ccloss", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+        **kwargs,
+    )
 
 
 def attempts(point_dir: Path) -> int:
@@ -146,13 +171,21 @@ def check_consistent(sweep_dir: Path) -> dict:
 
 
 def test_grid_is_crossed_and_seeds_expanded(tmp_path, standin):
-    path = write_sweep(tmp_path, standin, fixed={"epochs": 2, "loss": "cc"}, grid={"lam": [0, 0.5], "batch_size": [16, 32]},
-                       seeds=[0, 1])
+    path = write_sweep(
+        tmp_path,
+        standin,
+        fixed={"epochs": 2, "loss": "cc"},
+        grid={"lam": [0, 0.5], "batch_size": [16, 32]},
+        seeds=[0, 1],
+    )
     sweep = load_sweep(path)
     points = sweep.expand()
     assert len(points) == 2 * 2 * 2
-    assert [p.name for p in points[:3]] == ["lam=0,batch_size=16,seed=0", "lam=0,batch_size=16,seed=1",
-                                            "lam=0,batch_size=32,seed=0"]
+    assert [p.name for p in points[:3]] == [
+        "lam=0,batch_size=16,seed=0",
+        "lam=0,batch_size=16,seed=1",
+        "lam=0,batch_size=32,seed=0",
+    ]
     assert points[0].parameters == {"epochs": 2, "loss": "cc", "lam": 0, "batch_size": 16, "seed": 0}
     assert points[0].group == {"lam": 0, "batch_size": 16}
     assert sweep.varied == ["lam", "batch_size"]
@@ -160,8 +193,13 @@ def test_grid_is_crossed_and_seeds_expanded(tmp_path, standin):
 
 
 def test_points_crossed_with_grid_and_per_point_seeds(tmp_path, standin):
-    path = write_sweep(tmp_path, standin, points=[{"loss": "ce", "cam": False, "seeds": [0]}, {"loss": "cc", "cam": True}],
-                       grid={"backbone": ["vgg16", "resnet18"]}, seeds=[0, 1, 2])
+    path = write_sweep(
+        tmp_path,
+        standin,
+        points=[{"loss": "ce", "cam": False, "seeds": [0]}, {"loss": "cc", "cam": True}],
+        grid={"backbone": ["vgg16", "resnet18"]},
+        seeds=[0, 1, 2],
+    )
     names = [p.name for p in load_sweep(path).expand()]
     assert names[:2] == ["loss=ce,cam=false,backbone=vgg16,seed=0", "loss=ce,cam=false,backbone=resnet18,seed=0"]
     assert len(names) == 2 * 1 + 2 * 3
@@ -185,16 +223,27 @@ def test_single_point_without_grid_or_seeds(tmp_path, standin):
 
 
 def test_overrides_replace_values_where_they_appear(tmp_path, standin):
-    path = write_sweep(tmp_path, standin, fixed={"epochs": 2}, grid={"lam": [0, 1]}, seeds=[0, 1, 2],
-                       points=[{"loss": "cc"}, {"loss": "ce"}])
+    path = write_sweep(
+        tmp_path,
+        standin,
+        fixed={"epochs": 2},
+        grid={"lam": [0, 1]},
+        seeds=[0, 1, 2],
+        points=[{"loss": "cc"}, {"loss": "ce"}],
+    )
     sweep = load_sweep(path, {"epochs": 5, "lam": 0.5, "seeds": [7], "batch_size": 8})
     assert sweep.fixed == {"epochs": 5, "batch_size": 8}
     assert sweep.grid == {"lam": [0.5]} and sweep.seeds == [7]
     assert [p.name for p in sweep.expand()] == ["loss=cc,lam=0.5,seed=7", "loss=ce,lam=0.5,seed=7"]
     # overriding a point key makes the points identical: they collapse into one
-    assert [p.name for p in load_sweep(path, {"loss": "cc"}).expand()] == ["loss=cc,lam=0,seed=0", "loss=cc,lam=0,seed=1",
-                                                                           "loss=cc,lam=0,seed=2", "loss=cc,lam=1,seed=0",
-                                                                           "loss=cc,lam=1,seed=1", "loss=cc,lam=1,seed=2"]
+    assert [p.name for p in load_sweep(path, {"loss": "cc"}).expand()] == [
+        "loss=cc,lam=0,seed=0",
+        "loss=cc,lam=0,seed=1",
+        "loss=cc,lam=0,seed=2",
+        "loss=cc,lam=1,seed=0",
+        "loss=cc,lam=1,seed=1",
+        "loss=cc,lam=1,seed=2",
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,22 +251,25 @@ def test_overrides_replace_values_where_they_appear(tmp_path, standin):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"grd": {"lam": [1]}}, "unknown key(s) ['grd']; valid: name, description, notebook"),
-    ({"fixed": {"lamda": 1.0}}, "unknown notebook parameter(s) ['lamda']"),
-    ({"grid": {"epoch": [1, 2]}}, "valid: dataset, data_dir, backbone"),
-    ({"points": [{"los": "cc"}]}, "unknown notebook parameter(s) ['los']"),
-    ({"grid": {"lam": 0.5}}, "`grid` must map each parameter to a non-empty list"),
-    ({"seeds": "0"}, "`seeds` must be a non-empty list of integers"),
-    ({"fixed": {"seeds": [0, 1]}}, "use the top-level `seeds:` list"),
-    ({"fixed": {"out_dir": "x"}}, "`out_dir` is set by the sweep"),
-    ({"points": [{"lam": 1}, {"lam": 1.0}]}, "several points share the name(s) ['lam=1']"),
-    ({"fixed": {"loss": "cross_entropy"}}, "unknown loss 'cross_entropy'; valid: ce, cc"),
-    ({"fixed": {"dataset": "cifar10"}}, "unknown dataset 'cifar10'"),
-    ({"paper": {"table": "lambdas"}}, "paper.table must be one of losses, cam, lambda, batch_size"),
-    ({"paper": {"table": "lambda", "match": {"lam": "lam"}}}, "lacks; its columns: lambda, dataset, backbone"),
-    ({"paper": {"table": "lambda", "baselin": {}}}, "unknown key(s) ['baselin'] in `paper`"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"grd": {"lam": [1]}}, "unknown key(s) ['grd']; valid: name, description, notebook"),
+        ({"fixed": {"lamda": 1.0}}, "unknown notebook parameter(s) ['lamda']"),
+        ({"grid": {"epoch": [1, 2]}}, "valid: dataset, data_dir, backbone"),
+        ({"points": [{"los": "cc"}]}, "unknown notebook parameter(s) ['los']"),
+        ({"grid": {"lam": 0.5}}, "`grid` must map each parameter to a non-empty list"),
+        ({"seeds": "0"}, "`seeds` must be a non-empty list of integers"),
+        ({"fixed": {"seeds": [0, 1]}}, "use the top-level `seeds:` list"),
+        ({"fixed": {"out_dir": "x"}}, "`out_dir` is set by the sweep"),
+        ({"points": [{"lam": 1}, {"lam": 1.0}]}, "several points share the name(s) ['lam=1']"),
+        ({"fixed": {"loss": "cross_entropy"}}, "unknown loss 'cross_entropy'; valid: ce, cc"),
+        ({"fixed": {"dataset": "cifar10"}}, "unknown dataset 'cifar10'"),
+        ({"paper": {"table": "lambdas"}}, "paper.table must be one of losses, cam, lambda, batch_size"),
+        ({"paper": {"table": "lambda", "match": {"lam": "lam"}}}, "lacks; its columns: lambda, dataset, backbone"),
+        ({"paper": {"table": "lambda", "baselin": {}}}, "unknown key(s) ['baselin'] in `paper`"),
+    ],
+)
 def test_bad_sweep_files_say_what_is_wrong(tmp_path, standin, spec, message):
     path = write_sweep(tmp_path, standin, **spec)
     with pytest.raises(ValueError) as error:
@@ -282,11 +334,20 @@ def test_sweep_runs_every_point_and_skips_them_on_rerun(tmp_path, standin):
     sweep_dir = tmp_path / "runs" / "demo"
     assert set(check_consistent(sweep_dir).values()) == {"done"}
     point_dir = sweep_dir / "lam=1,seed=1"
-    assert sorted(p.name for p in point_dir.iterdir()) == ["cc_seed1", "config.json", "metrics.json", "notebook.ipynb",
-                                                           "point.json"]
+    assert sorted(p.name for p in point_dir.iterdir()) == [
+        "cc_seed1",
+        "config.json",
+        "metrics.json",
+        "notebook.ipynb",
+        "point.json",
+    ]
     assert read_json(point_dir / "metrics.json")["final"]["test_acc"] == 90.0 + 1.0 + 0.5
     record = read_json(point_dir / "point.json")
-    assert record["status"] == "complete" and record["values"] == {"lam": 1.0, "seed": 1} and record["run_dir"] == "cc_seed1"
+    assert (
+        record["status"] == "complete"
+        and record["values"] == {"lam": 1.0, "seed": 1}
+        and record["run_dir"] == "cc_seed1"
+    )
     executed = nbformat.read(str(point_dir / "notebook.ipynb"), as_version=4)
     assert executed.metadata.papermill.parameters["losses"] == ["cc"]
     assert executed.metadata.papermill.parameters["seeds"] == [1]
@@ -302,16 +363,20 @@ def test_sweep_runs_every_point_and_skips_them_on_rerun(tmp_path, standin):
 
 def test_failed_or_dying_point_is_reported_and_does_not_stop_the_others(tmp_path, standin):
     """A notebook that raises and a kernel that kills its worker each fail only their own point."""
-    path = write_sweep(tmp_path, standin, points=[{"lam": 1.0, "fail": True}, {"lam": 0.0, "die": True}, {"lam": 2.0}],
-                       seeds=[0])
+    path = write_sweep(
+        tmp_path, standin, points=[{"lam": 1.0, "fail": True}, {"lam": 0.0, "die": True}, {"lam": 2.0}], seeds=[0]
+    )
     result = cli("sweep", str(path), "--out", str(tmp_path / "runs"), "--jobs", "1")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "RuntimeError: stand-in failure for cc seed 0" in result.stdout
     assert "2 failed" in result.stdout and "FAILED lam=1,fail=true,seed=0" in result.stdout
     assert "FAILED lam=0,die=true,seed=0: the worker process died" in result.stdout
     sweep_dir = tmp_path / "runs" / "demo"
-    assert check_consistent(sweep_dir) == {"lam=0,die=true,seed=0": "not done", "lam=1,fail=true,seed=0": "not done",
-                                           "lam=2,seed=0": "done"}
+    assert check_consistent(sweep_dir) == {
+        "lam=0,die=true,seed=0": "not done",
+        "lam=1,fail=true,seed=0": "not done",
+        "lam=2,seed=0": "done",
+    }
     failed = sweep_dir / "lam=1,fail=true,seed=0"
     assert read_json(failed / "point.json")["error"] == "RuntimeError: stand-in failure for cc seed 0"
     assert point_status(failed) == "failed"
@@ -346,9 +411,11 @@ def test_second_sweep_on_the_same_folder_is_refused(tmp_path, standin):
     path = write_sweep(tmp_path, standin, grid={"lam": [0.0]}, seeds=[0])
     sweep_dir = tmp_path / "runs" / "demo"
     sweep_dir.mkdir(parents=True)
-    with sweep_module._Lock(sweep_dir / sweep_module.LOCK_FILE):
-        with pytest.raises(RuntimeError, match="another sweep is running"):
-            run_sweep(load_sweep(path), tmp_path / "runs", log=lambda m: None)
+    with (
+        sweep_module._Lock(sweep_dir / sweep_module.LOCK_FILE),
+        pytest.raises(RuntimeError, match="another sweep is running"),
+    ):
+        run_sweep(load_sweep(path), tmp_path / "runs", log=lambda m: None)
 
 
 def test_killed_sweep_reruns_without_double_counting(tmp_path, standin):
@@ -356,15 +423,23 @@ def test_killed_sweep_reruns_without_double_counting(tmp_path, standin):
     path = write_sweep(tmp_path, standin, fixed={"sleep_s": 1.5}, grid={"lam": [0.0, 1.0]}, seeds=[0, 1])
     out = tmp_path / "runs"
     sweep_dir = out / "demo"
-    process = subprocess.Popen([sys.executable, "-m", "ccloss", "sweep", str(path), "--out", str(out), "--jobs", "1"],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ccloss", "sweep", str(path), "--out", str(out), "--jobs", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         deadline = time.time() + 300
         while time.time() < deadline:  # wait until one point is done and the next is training
             done = [p for p in sweep_dir.glob("*/metrics.json")] if sweep_dir.exists() else []
-            running = [p for p in sweep_dir.glob("*/*/metrics.json")
-                       if read_json(p)["status"] == "running"] if sweep_dir.exists() else []
+            running = (
+                [p for p in sweep_dir.glob("*/*/metrics.json") if read_json(p)["status"] == "running"]
+                if sweep_dir.exists()
+                else []
+            )
             if done and running:
                 break
             assert process.poll() is None, process.stdout.read().decode()
@@ -429,9 +504,13 @@ def test_paper_table1_has_every_loss_backbone_and_dataset():
 
 
 def run_one_real_point(tmp_path, notebook) -> Path:
-    path = write_sweep(tmp_path, notebook, name="real",
-                       fixed={"dataset": "digits", "width_mult": 0.125, "loss": "cc", "epochs": 1, "batch_size": 64,
-                              "device": "cpu"}, seeds=[0])
+    path = write_sweep(
+        tmp_path,
+        notebook,
+        name="real",
+        fixed={"dataset": "digits", "width_mult": 0.125, "loss": "cc", "epochs": 1, "batch_size": 64, "device": "cpu"},
+        seeds=[0],
+    )
     result = cli("sweep", str(path), "--out", str(tmp_path / "runs"), "--report")
     assert result.returncode == 0, result.stdout + result.stderr
     point_dir = tmp_path / "runs" / "real" / "seed=0"
@@ -452,18 +531,27 @@ def test_training_notebook_has_the_sweep_contract():
     """Every parameter the sweeps pass must be visible to papermill: a cell tagged `parameters`, and no
     second '=' on a line (papermill skips such a line, e.g. a comment saying 'None = the whole batch')."""
     found = set(notebook_parameters(TRAIN_NOTEBOOK))
-    assert CONTRACT <= found, f"missing from 02's parameters cell as papermill sees it: {sorted(CONTRACT - found)}"
+    assert found >= CONTRACT, f"missing from 02's parameters cell as papermill sees it: {sorted(CONTRACT - found)}"
 
 
 def test_committed_results_match_their_sweep_files():
     """results/<name>/ is what run_or_read reads: complete, and run with the sweep file's parameters."""
     results = ROOT / "results"
-    folders = sorted(p for p in results.iterdir() if (p / "sweep.json").exists())
-    # the notebooks read these: 03 the five ablations, 05 the loss comparison
-    assert {p.name for p in folders} == {f"small_{n}" for n in ("lambda", "batch_size", "group_size", "cam", "forms", "losses")}
-    for folder in folders:
+    folders = {p for p in results.iterdir() if (p / "sweep.json").exists()}
+    small = {p for p in folders if p.name.startswith("small_")}
+    # the notebooks read these: 03 the five ablations, 05 the loss comparison; 06 the study's stages
+    assert {p.name for p in small} == {
+        f"small_{n}" for n in ("lambda", "batch_size", "group_size", "cam", "forms", "losses")
+    }
+    assert {p.name for p in folders - small} <= {"study_budget", "study_screen", "study_finalists", "study_test"}
+    for folder in sorted(folders):
         sweep = load_sweep(ROOT / "sweeps" / f"{folder.name}.yaml", check_notebook=False)
-        assert all(point_status(folder / p.name, p) == "done" for p in sweep.expand()), folder
+        status = [point_status(folder / p.name, p) for p in sweep.expand()]
+        if folder in small:
+            assert all(s == "done" for s in status), folder
+        else:  # a study stage may still be running: what is exported is finished or failed, never half
+            exported = [p for p in sweep.expand() if (folder / p.name).exists()]
+            assert exported and all(point_status(folder / p.name, p) in ("done", "failed") for p in exported), folder
         assert (folder / "COMMAND.txt").read_text().startswith(f"python -m ccloss sweep sweeps/{folder.name}.yaml")
         assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.ipynb"))
 
@@ -482,9 +570,112 @@ def test_run_or_read_reads_finished_results_else_runs(tmp_path, standin):
     lines.clear()
     folder = sweep_module.run_or_read(path, tmp_path / "runs", tmp_path / "results", run=False, log=lines.append)
     assert folder == tmp_path / "results" / "demo"
-    assert lines == ["reading demo from " + str(folder) + ": 1 point, all complete (made by: python -m ccloss sweep demo.yaml)"]
+    assert lines == [
+        "reading demo from " + str(folder) + ": 1 point, all complete (made by: python -m ccloss sweep demo.yaml)"
+    ]
     # results of other parameters are not read: the sweep runs
     changed = write_sweep(tmp_path, standin, grid={"lam": [0.0]}, seeds=[0], fixed={"epochs": 3})
     lines.clear()
     folder = sweep_module.run_or_read(changed, tmp_path / "runs", tmp_path / "results", run=False, log=lines.append)
     assert folder == (tmp_path / "runs" / "demo").resolve() and "running it" in lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# labelled points: `label` names a point instead of its values
+# --------------------------------------------------------------------------------------------
+
+
+def test_labelled_points_are_named_by_label_grid_values_and_seed(tmp_path, standin):
+    path = write_sweep(
+        tmp_path,
+        standin,
+        fixed={"epochs": 1},
+        grid={"dataset": ["digits", "mnist5k"]},
+        points=[
+            {"label": "strong", "loss": "cc", "lam": 0.1, "loss_params": {"normalize": "unit"}, "seeds": [3, 4]},
+            {"label": "ce_cam", "loss": "ce"},
+            {"loss": "cc", "lam": 1.0},  # no label: named by its values
+        ],
+        seeds=[0],
+    )
+    sweep = load_sweep(path)  # the standin has no `label` parameter: labels are not passed to the notebook
+    points = sweep.expand()
+    assert [p.name for p in points] == [
+        "label=strong,dataset=digits,seed=3",
+        "label=strong,dataset=digits,seed=4",
+        "label=strong,dataset=mnist5k,seed=3",
+        "label=strong,dataset=mnist5k,seed=4",
+        "label=ce_cam,dataset=digits,seed=0",
+        "label=ce_cam,dataset=mnist5k,seed=0",
+        "loss=cc,lam=1,dataset=digits,seed=0",
+        "loss=cc,lam=1,dataset=mnist5k,seed=0",
+    ]
+    first = points[0]
+    assert first.values == {"label": "strong", "dataset": "digits", "seed": 3}
+    assert first.group == {"label": "strong", "dataset": "digits"}
+    assert first.parameters == {
+        "epochs": 1,
+        "loss": "cc",
+        "lam": 0.1,
+        "loss_params": {"normalize": "unit"},
+        "dataset": "digits",
+        "seed": 3,
+    }
+    assert all("label" not in p.parameters and "seeds" not in p.parameters for p in points)
+    assert points[4].parameters == {"epochs": 1, "loss": "ce", "dataset": "digits", "seed": 0}
+    assert sweep.varied == ["label", "dataset", "loss", "lam"]
+    recorded = sweep.to_dict()
+    assert recorded["points"][0]["label"] == "strong"  # the file's points as written
+    assert recorded["expanded"][0] == {"name": first.name, "values": first.values, "parameters": first.parameters}
+
+
+def test_labelled_point_keeps_its_name_when_a_value_is_overridden(tmp_path, standin):
+    path = write_sweep(tmp_path, standin, points=[{"label": "a", "lam": 0.1}, {"label": "b", "lam": 0.3}], seeds=[0])
+    sweep = load_sweep(path, {"lam": 0.5, "seeds": [1, 2]})
+    assert [p.name for p in sweep.expand()] == ["label=a,seed=1", "label=a,seed=2", "label=b,seed=1", "label=b,seed=2"]
+    assert {p.parameters["lam"] for p in sweep.expand()} == {0.5}
+
+
+def test_labelled_points_in_a_dry_run(tmp_path, standin):
+    path = write_sweep(tmp_path, standin, points=[{"label": "x+y", "lam": 0.1}], seeds=[0, 1])
+    lines = []
+    result = run_sweep(load_sweep(path), out=tmp_path / "runs", dry_run=True, log=lines.append)
+    assert lines[1:] == ["  [  todo] label=x+y,seed=0", "  [  todo] label=x+y,seed=1"]
+    assert result.ok and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "points, message",
+    [
+        (
+            [{"label": "a", "lam": 0.1}, {"label": "a", "lam": 0.3}],
+            "several points share the name(s) ['label=a,seed=0']",
+        ),
+        (
+            [{"label": "a/b", "lam": 0.1}],
+            "points[0].label must be a plain name (letters, digits, . _ - +), got 'a/b'",
+        ),
+        ([{"lam": 0.1}, {"label": "two words"}], "points[1].label must be a plain name"),
+        ([{"label": ""}], "points[0].label must be a plain name"),
+        ([{"label": 3}], "points[0].label must be a plain name (letters, digits, . _ - +), got 3"),
+        ([{"label": "a,b"}], "points[0].label must be a plain name"),  # "," and "=" would break point names
+        ([{"label": None}], "got None"),
+        ([{"label": ["a"]}], "got ['a']"),
+    ],
+)
+def test_bad_labels_say_what_is_wrong(tmp_path, standin, points, message):
+    path = write_sweep(tmp_path, standin, points=points, seeds=[0])
+    with pytest.raises(ValueError) as error:
+        load_sweep(path)
+    assert message in str(error.value)
+
+
+def test_study_sweep_files_with_labels_parse():
+    for name in ("study_screen", "study_finalists"):
+        sweep = load_sweep(ROOT / "sweeps" / f"{name}.yaml")  # with 02's parameter names checked
+        points = sweep.expand()
+        labels = [p["label"] for p in sweep.points]
+        assert len(set(labels)) == len(labels)
+        assert all(p.name.startswith("label=") and "label" not in p.parameters for p in points)
+        assert {p.values["label"] for p in points} == set(labels)
+        assert sweep.varied[:2] == ["label", "dataset"]

@@ -1,4 +1,5 @@
 """ccloss.experiments.tables: run directories collected into result tables over seeds, and written out."""
+
 import statistics
 
 import pandas as pd
@@ -12,8 +13,11 @@ from .helpers import fake_run
 
 def test_aggregate_matches_hand_computation(tmp_path):
     accs = {"ce": [70.0, 72.0, 77.0], "cc": [75.0, 76.0]}
-    dirs = [fake_run(tmp_path / run_name(loss, s), loss, s, a, 0.1 * (s + 1))
-            for loss, values in accs.items() for s, a in enumerate(values)]
+    dirs = [
+        fake_run(tmp_path / run_name(loss, s), loss, s, a, 0.1 * (s + 1))
+        for loss, values in accs.items()
+        for s, a in enumerate(values)
+    ]
     dirs.append(fake_run(tmp_path / "unfinished", "cc", 9, None, None, status="running"))
     dirs.append(tmp_path / "missing")
     runs = collect_runs(dirs)
@@ -43,3 +47,11 @@ def test_write_table(tmp_path):
     assert text.startswith("Title.\n\n| loss | test_acc (%) |") and "| cc | 91.00 ± 0.50 |" in text
     assert pd.read_csv(csv).equals(table)
 
+
+def test_format_mean_std_with_one_run_or_none():
+    from ccloss.experiments.tables import format_mean_std
+
+    assert format_mean_std(97.4321, 0.456) == "97.43 ± 0.46"
+    assert format_mean_std(20.44, float("nan")) == "20.44"  # one seed: no std, not "± nan"
+    assert format_mean_std(float("nan"), float("nan")) == ""
+    assert format_mean_std(0.12345, 0.01, digits=3) == "0.123 ± 0.010"

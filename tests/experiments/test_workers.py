@@ -1,6 +1,7 @@
 """ccloss.experiments.workers: what a sweep point hands its notebook, and how worker processes share the
 machine's threads and GPUs. (Running points in workers, failures and killed workers included, is tested
 through run_sweep in test_sweep.py.)"""
+
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_loss_and_seed_become_the_notebooks_lists():
     valid = ["losses", "seeds", "lam", "out_dir"]
-    assert notebook_values({"loss": "cc", "seed": 3, "lam": 1.0}, valid) == {
-        "losses": ["cc"], "seeds": [3], "lam": 1.0}
+    assert notebook_values({"loss": "cc", "seed": 3, "lam": 1.0}, valid) == {"losses": ["cc"], "seeds": [3], "lam": 1.0}
     # a notebook with singular parameters gets them as they are
     assert notebook_values({"loss": "cc"}, ["loss", "out_dir"]) == {"loss": "cc"}
 
@@ -31,11 +31,16 @@ def test_worker_environments_split_threads_and_gpus(monkeypatch):
     assert worker_environments(2, cores=8) == [{}, {}]
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("03_ablations.ipynb", {"sweeps_dir", "prefix", "run_sweeps", "runs_dir", "results_dir", "jobs", "figures_dir"}),
-    ("05_loss_comparison.ipynb", {"sweep_file", "run", "runs_dir", "results_dir", "jobs", "figures_dir"}),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        (
+            "03_ablations.ipynb",
+            {"sweeps_dir", "prefix", "run_sweeps", "runs_dir", "results_dir", "jobs", "figures_dir"},
+        ),
+        ("05_loss_comparison.ipynb", {"sweep_file", "run", "runs_dir", "results_dir", "jobs", "figures_dir"}),
+    ],
+)
 def test_sweep_notebooks_parameters_parse(name, expected):
     path = ROOT / "notebooks" / name
     assert set(notebook_parameters(path)) == expected
-

@@ -1,4 +1,5 @@
 """Builders shared by the loss tests: a hand-made ModelOutput and labels with every class present."""
+
 from __future__ import annotations
 
 import torch
@@ -32,4 +33,3 @@ def make_labels(batch=B, classes=K, seed=1):
     labels = torch.randint(0, classes, (batch,), generator=g)
     labels[:classes] = torch.arange(classes)  # every class present
     return labels
-

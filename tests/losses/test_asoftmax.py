@@ -1,4 +1,5 @@
 """ccloss.losses.asoftmax: SphereFace's psi, the annealed lambda and the A-Softmax logits."""
+
 import math
 
 import pytest
@@ -97,4 +98,3 @@ def test_asoftmax_gradient_finite_at_cos_one():
     loss = build_criterion("asoftmax", K)(out, torch.tensor([0, 1]), step=10**6).loss
     loss.backward()
     assert torch.isfinite(x.grad).all() and torch.isfinite(w.grad).all()
-

@@ -1,4 +1,5 @@
 """ccloss.losses.cc: CE + lam * CC on the channel-attention vectors."""
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -29,7 +30,6 @@ def test_cc_without_attention_says_why():
         build_criterion("cc", K)(out, make_labels())
 
 
-
 # --------------------------------------------------------------------------------------------
 # warmup and ramp: lam(t)
 # --------------------------------------------------------------------------------------------
@@ -57,8 +57,10 @@ def test_lam_at_hand_computed_values(step, expected):
     assert crit.lam_at(step) == pytest.approx(expected, abs=1e-12)
 
 
-@pytest.mark.parametrize("warmup, ramp, total", [(0.2, 0.3, 100), (0.0, 0.5, 37), (0.25, 0.0, 40), (0.1, 0.9, 13),
-                                                 (1.0, 0.0, 10), (0.0, 1.0, 7), (0.33, 0.33, 64)])
+@pytest.mark.parametrize(
+    "warmup, ramp, total",
+    [(0.2, 0.3, 100), (0.0, 0.5, 37), (0.25, 0.0, 40), (0.1, 0.9, 13), (1.0, 0.0, 10), (0.0, 1.0, 7), (0.33, 0.33, 64)],
+)
 def test_lam_at_matches_the_schedule_at_every_step(warmup, ramp, total):
     crit = build_criterion("cc", K, lam=0.7, warmup=warmup, ramp=ramp)
     crit.set_total_steps(total)
@@ -167,3 +169,10 @@ def test_training_loop_passes_the_global_step():
     assert (first.step, second.step) == (4, 8)
     assert first.means["lam"] == pytest.approx(0.0625 * 0.4)
     assert second.means["lam"] == pytest.approx(0.8125 * 0.4)
+
+
+@pytest.mark.parametrize("steps", [0, -5])
+def test_set_total_steps_refuses_a_run_without_steps(steps):
+    criterion = build_criterion("cc", 10, warmup=0.2, ramp=0.3)
+    with pytest.raises(ValueError, match="total_steps must be a positive number of steps"):
+        criterion.set_total_steps(steps)

@@ -1,4 +1,5 @@
 """ccloss.losses.ce: plain cross-entropy."""
+
 import torch
 from torch.nn import functional as F
 
@@ -12,4 +13,3 @@ def test_ce_is_cross_entropy():
     result = build_criterion("ce", K)(out, y)
     assert torch.allclose(result.loss, F.cross_entropy(out.logits, y))
     assert set(result.parts) == {"ce"}
-

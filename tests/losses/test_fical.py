@@ -1,4 +1,5 @@
 """ccloss.losses.fical: confusion-weighted ICAL and its EMA confusion buffer."""
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -75,4 +76,3 @@ def test_fical_ema_update_and_state_dict():
     fresh = build_criterion("fical", K, momentum=0.5).double()
     fresh.load_state_dict(crit.state_dict())
     assert torch.equal(fresh.confusion, saved)
-

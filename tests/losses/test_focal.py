@@ -1,4 +1,5 @@
 """ccloss.losses.focal: the focal loss against a hand formula."""
+
 import math
 
 import pytest
@@ -43,4 +44,3 @@ def test_focal_gamma0_is_ce():
 
 def test_focal_default_matches_method():
     assert FocalLoss.defaults == {"gamma": 2.0, "alpha": 1.0}
-

@@ -1,4 +1,5 @@
 """ccloss.losses.ical: CE + lam * mean pairwise cosine of the class vectors."""
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -20,4 +21,3 @@ def test_ical_against_pair_loop():
     result = build_criterion("ical", K, lam=2.5)(out, y)
     assert torch.allclose(result.loss, F.cross_entropy(out.logits, y) + 2.5 * total / K**2)
     assert set(result.parts) == {"ce", "ical"}
-

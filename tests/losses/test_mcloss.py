@@ -1,11 +1,17 @@
 """ccloss.losses.mcloss: MC-Loss's channel mask, discriminality, diversity and xi."""
+
 import pytest
 import torch
 from torch.nn import functional as F
 
 from ccloss.losses import build_criterion
 from ccloss.losses.mcloss import (
-    MCLOSS_XI, MCLoss, mc_channel_mask, mc_discriminality, mc_diversity, mcloss_xi_for,
+    MCLOSS_XI,
+    MCLoss,
+    mc_channel_mask,
+    mc_discriminality,
+    mc_diversity,
+    mcloss_xi_for,
 )
 
 from .helpers import K, make_labels, make_output
@@ -95,4 +101,3 @@ def test_mcloss_xi_choice():
         assert xi == mcloss_xi_for(None, classes)
     assert build_criterion("mcloss", 100).xi == 5
     assert build_criterion("mcloss", 10).needs.channels_per_class == 51
-

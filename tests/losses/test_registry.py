@@ -1,5 +1,6 @@
 """ccloss.losses: the registry, build_criterion, hyperparameter checks, model_kwargs_for and
 routed_hparams, and every loss on the same inputs."""
+
 import re
 
 import pytest
@@ -43,8 +44,13 @@ def test_every_loss_under_bf16_logits(name):
 def test_registry_names():
     assert list(L.LOSSES) == ["ce", "cc", "focal", "asoftmax", "mcloss", "ical", "fical"]
     assert L.PAPER_NAMES == {
-        "ce": "CE", "cc": "CC-Loss", "focal": "Focal", "asoftmax": "A-Softmax", "mcloss": "MC-Loss",
-        "ical": "ICAL", "fical": "FICAL",
+        "ce": "CE",
+        "cc": "CC-Loss",
+        "focal": "Focal",
+        "asoftmax": "A-Softmax",
+        "mcloss": "MC-Loss",
+        "ical": "ICAL",
+        "fical": "FICAL",
     }
     for name, cls in L.LOSSES.items():
         assert cls.name == name and isinstance(cls.defaults, dict)
@@ -85,10 +91,19 @@ def test_typed_hparams_are_checked():
         L.build_criterion("fical", K, momentum=1.0)
 
 
-@pytest.mark.parametrize("loss, name, text", [
-    ("cc", "lam", "0.5"), ("ical", "lam", "2"), ("focal", "gamma", "2.0"), ("fical", "momentum", "0"),
-    ("asoftmax", "margin", "3"), ("mcloss", "xi", "4"), ("cc", "squared", "false"), ("cc", "group_size", "None"),
-])
+@pytest.mark.parametrize(
+    "loss, name, text",
+    [
+        ("cc", "lam", "0.5"),
+        ("ical", "lam", "2"),
+        ("focal", "gamma", "2.0"),
+        ("fical", "momentum", "0"),
+        ("asoftmax", "margin", "3"),
+        ("mcloss", "xi", "4"),
+        ("cc", "squared", "false"),
+        ("cc", "group_size", "None"),
+    ],
+)
 def test_strings_are_refused_for_non_string_hparams(loss, name, text):
     """No string coercion in the library: "0.5" for a float hyperparameter is a ValueError naming it."""
     with pytest.raises(ValueError, match=repr(name)):
@@ -112,14 +127,18 @@ def test_routed_hparams_reach_only_the_losses_that_take_them():
 def test_model_kwargs_adjustments():
     kw = dict(default_last_width=512)
     assert L.model_kwargs_for(L.build_criterion("ce", 10), 10, cam=False, **kw) == {
-        "cam": False, "head": "linear", "last_stage_width": 512,
+        "cam": False,
+        "head": "linear",
+        "last_stage_width": 512,
     }
     assert L.model_kwargs_for("asoftmax", 10, cam=False, **kw)["head"] == "cosine"
     assert L.model_kwargs_for("ical", 10, cam=True, head="cosine", **kw)["head"] == "cosine"
     assert L.model_kwargs_for("fical", 10, cam=False, **kw)["head"] == "cosine"
     assert L.model_kwargs_for("cc", 10, cam=True, **kw) == {"cam": True, "head": "linear", "last_stage_width": 512}
     assert L.model_kwargs_for("ce", 10, cam=False, head="cosine", last_stage_width=256, **kw) == {
-        "cam": False, "head": "cosine", "last_stage_width": 256,
+        "cam": False,
+        "head": "cosine",
+        "last_stage_width": 256,
     }
     mc = L.build_criterion("mcloss", 10)
     assert L.model_kwargs_for(mc, 10, cam=False, **kw)["last_stage_width"] == 510
@@ -144,8 +163,9 @@ def test_model_kwargs_refusals():
 
 def test_with_real_model():
     """The contract with ccloss.models: build_model(**model_kwargs_for(...)) works for every loss."""
-    from ccloss.models import build_model
     import inspect
+
+    from ccloss.models import build_model
 
     params = inspect.signature(build_model).parameters
     torch.manual_seed(0)
@@ -162,4 +182,3 @@ def test_with_real_model():
         result = crit(model(x), y)
         result.loss.backward()
         assert torch.isfinite(result.loss), name
-

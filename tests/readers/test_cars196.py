@@ -1,4 +1,5 @@
 """ccloss.readers.cars196: Stanford Cars in torchvision's layout (devkit .mat files + JPEGs), cached at 256x256."""
+
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,6 @@ import torch
 
 from ccloss.data import DatasetMissingError, load_tensors, read_class_names
 from ccloss.readers import cars196 as cars_reader
-
 
 _ANNO_DTYPE = [(f, "O") for f in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")]
 
@@ -105,4 +105,3 @@ def test_cars196_download_explains_unavailable(tmp_path):
     msg = str(err.value)
     assert "unavailable" in msg and "torchvision" in msg and "Kaggle" in msg
     assert str((tmp_path / "stanford_cars").resolve()) in msg
-

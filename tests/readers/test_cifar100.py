@@ -1,4 +1,5 @@
 """ccloss.readers.cifar100: CIFAR-100 from the official python pickles, and its class names."""
+
 import pickle
 from pathlib import Path
 
@@ -63,4 +64,3 @@ def test_cifar100_download_failure_is_clear(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets.CIFAR100, "download", fail)
     with pytest.raises(DatasetMissingError, match="download failed"):
         load_tensors("cifar100", "train", root=tmp_path, download=True)
-

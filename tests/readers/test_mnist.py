@@ -1,4 +1,5 @@
 """ccloss.readers.mnist: MNIST from torchvision's IDX files (unpacked or .gz), zero-padded to 32x32."""
+
 import gzip
 import struct
 from pathlib import Path
@@ -73,4 +74,3 @@ def test_mnist_download_failure_is_clear(tmp_path, monkeypatch):
     msg = str(err.value)
     assert "download failed" in msg and "503" in msg and str(tmp_path.resolve()) in msg
     assert err.value.__cause__ is None and err.value.__suppress_context__
-

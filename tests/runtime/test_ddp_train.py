@@ -7,8 +7,10 @@
 - An error raised on rank 0 only (the run directory already holds a run) reaches every rank:
   all exit at once, nothing hangs.
 """
+
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,8 +24,19 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 NPROC = 2
-TRAIN_ARGS = ["--dataset", "digits", "--width-mult", "0.125", "--epochs", "2", "--batch-size", "16",
-              "--device", "cpu", "--quiet"]
+TRAIN_ARGS = [
+    "--dataset",
+    "digits",
+    "--width-mult",
+    "0.125",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 RUN_FILES = {"config.json", "metrics.json", "checkpoint.pt"}
 TIMINGS = {"seconds", "images_per_sec", "train_seconds"}
 RUN_TIMEOUT_S = 300  # a 2-epoch run takes ~20-60 s on 2 busy cores
@@ -37,8 +50,11 @@ pytestmark = [
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
@@ -46,13 +62,27 @@ def _env() -> dict:
 
 def _command(out: Path, *extra: str) -> list[str]:
     # `python -m torch.distributed.run` is the `torchrun` script of this interpreter's torch
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(NPROC),
-            "-m", "ccloss", "train", *TRAIN_ARGS, "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(NPROC),
+        "-m",
+        "ccloss",
+        "train",
+        *TRAIN_ARGS,
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _torchrun(out: Path, *extra: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run(_command(out, *extra), cwd=out.parent, env=_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        _command(out, *extra), cwd=out.parent, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _check_ok(result: subprocess.CompletedProcess) -> None:
@@ -75,10 +105,8 @@ def _children(pid: int) -> list[int]:
     """Direct children of ``pid`` (Linux /proc)."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return found
 
 
@@ -104,10 +132,8 @@ def _kill_all(proc: subprocess.Popen) -> list[int]:
     workers = _descendants(proc.pid)
     for pid in [proc.pid, *workers]:
         for kill in (os.killpg, os.kill):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
     proc.wait(timeout=30)
     deadline = time.monotonic() + 30
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
@@ -146,8 +172,9 @@ def test_two_process_run_writes_one_run_directory(runs, uninterrupted):
 def test_killed_mid_epoch_then_resumed_equals_uninterrupted(runs, uninterrupted):
     out = runs / "killed"
     log = (runs / "killed.log").open("w")
-    proc = subprocess.Popen(_command(out), cwd=runs, env=_env(), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _command(out), cwd=runs, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         history: list = []
@@ -155,10 +182,8 @@ def test_killed_mid_epoch_then_resumed_equals_uninterrupted(runs, uninterrupted)
             assert proc.poll() is None, f"torchrun ended early:\n{(runs / 'killed.log').read_text()}"
             assert time.monotonic() < deadline, "epoch 1 did not finish in time"
             time.sleep(0.1)
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 history = _metrics(out)["history"]
-            except (OSError, ValueError):
-                pass
         # epoch 2 is under way: let it run for a third of an epoch, then kill every process
         time.sleep(history[0]["train_seconds"] / 3)
         assert proc.poll() is None and len(_metrics(out)["history"]) == 1, "the run got past epoch 2 too soon"

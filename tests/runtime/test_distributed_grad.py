@@ -4,6 +4,7 @@ Two CPU processes (gloo) are spawned once per module (a module-scoped fixture) a
 scenario; each rank writes its losses and (DDP-averaged) parameter gradients to a file, and the
 tests compare them with single-process references computed here, in float64.
 """
+
 from __future__ import annotations
 
 import os
@@ -140,8 +141,9 @@ def _run_rank(rank: int) -> dict:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD)
+    )
     torch.set_num_threads(1)
     try:
         result = _run_rank(rank)
@@ -199,9 +201,7 @@ def _assert_grads_close(got: dict, want: dict) -> None:
 @pytest.mark.distributed
 @pytest.mark.parametrize("form,group_size", CC_CASES)
 def test_global_scope_matches_single_process(ranks, form, group_size):
-    want_loss, want = _reference(
-        _AttnNet(), lambda m, x, y: LAM * CCLoss(form=form, group_size=group_size)(m(x), y)
-    )
+    want_loss, want = _reference(_AttnNet(), lambda m, x, y: LAM * CCLoss(form=form, group_size=group_size)(m(x), y))
     for r in range(WORLD):
         got = ranks[r][("global", form, group_size)]
         assert abs(got["loss"] - want_loss) < TOL  # every rank computes the same global value
