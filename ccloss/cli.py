@@ -278,6 +278,10 @@ def _add_sweep_commands(sub) -> None:
         "--write-finalists", nargs=2, metavar=("SCREEN_YAML", "OUT_YAML"), default=None,
         help="after stage 1: write stage 2's sweep file from stage 1's, by the pre-registered rule",
     )  # fmt: skip
+    study.add_argument(
+        "--write-test", nargs=3, metavar=("SCREEN_YAML", "FINALISTS_YAML", "OUT_YAML"), default=None,
+        help="after stage 2: write stage 3's sweep file (CE+CAM, old_default and the rule's winner, on test)",
+    )  # fmt: skip
     sub.add_parser("exercises", help="regenerate notebooks/exercises/ from the solution cells of the notebooks",
                    description="Write the learner's copy of every notebook with 'Your turn' cells: answers cleared, "
                                "outputs cleared.")  # fmt: skip
@@ -369,7 +373,7 @@ def _report_command(args: argparse.Namespace) -> int:
 
 
 def _study_command(args: argparse.Namespace) -> int:
-    from .experiments.study import finalists, finalists_sweep, load_study, select, study_markdown
+    from .experiments.study import finalists, finalists_sweep, load_study, select, stage_three_sweep, study_markdown
 
     try:
         runs = load_study(args.folders)
@@ -383,6 +387,16 @@ def _study_command(args: argparse.Namespace) -> int:
         text = "# Written by `python -m ccloss study ... --write-finalists` (docs/study_cc_default.md, stage 2).\n"
         Path(out_file).write_text(text + yaml.safe_dump(sweep, sort_keys=False, width=110))
         print(f"\nfinalists {chosen['finalists']}, combination {chosen['combination']}: {out_file}")
+    if args.write_test:
+        *stage_files, out_file = args.write_test
+        verdicts = select(runs)
+        winners = verdicts.loc[verdicts["rank"] == 1, "label"]
+        if winners.empty:
+            raise ValueError("no eligible finalist: the study has no winner to test")
+        sweep = json.loads(json.dumps(stage_three_sweep(stage_files, winners.iloc[0])))
+        text = "# Written by `python -m ccloss study ... --write-test` (docs/study_cc_default.md, stage 3).\n"
+        Path(out_file).write_text(text + yaml.safe_dump(sweep, sort_keys=False, width=110))
+        print(f"\nwinner {winners.iloc[0]}: stage 3 written to {out_file}")
     return 0
 
 

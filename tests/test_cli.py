@@ -2,9 +2,6 @@
 of loss hyperparameters (parse_loss_params; the library itself takes typed values)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,20 +10,10 @@ import torch
 from ccloss.cli import describe_losses, parse_loss_params
 from ccloss.config import TrainConfig
 from ccloss.losses import LOSSES, PAPER_NAMES, build_criterion
+from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 5
-
-
-def cli(*args, env=None, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "ccloss", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-        timeout=600,
-    )
 
 
 # ---------------------------------------------------------------- loss hyperparameters from strings

@@ -17,6 +17,7 @@ from ccloss import train as train_module
 from ccloss.config import TrainConfig
 from ccloss.runtime.atomic import read_json
 from ccloss.train import NonFiniteLossError, RunExistsError, is_complete, load_run, train
+from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMINGS = {"seconds", "train_seconds", "images_per_sec"}
@@ -27,17 +28,6 @@ def without_timings(metrics):
     history = [{k: v for k, v in r.items() if k not in TIMINGS} for r in metrics["history"]]
     final = {k: v for k, v in (metrics["final"] or {}).items() if k not in TIMINGS}
     return history, final
-
-
-def cli(*args, env=None, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "ccloss", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")

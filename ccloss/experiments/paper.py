@@ -11,6 +11,8 @@ from importlib import resources
 
 import pandas as pd
 
+from ..losses import PAPER_NAMES
+
 __all__ = ["PAPER_TABLES", "paper_table", "paper_dataset_name", "paper_backbone_name", "paper_accuracy"]
 
 PAPER_TABLES = {
@@ -21,15 +23,6 @@ PAPER_TABLES = {
 }
 _DATASETS = {"mnist": "MNIST", "cifar100": "CIFAR-100", "cars196": "Cars-196"}
 _BACKBONES = {"resnet18": "ResNet18", "vgg16": "VGG16"}
-_LOSSES = {
-    "ce": "CE",
-    "cc": "CC-Loss",
-    "focal": "Focal",
-    "asoftmax": "A-Softmax",
-    "mcloss": "MC-Loss",
-    "ical": "ICAL",
-    "fical": "FICAL",
-}
 
 
 def paper_table(name: str) -> pd.DataFrame:
@@ -55,11 +48,11 @@ def paper_accuracy(loss: str, backbone: str, dataset: str, cam: bool) -> tuple[f
     Uses the CAM table for ``ce``/``cc`` (which has CE+CAM rows) and the main table otherwise.
     """
     name = paper_dataset_name(dataset)
-    if name is None or loss not in _LOSSES:
+    if name is None or loss not in PAPER_NAMES:
         return None
     table = paper_table("cam" if loss in ("ce", "cc") else "losses")
     rows = table[
-        (table["loss"] == _LOSSES[loss])
+        (table["loss"] == PAPER_NAMES[loss])
         & (table["backbone"] == paper_backbone_name(backbone, cam))
         & (table["dataset"] == name)
     ]
