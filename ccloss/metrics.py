@@ -17,7 +17,7 @@ __all__ = ["COLLAPSE_TOL", "dataset_intra_inter", "eval_record", "final_record"]
 
 #: Below this mean inter-class squared distance a set of attention vectors counts as collapsed: it
 #: is the CCLoss default ``eps``, so there the loss's denominator is mostly ``eps`` and the ratio
-#: form is minimised by shrinking every vector onto one point (see the README, "Known issue").
+#: form is minimised by shrinking every vector onto one point (docs/study_cc_default.md, notebook 06).
 COLLAPSE_TOL = 1e-3
 
 
