@@ -118,6 +118,11 @@ class TrainConfig:
             params["xi"] = mcloss_xi_for(None, num_classes, base_width=self.last_stage_width)
         return params
 
+    def resolved_loss_hparams(self) -> dict:
+        """Every hyperparameter of this run's loss, defaults filled in (what metrics.json records)."""
+        num_classes = DATASETS[self.dataset].num_classes
+        return build_criterion(self.loss, num_classes, **self.criterion_hparams(num_classes)).hparams
+
     def for_loss(self, loss: str, **overrides: Any) -> TrainConfig:
         """This config for ``loss`` (``overrides`` applied): ``lam``/``form``/``group_size`` that
         the loss does not take are reset to None, so one base config serves a comparison of losses."""

@@ -178,8 +178,9 @@ def _fit(config: TrainConfig, dist) -> dict:
             "drop --sync-bn for CPU (gloo) runs"
         )
     out = Path(config.out)
+    hparams = config.resolved_loss_hparams()
     checkpoint = dist_utils.call_on_rank0(
-        lambda: ckpt.prepare_run_dir(config.to_dict(), out, config.resume, config.overwrite)
+        lambda: ckpt.prepare_run_dir(config.to_dict(), out, config.resume, config.overwrite, loss_hparams=hparams)
     )
     if checkpoint is not None and checkpoint.get("complete") and "history" in checkpoint and dist.rank == 0:
         run_state.finish_from_checkpoint(out, checkpoint)  # killed between the last checkpoint and its metrics.json

@@ -15,6 +15,7 @@ import torch
 from ccloss import config as config_module
 from ccloss import train as train_module
 from ccloss.config import TrainConfig
+from ccloss.losses import build_criterion
 from ccloss.runtime.atomic import read_json
 from ccloss.train import NonFiniteLossError, RunExistsError, is_complete, load_run, train
 from tests.helpers import cli
@@ -58,7 +59,9 @@ def test_run_directory_contents(reference_run):
         "images_per_sec",
     ):
         assert key in record, key
-    assert record["loss"] == pytest.approx(record["ce"] + 1.0 * record["cc"], rel=1e-5)
+    lam = metrics["loss_hparams"]["lam"]  # the default lambda, recorded with the run
+    assert lam == build_criterion("cc", 10).lam
+    assert record["loss"] == pytest.approx(record["ce"] + lam * record["cc"], rel=1e-5)
     final = metrics["final"]
     assert final["test_acc"] == record["test_acc"]
     assert final["best_test_acc"] == max(r["test_acc"] for r in metrics["history"])
@@ -96,6 +99,17 @@ def test_existing_run_needs_resume_or_overwrite(reference_run, tmp_path):
     assert train(TrainConfig(**TINY, epochs=2, out=str(out), resume=True)) == metrics
     with pytest.raises(ValueError, match="lr"):
         train(TrainConfig(**TINY, epochs=2, lr=0.05, out=str(out), resume=True))
+
+
+def test_a_run_trained_under_other_loss_defaults_is_not_silently_reused(reference_run, monkeypatch):
+    """config.json says lam = None (the default); when the default moves, resuming must refuse."""
+    from ccloss.losses.cc import CrossEntropyWithCC
+
+    out, _ = reference_run
+    trained_with = read_json(out / "metrics.json")["loss_hparams"]["lam"]
+    monkeypatch.setitem(CrossEntropyWithCC.defaults, "lam", trained_with + 0.5)
+    with pytest.raises(ValueError, match=f"other loss hyperparameters \\(lam: {trained_with} -> {trained_with + 0.5}"):
+        train(TrainConfig(**TINY, epochs=2, out=str(out), resume=True))
 
 
 @pytest.mark.slow

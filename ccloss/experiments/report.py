@@ -392,7 +392,7 @@ def write_report(sweep_dir: str | os.PathLike) -> dict:
             "images over that of different-class ones (lower: tighter classes). It is NaN for a run whose "
             "attention vectors are all identical (0/0); such runs are counted as `[k of n NaN]`. A run "
             "counts as *collapsed* when the test set's mean inter-class distance is below 1e-3 (the loss's "
-            'eps): its ratio then says nothing about separated classes (docs/study_cc_default.md, notebook 06).',
+            "eps): its ratio then says nothing about separated classes (docs/study_cc_default.md, notebook 06).",
             "",
         ]
     lines += [markdown_table(format_report(table, spec)) if not table.empty else "(no complete point yet)", ""]

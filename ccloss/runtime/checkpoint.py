@@ -9,6 +9,7 @@ last finished epoch and, on the CPU, ends with exactly the metrics of an uninter
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 from pathlib import Path
@@ -69,11 +70,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def prepare_run_dir(config: dict, out: Path, resume: bool, overwrite: bool) -> dict | None:
+def prepare_run_dir(
+    config: dict, out: Path, resume: bool, overwrite: bool, loss_hparams: dict | None = None
+) -> dict | None:
     """Check ``out`` before a run: None (start afresh), ``{"complete": True}`` (a finished run:
     only load it) or the checkpoint to resume from. Raises :class:`RunExistsError` for a run that
     was neither resumed nor overwritten, and ValueError when the saved config differs in a field
-    outside :data:`RESUME_FREE`."""
+    outside :data:`RESUME_FREE`, or when the loss's resolved hyperparameters (``loss_hparams``,
+    e.g. after a change of the package's defaults) differ from those the run was trained with."""
     checkpoint_path = out / CHECKPOINT_FILE
     has_run = checkpoint_path.exists() or (out / METRICS_FILE).exists()
     if has_run and overwrite:
@@ -89,9 +93,24 @@ def prepare_run_dir(config: dict, out: Path, resume: bool, overwrite: bool) -> d
     if changed:
         details = ", ".join(f"{k}: {saved[k]!r} -> {config[k]!r}" for k in changed)
         raise ValueError(f"cannot resume {out}: the config differs from the saved one ({details}); use another --out")
+    _check_loss_hparams(out, loss_hparams)
     if is_complete(out):
         return {"complete": True}
     return torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+
+
+def _check_loss_hparams(out: Path, loss_hparams: dict | None) -> None:
+    saved = read_json(out / METRICS_FILE).get("loss_hparams") if (out / METRICS_FILE).exists() else None
+    if loss_hparams is None or not saved:
+        return
+    now = json.loads(json.dumps(loss_hparams))  # the form metrics.json holds (tuples as lists)
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise ValueError(
+            f"cannot resume {out}: it was trained with other loss hyperparameters ({details}; the package's "
+            "defaults may have changed since); use another --out, or --overwrite to train it again"
+        )
 
 
 def start_run_dir(out: Path, config: dict, extra: dict) -> None:

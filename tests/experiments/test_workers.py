@@ -36,9 +36,23 @@ def test_worker_environments_split_threads_and_gpus(monkeypatch):
     [
         (
             "03_ablations.ipynb",
-            {"sweeps_dir", "prefix", "run_sweeps", "runs_dir", "results_dir", "jobs", "figures_dir"},
+            {
+                "sweeps_dir",
+                "prefix",
+                "run_sweeps",
+                "runs_dir",
+                "results_dir",
+                "jobs",
+                "figures_dir",
+                "data_dir",
+                "overrides",
+                "check_claims",
+            },
         ),
-        ("05_loss_comparison.ipynb", {"sweep_file", "run", "runs_dir", "results_dir", "jobs", "figures_dir"}),
+        (
+            "05_loss_comparison.ipynb",
+            {"sweep_file", "run", "runs_dir", "results_dir", "jobs", "figures_dir", "overrides", "check_claims"},
+        ),
     ],
 )
 def test_sweep_notebooks_parameters_parse(name, expected):
