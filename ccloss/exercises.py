@@ -37,8 +37,9 @@ def _matches(answer: Any, expected: Any, rtol: float, atol: float) -> tuple[bool
 
 def check(name: str, answer: Any, expected: Any, hint: str = "", rtol: float = 1e-5, atol: float = 1e-6) -> None:
     """Print a green tick when ``answer`` equals ``expected``; raise AssertionError saying what is off
-    (and ``hint``) when it does not, or when the exercise is not done yet (``answer is None``)."""
-    if answer is None:
+    (and ``hint``) when it does not, or when the exercise is not done yet (``answer`` is None, or a
+    tuple or list with a None in it)."""
+    if answer is None or (isinstance(answer, (tuple, list)) and any(part is None for part in answer)):
         raise AssertionError(f"✗ {name}: not done yet (the answer is still None). {hint}".strip())
     ok, detail = _matches(answer, expected, rtol, atol)
     if not ok:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from ccloss.exercises import check
 from ccloss.experiments.exercise_copies import (
@@ -110,3 +111,18 @@ def test_the_unsolved_copy_of_01_fails_every_check(tmp_path):
     for cell in checks:
         errors = [o for o in cell.outputs if o.get("output_type") == "error"]
         assert errors and "not done yet" in errors[0]["evalue"], cell.source
+
+
+@pytest.mark.parametrize("unfinished", [None, (None, None), (8, None), [None]])
+def test_check_says_not_done_for_an_unfinished_answer(unfinished):
+    with pytest.raises(AssertionError, match="not done yet"):
+        check("Your turn", unfinished, (8, 22))
+
+
+def test_check_compares_numbers_with_a_tolerance_and_says_what_is_off():
+    check("Your turn", (8, 22), (8, 22))
+    check("Your turn", torch.tensor([1.0, 2.0]), [1.0, 2.0 + 1e-9])
+    with pytest.raises(AssertionError, match="largest difference 1"):
+        check("Your turn", (8, 21), (8, 22))
+    with pytest.raises(AssertionError, match="expected shape"):
+        check("Your turn", [1.0, 2.0, 3.0], [1.0, 2.0])
