@@ -37,6 +37,7 @@ argument assumes them). The gather checks the sizes first (one tiny collective) 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -276,8 +277,11 @@ def init_distributed(device_type: str | torch.device, timeout_s: float = 1800.0)
 
 
 def cleanup_distributed() -> None:
-    """Destroy the default process group if one exists."""
+    """Destroy the default process group if one exists, after a barrier: no rank tears down its
+    connections while another still has work in flight (gloo can abort the process otherwise)."""
     if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(RuntimeError):  # a peer that is already gone: destroy all the same
+            barrier()
         dist.destroy_process_group()
 
 
