@@ -187,9 +187,8 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     preset = getattr(args, "preset", None)
     if preset:
         defaults = TrainConfig()
-        chosen = {k: v for k, v in PRESETS[preset].items() if k in values and values[k] == getattr(defaults, k)}
-        chosen["loss_params"] = {**PRESETS[preset].get("loss_params", {}), **values["loss_params"]}
-        values.update(chosen)
+        given = {k: v for k, v in values.items() if v != getattr(defaults, k)}
+        return TrainConfig.from_preset(preset, **{**given, **overrides})
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -383,9 +382,7 @@ def _study_command(args: argparse.Namespace) -> int:
     if args.write_finalists:
         screen_file, out_file = args.write_finalists
         chosen = finalists(select(runs))
-        sweep = json.loads(json.dumps(finalists_sweep(screen_file, chosen)))  # no YAML anchors for shared dicts
-        text = "# Written by `python -m ccloss study ... --write-finalists` (docs/study_cc_default.md, stage 2).\n"
-        Path(out_file).write_text(text + yaml.safe_dump(sweep, sort_keys=False, width=110))
+        _write_stage_file(finalists_sweep(screen_file, chosen), out_file, "--write-finalists", 2)
         print(f"\nfinalists {chosen['finalists']}, combination {chosen['combination']}: {out_file}")
     if args.write_test:
         *stage_files, out_file = args.write_test
@@ -393,11 +390,16 @@ def _study_command(args: argparse.Namespace) -> int:
         winners = verdicts.loc[verdicts["rank"] == 1, "label"]
         if winners.empty:
             raise ValueError("no eligible finalist: the study has no winner to test")
-        sweep = json.loads(json.dumps(stage_three_sweep(stage_files, winners.iloc[0])))
-        text = "# Written by `python -m ccloss study ... --write-test` (docs/study_cc_default.md, stage 3).\n"
-        Path(out_file).write_text(text + yaml.safe_dump(sweep, sort_keys=False, width=110))
+        _write_stage_file(stage_three_sweep(stage_files, winners.iloc[0]), out_file, "--write-test", 3)
         print(f"\nwinner {winners.iloc[0]}: stage 3 written to {out_file}")
     return 0
+
+
+def _write_stage_file(sweep: dict, out_file: str, flag: str, stage: int) -> None:
+    """A study stage's sweep file, as YAML with a header saying how it was written."""
+    sweep = json.loads(json.dumps(sweep))  # plain copies: no YAML anchors for dicts the points share
+    text = f"# Written by `python -m ccloss study ... {flag}` (docs/study_cc_default.md, stage {stage}).\n"
+    Path(out_file).write_text(text + yaml.safe_dump(sweep, sort_keys=False, width=110))
 
 
 def _exercises_command(args: argparse.Namespace) -> int:
