@@ -36,6 +36,7 @@ __all__ = [
     "finalists",
     "stage_three_sweep",
     "study_markdown",
+    "stage_three_checks",
     "budget_rule",
     "pilot_curves",
 ]
@@ -207,6 +208,11 @@ def study_markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
             }
         )
     text = markdown_table(pd.DataFrame(rows))
+    if split == "test":  # stage 3: reported beside the paper and checked, never used to choose
+        if reference in set(summary["label"]):
+            text += "\n\nStage 3 checks (issue 12's acceptance criteria), with the paper's MNIST ResNet18+CAM:\n\n"
+            text += markdown_table(_format_checks(stage_three_checks(runs, reference)))
+        return text
     if reference in set(summary["label"]) and len(summary["label"].unique()) > 1:
         verdicts = select(runs, reference)
         shown = verdicts.assign(
@@ -220,6 +226,72 @@ def study_markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
             f"{rule}):\n\n" + markdown_table(shown[["rank", "label", "score", "ratio", "n", "eligible", "why not"]])
         )
     return text
+
+
+def stage_three_checks(runs: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """Stage 3's acceptance checks per CC candidate and dataset, against the reference (CE+CAM):
+
+    - ``no_collapse``: no run collapsed or failed;
+    - ``ratio_ok``: mean intra/inter <= ``RATIO_FACTOR`` x the reference's;
+    - ``acc_ok``: mean accuracy >= the reference's mean - max(the two seed stds), i.e. within the
+      seeds' spread of CE+CAM or better.
+
+    ``paper_cc`` / ``paper_ce_cam``: the paper's MNIST ResNet18+CAM accuracies, on ``mnist5k`` rows
+    only (our stand-in for MNIST; ``nan`` elsewhere).
+    """
+    summary = summarize(runs).set_index(["label", "dataset"])
+    rows = []
+    for (label, dataset), r in summary.iterrows():
+        if label == reference or (reference, dataset) not in summary.index:
+            continue
+        ref = summary.loc[(reference, dataset)]
+        on_mnist = dataset == "mnist5k"
+        paper = {loss: _paper_mnist(loss) if on_mnist else np.nan for loss in ("cc", "ce")}
+        rows.append(
+            {
+                "label": label,
+                "dataset": dataset,
+                "n": int(r["n"]),
+                "acc_delta": r["acc_mean"] - ref["acc_mean"],
+                "spread": max(r["acc_std"], ref["acc_std"]),
+                "ratio_factor": r["ratio_mean"] / ref["ratio_mean"],
+                "no_collapse": int(r["collapsed"]) == 0 and int(r["failed"]) == 0,
+                "ratio_ok": r["ratio_mean"] <= RATIO_FACTOR * ref["ratio_mean"],
+                "acc_ok": r["acc_mean"] >= ref["acc_mean"] - max(r["acc_std"], ref["acc_std"]),
+                "paper_cc": paper["cc"],
+                "paper_ce_cam": paper["ce"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _paper_mnist(loss: str) -> float:
+    from .paper import paper_accuracy
+
+    found = paper_accuracy(loss, "resnet18", "mnist", cam=True)
+    return np.nan if found is None else found[0]
+
+
+def _format_checks(checks: pd.DataFrame) -> pd.DataFrame:
+    def paper_delta(r):
+        if np.isnan(r["paper_cc"]):
+            return "n/a"
+        return f"{r['paper_cc']:.2f} vs {r['paper_ce_cam']:.2f} ({r['paper_cc'] - r['paper_ce_cam']:+.2f})"
+
+    return pd.DataFrame(
+        {
+            "candidate": checks["label"],
+            "dataset": checks["dataset"],
+            "n": checks["n"],
+            "acc vs CE+CAM (pp)": checks["acc_delta"].map(lambda v: f"{v:+.2f}"),
+            "seeds' spread (pp)": checks["spread"].map(lambda v: f"{v:.2f}"),
+            "ratio / CE+CAM's": checks["ratio_factor"].map(lambda v: f"{v:.2f}"),
+            "no collapse": checks["no_collapse"],
+            "ratio <= half": checks["ratio_ok"],
+            "acc within spread or better": checks["acc_ok"],
+            "paper MNIST CC vs CE+CAM": checks.apply(paper_delta, axis=1),
+        }
+    )
 
 
 def pilot_curves(sweep_dir: str | os.PathLike) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from ccloss.experiments.study import (
     select,
     study_markdown,
     summarize,
+    stage_three_checks,
 )
 
 
@@ -202,3 +203,26 @@ def test_stage_three_sweep_takes_the_points_of_the_earlier_stages(tmp_path):
     assert all(p["seeds"] == [0, 1, 2, 3, 4] for p in sweep["points"]) and sweep["points"][2]["lam"] == 0.03
     with pytest.raises(ValueError, match="no point labelled \\['nope'\\]"):
         stage_three_sweep(files, "nope")
+
+
+def test_stage_three_checks_against_hand_computation(tmp_path):
+    # CE+CAM on test: digits 99, 99 (std 0), mnist5k 98, 98.4 (std 0.283), ratios 0.10 and 0.40
+    ref = grid(REFERENCE, [[99.0, 99.0], [98.0, 98.4]], [[0.10, 0.10], [0.40, 0.40]])
+    good = grid("new", [[98.9, 99.1], [97.9, 98.1]], [[0.04, 0.06], [0.1, 0.3]])  # ratio 0.05 / 0.2
+    bad = grid("old", [[98.0, 98.2], [96.0, 99.0]], [[0.02, 0.02], [0.1, 0.1]], collapsed={("digits", 1)})
+    folder = make_study(tmp_path, ref + good + bad, split="test")
+    checks = stage_three_checks(load_study([folder])).set_index(["label", "dataset"])
+    assert len(checks) == 4 and REFERENCE not in checks.index.get_level_values("label")
+    new_mnist = checks.loc[("new", "mnist5k")]
+    assert new_mnist["acc_delta"] == pytest.approx(98.0 - 98.2)
+    assert new_mnist["spread"] == pytest.approx(np.std([98.0, 98.4], ddof=1))  # the larger of the two stds
+    assert new_mnist["ratio_factor"] == pytest.approx(0.2 / 0.4)
+    assert new_mnist["ratio_ok"] and new_mnist["acc_ok"] and new_mnist["no_collapse"]  # 0.5x: at most half
+    assert new_mnist["paper_cc"] == 98.52 and new_mnist["paper_ce_cam"] == 97.67  # the paper's CAM table
+    assert np.isnan(checks.loc[("new", "digits"), "paper_cc"])  # no paper number for digits
+    old_digits = checks.loc[("old", "digits")]
+    assert not old_digits["no_collapse"] and not old_digits["acc_ok"]  # 98.1 < 99 - 0.141
+    # the old candidate on mnist5k: mean 97.5 with std 2.12 -> within the (wide) spread of 98.2
+    assert checks.loc[("old", "mnist5k"), "acc_ok"]
+    text = study_markdown(load_study([folder]))
+    assert "Selection" not in text and "Stage 3 checks" in text and "98.52 vs 97.67 (+0.85)" in text
