@@ -15,9 +15,9 @@ from ccloss.experiments.study import (
     finalists,
     load_study,
     select,
+    stage_three_checks,
     study_markdown,
     summarize,
-    stage_three_checks,
 )
 
 
