@@ -543,7 +543,13 @@ def test_committed_results_match_their_sweep_files():
     assert {p.name for p in small} == {
         f"small_{n}" for n in ("lambda", "batch_size", "group_size", "cam", "forms", "losses")
     }
-    assert {p.name for p in folders - small} <= {"study_budget", "study_screen", "study_finalists", "study_test"}
+    assert {p.name for p in folders - small} <= {
+        "study_budget",
+        "study_screen",
+        "study_finalists",
+        "study_test",
+        "study_followup",
+    }
     for folder in sorted(folders):
         sweep = load_sweep(ROOT / "sweeps" / f"{folder.name}.yaml", check_notebook=False)
         status = [point_status(folder / p.name, p) for p in sweep.expand()]
