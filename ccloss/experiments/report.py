@@ -166,7 +166,7 @@ def paper_lookup(paper: dict, context: dict, dataset: str | None = None) -> dict
         return result
     rows = table
     for column, value in wanted.items():
-        rows = rows[[_same(v, value) for v in rows[column]]]
+        rows = rows[rows[column].map(lambda v, value=value: _same(v, value)).astype(bool)]  # empty-safe
     if rows.empty:
         shown = ", ".join(f"{k}={v}" for k, v in wanted.items())
         result["note"] = f"not in the paper's {paper['table']} table ({shown})"

@@ -222,6 +222,11 @@ def test_paper_lookup_maps_loss_backbone_cam_and_dataset():
     )
     absent = paper_lookup(losses, {"loss": "focal", "cam": True, "backbone": "vgg16", "dataset": "mnist"})
     assert math.isnan(absent["acc"]) and "not in the paper's losses table" in absent["note"]
+    # a value the paper did not run (lambda = 0.03; the first filter leaves no row): a note, not an error
+    lam = {"table": "lambda", "match": {"lambda": "lam"}, "stand_in": {"dataset": "MNIST", "backbone": "VGG16+CAM"}}
+    unrun = paper_lookup(lam, {"lam": 0.03, "backbone": "resnet18", "cam": True, "dataset": "mnist5k"})
+    assert math.isnan(unrun["acc"]) and "not in the paper's lambda table" in unrun["note"]
+    assert paper_lookup(lam, {"lam": 1.0, "backbone": "resnet18", "cam": True, "dataset": "mnist5k"})["acc"] == 98.32
     # the group-size sweep: our group_size is the paper's batch_size
     group = {"table": "batch_size", "match": {"batch_size": "group_size"}}
     assert (
