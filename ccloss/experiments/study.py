@@ -37,6 +37,7 @@ __all__ = [
     "stage_three_sweep",
     "study_markdown",
     "stage_three_checks",
+    "followup_decision",
     "budget_rule",
     "pilot_curves",
 ]
@@ -212,6 +213,10 @@ def study_markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
         if reference in set(summary["label"]):
             text += "\n\nStage 3 checks (issue 12's acceptance criteria), with the paper's MNIST ResNet18+CAM:\n\n"
             text += markdown_table(_format_checks(stage_three_checks(runs, reference)))
+        if {"se_wide", "ce_cam_wide", REFERENCE} <= set(summary["label"]):
+            decision = followup_decision(runs)
+            text += "\n\nPart 3's rule (se_wide against CE+CAM with and without the SE width floor):\n\n"
+            text += markdown_table(pd.DataFrame([decision]))
         return text
     if reference in set(summary["label"]) and len(summary["label"].unique()) > 1:
         verdicts = select(runs, reference)
@@ -263,6 +268,30 @@ def stage_three_checks(runs: pd.DataFrame, reference: str = REFERENCE) -> pd.Dat
             }
         )
     return pd.DataFrame(rows)
+
+
+def followup_decision(
+    runs: pd.DataFrame, candidate: str = "se_wide", references: Sequence[str] = ("ce_cam_wide", REFERENCE)
+) -> dict:
+    """Part 3's pre-registered rule (docs/study_cc_default.md): ``candidate`` passes when it has no
+    collapsed run on any dataset, its mean test intra/inter is at most ``RATIO_FACTOR`` x every
+    reference's on every dataset, and on mnist5k its accuracy is within the spread of every
+    reference's or better (the criteria of :func:`stage_three_checks`)."""
+    labels = set(runs["label"])
+    missing = sorted({candidate, *references} - labels)
+    if missing:
+        raise ValueError(f"the follow-up needs runs of {missing}; found {sorted(labels)}")
+    verdict: dict = {"candidate": candidate}
+    for reference in references:
+        checks = stage_three_checks(runs[runs["label"].isin([candidate, reference])], reference)
+        checks = checks.set_index("dataset")
+        verdict[f"ratio_ok vs {reference}"] = bool(checks["ratio_ok"].all())
+        verdict[f"acc_ok vs {reference}"] = (
+            bool(checks.loc["mnist5k", "acc_ok"]) if "mnist5k" in checks.index else False
+        )
+        verdict["no_collapse"] = bool(checks["no_collapse"].all())
+    verdict["passes"] = all(v for k, v in verdict.items() if k != "candidate")
+    return verdict
 
 
 def _paper_mnist(loss: str) -> float:

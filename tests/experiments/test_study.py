@@ -13,6 +13,7 @@ from ccloss.experiments.study import (
     REFERENCE,
     budget_rule,
     finalists,
+    followup_decision,
     load_study,
     select,
     stage_three_checks,
@@ -226,3 +227,27 @@ def test_stage_three_checks_against_hand_computation(tmp_path):
     assert checks.loc[("old", "mnist5k"), "acc_ok"]
     text = study_markdown(load_study([folder]))
     assert "Selection" not in text and "Stage 3 checks" in text and "98.52 vs 97.67 (+0.85)" in text
+
+
+def test_followup_decision_needs_every_criterion_against_both_references(tmp_path):
+    ref = grid(REFERENCE, [[99.0, 99.0], [98.0, 98.4]], [[0.10, 0.10], [0.40, 0.40]])
+    wide = grid("ce_cam_wide", [[99.0, 99.2], [98.6, 98.8]], [[0.08, 0.08], [0.20, 0.20]])
+    good = grid("se_wide", [[99.0, 99.1], [98.6, 98.6]], [[0.02, 0.02], [0.08, 0.10]])  # mnist5k ratio 0.09
+    decision = followup_decision(load_study([make_study(tmp_path, ref + wide + good, split="test")]))
+    assert decision["passes"] and decision["no_collapse"]
+    # ratio 0.11 on mnist5k: at most half of CE+CAM's 0.40 but not of ce_cam_wide's 0.20
+    loose = grid("se_wide", [[99.0, 99.1], [98.6, 98.6]], [[0.02, 0.02], [0.11, 0.11]])
+    decision = followup_decision(load_study([make_study(tmp_path, ref + wide + loose, split="test", name="b")]))
+    assert not decision["passes"] and not decision["ratio_ok vs ce_cam_wide"] and decision["ratio_ok vs ce_cam"]
+    # accuracy 98.1 on mnist5k: within CE+CAM's spread (98.2 - 0.28) but below ce_cam_wide's (98.7 - 0.14)
+    slow = grid("se_wide", [[99.0, 99.1], [98.1, 98.1]], [[0.02, 0.02], [0.08, 0.08]])
+    decision = followup_decision(load_study([make_study(tmp_path, ref + wide + slow, split="test", name="c")]))
+    assert not decision["passes"] and not decision["acc_ok vs ce_cam_wide"] and decision["acc_ok vs ce_cam"]
+    # one collapsed digits run fails it whatever the means
+    bad = grid("se_wide", [[99.0, 99.1], [98.6, 98.6]], [[0.02, 0.02], [0.08, 0.10]], collapsed={("digits", 1)})
+    decision = followup_decision(load_study([make_study(tmp_path, ref + wide + bad, split="test", name="d")]))
+    assert not decision["passes"] and not decision["no_collapse"]
+    text = study_markdown(load_study([make_study(tmp_path, ref + wide + good, split="test", name="e")]))
+    assert "Part 3's rule" in text
+    with pytest.raises(ValueError, match="ce_cam_wide"):
+        followup_decision(load_study([make_study(tmp_path, ref + good, split="test", name="f")]))
