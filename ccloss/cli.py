@@ -274,6 +274,10 @@ def _add_sweep_commands(sub) -> None:
     )
     study.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/study_screen runs/study_finalists")
     study.add_argument(
+        "--only", nargs="+", metavar="LABEL", default=None,
+        help="rank only these candidates (beside CE+CAM), e.g. --only se_wide+lam0.03 se_wide+lam0.1 (Part 4)",
+    )  # fmt: skip
+    study.add_argument(
         "--write-finalists", nargs=2, metavar=("SCREEN_YAML", "OUT_YAML"), default=None,
         help="after stage 1: write stage 2's sweep file from stage 1's, by the pre-registered rule",
     )  # fmt: skip
@@ -372,25 +376,27 @@ def _report_command(args: argparse.Namespace) -> int:
 
 
 def _study_command(args: argparse.Namespace) -> int:
-    from .experiments.study import finalists, finalists_sweep, load_study, select, stage_three_sweep, study_markdown
+    from .experiments import study
 
     try:
-        runs = load_study(args.folders)
+        runs = study.load_study(args.folders)
     except FileNotFoundError as error:
         raise ValueError(str(error)) from None
-    print(study_markdown(runs))
+    if args.only:
+        runs = study.only_labels(runs, args.only)
+    print(study.study_markdown(runs))
     if args.write_finalists:
         screen_file, out_file = args.write_finalists
-        chosen = finalists(select(runs))
-        _write_stage_file(finalists_sweep(screen_file, chosen), out_file, "--write-finalists", 2)
+        chosen = study.finalists(study.select(runs))
+        _write_stage_file(study.finalists_sweep(screen_file, chosen), out_file, "--write-finalists", 2)
         print(f"\nfinalists {chosen['finalists']}, combination {chosen['combination']}: {out_file}")
     if args.write_test:
         *stage_files, out_file = args.write_test
-        verdicts = select(runs)
+        verdicts = study.select(runs)
         winners = verdicts.loc[verdicts["rank"] == 1, "label"]
         if winners.empty:
             raise ValueError("no eligible finalist: the study has no winner to test")
-        _write_stage_file(stage_three_sweep(stage_files, winners.iloc[0]), out_file, "--write-test", 3)
+        _write_stage_file(study.stage_three_sweep(stage_files, winners.iloc[0]), out_file, "--write-test", 3)
         print(f"\nwinner {winners.iloc[0]}: stage 3 written to {out_file}")
     return 0
 

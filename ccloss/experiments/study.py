@@ -28,6 +28,7 @@ from .tables import format_mean_std, markdown_table
 
 __all__ = [
     "REFERENCE",
+    "WIDE_REFERENCE",
     "TIE_PP",
     "RATIO_FACTOR",
     "load_study",
@@ -38,11 +39,13 @@ __all__ = [
     "study_markdown",
     "stage_three_checks",
     "followup_decision",
+    "only_labels",
     "budget_rule",
     "pilot_curves",
 ]
 
 REFERENCE = "ce_cam"  #: the label of CE+CAM, the reference (never selected)
+WIDE_REFERENCE = "ce_cam_wide"  #: CE+CAM with the SE width floor of 32 (Part 3), never selected either
 TIE_PP = 0.1  #: scores closer than this (percentage points) are a tie
 RATIO_FACTOR = 0.5  #: eligible only at most this times the reference's intra/inter ratio
 FINAL_SEEDS = 5  #: seeds per dataset of a finalist after stage 2
@@ -126,7 +129,8 @@ def _verdicts(summary: pd.DataFrame, reference: str, use_ratio: bool) -> pd.Data
     ref = summary[summary["label"] == reference].set_index("dataset")["ratio_mean"]
     datasets = sorted(summary["dataset"].unique())
     rows = []
-    for label, frame in summary[summary["label"] != reference].groupby("label", sort=False):
+    candidates = summary[~summary["label"].isin([reference, WIDE_REFERENCE])]
+    for label, frame in candidates.groupby("label", sort=False):
         frame = frame.set_index("dataset")
         reasons = []
         if frame["collapsed"].sum():
@@ -213,10 +217,12 @@ def study_markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
         if reference in set(summary["label"]):
             text += "\n\nStage 3 checks (issue 12's acceptance criteria), with the paper's MNIST ResNet18+CAM:\n\n"
             text += markdown_table(_format_checks(stage_three_checks(runs, reference)))
-        if {"se_wide", "ce_cam_wide", REFERENCE} <= set(summary["label"]):
-            decision = followup_decision(runs)
-            text += "\n\nPart 3's rule (se_wide against CE+CAM with and without the SE width floor):\n\n"
-            text += markdown_table(pd.DataFrame([decision]))
+        references = (WIDE_REFERENCE, REFERENCE)
+        if set(references) <= set(summary["label"]):
+            candidates = [label for label in summary["label"].unique() if label not in references]
+            decisions = [followup_decision(runs, label, references) for label in candidates]
+            text += "\n\nParts 3 and 4's rule (each candidate against CE+CAM with and without the SE width floor):\n\n"
+            text += markdown_table(pd.DataFrame(decisions))
         return text
     if reference in set(summary["label"]) and len(summary["label"].unique()) > 1:
         verdicts = select(runs, reference)
@@ -271,7 +277,7 @@ def stage_three_checks(runs: pd.DataFrame, reference: str = REFERENCE) -> pd.Dat
 
 
 def followup_decision(
-    runs: pd.DataFrame, candidate: str = "se_wide", references: Sequence[str] = ("ce_cam_wide", REFERENCE)
+    runs: pd.DataFrame, candidate: str = "se_wide", references: Sequence[str] = (WIDE_REFERENCE, REFERENCE)
 ) -> dict:
     """Part 3's pre-registered rule (docs/study_cc_default.md): ``candidate`` passes when it has no
     collapsed run on any dataset, its mean test intra/inter is at most ``RATIO_FACTOR`` x every
@@ -292,6 +298,16 @@ def followup_decision(
         verdict["no_collapse"] = bool(checks["no_collapse"].all())
     verdict["passes"] = all(v for k, v in verdict.items() if k != "candidate")
     return verdict
+
+
+def only_labels(
+    runs: pd.DataFrame, labels: Sequence[str], keep: Sequence[str] = (REFERENCE, WIDE_REFERENCE)
+) -> pd.DataFrame:
+    """The runs of ``labels`` and of the references in ``keep`` (Part 4 ranks two candidates only)."""
+    unknown = sorted(set(labels) - set(runs["label"]))
+    if unknown:
+        raise ValueError(f"no runs labelled {unknown}; the folders hold {sorted(set(runs['label']))}")
+    return runs[runs["label"].isin([*labels, *keep])].reset_index(drop=True)
 
 
 def _paper_mnist(loss: str) -> float:

@@ -15,6 +15,7 @@ from ccloss.experiments.study import (
     finalists,
     followup_decision,
     load_study,
+    only_labels,
     select,
     stage_three_checks,
     study_markdown,
@@ -247,7 +248,37 @@ def test_followup_decision_needs_every_criterion_against_both_references(tmp_pat
     bad = grid("se_wide", [[99.0, 99.1], [98.6, 98.6]], [[0.02, 0.02], [0.08, 0.10]], collapsed={("digits", 1)})
     decision = followup_decision(load_study([make_study(tmp_path, ref + wide + bad, split="test", name="d")]))
     assert not decision["passes"] and not decision["no_collapse"]
-    text = study_markdown(load_study([make_study(tmp_path, ref + wide + good, split="test", name="e")]))
-    assert "Part 3's rule" in text
+    other = grid("other", [[99.0, 99.1], [97.0, 97.0]], [[0.02, 0.02], [0.08, 0.10]])  # mnist5k 1.2 pp too low
+    text = study_markdown(load_study([make_study(tmp_path, ref + wide + good + other, split="test", name="e")]))
+    assert "Parts 3 and 4's rule" in text
+    rule_table = text.split("Parts 3 and 4's rule")[1]
+    rule_rows = [line for line in rule_table.splitlines() if line.startswith(("| se_wide", "| other"))]
+    assert [row.split("|")[1].strip() for row in rule_rows] == ["se_wide", "other"]
+    assert rule_rows[0].rstrip(" |").endswith("True") and rule_rows[1].rstrip(" |").endswith("False")
     with pytest.raises(ValueError, match="ce_cam_wide"):
         followup_decision(load_study([make_study(tmp_path, ref + good, split="test", name="f")]))
+
+
+def test_only_labels_keeps_the_named_candidates_and_the_references(tmp_path):
+    runs = REF + grid("ce_cam_wide", [[99.0, 99.0], [98.0, 98.0]], [[0.1, 0.1], [0.4, 0.4]])
+    for label in ("a", "b", "c"):
+        runs += grid(label, [[99.0, 99.0], [98.0, 98.0]], [[0.02, 0.02], [0.05, 0.05]])
+    study = load_study([make_study(tmp_path, runs)])
+    kept = only_labels(study, ["c", "a"])
+    assert sorted(kept["label"].unique()) == ["a", "c", "ce_cam", "ce_cam_wide"] and len(kept) == 4 * 4
+    assert list(select(kept)["label"]) == ["a", "c"]  # ranked among themselves only (a tie: first by ratio)
+    with pytest.raises(ValueError, match=r"no runs labelled \['zzz'\]; the folders hold \['a', 'b', 'c'"):
+        only_labels(study, ["a", "zzz"])
+
+
+def test_study_command_ranks_only_the_named_candidates(tmp_path, capsys):
+    from ccloss.cli import main
+
+    runs = REF + grid("strong", [[99.5, 99.5], [98.5, 98.5]], [[0.02, 0.02], [0.05, 0.05]])
+    runs += grid("weak", [[99.1, 99.1], [98.1, 98.1]], [[0.02, 0.02], [0.05, 0.05]])
+    folder = make_study(tmp_path, runs)
+    assert main(["study", str(folder), "--only", "weak"]) == 0
+    out = capsys.readouterr().out
+    assert "| 1 | weak |" in out and "strong" not in out
+    assert main(["study", str(folder), "--only", "nobody"]) == 2
+    assert "no runs labelled ['nobody']" in capsys.readouterr().err

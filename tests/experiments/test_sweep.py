@@ -549,6 +549,8 @@ def test_committed_results_match_their_sweep_files():
         "study_finalists",
         "study_test",
         "study_followup",
+        "study_combined",
+        "study_combined_test",
     }
     for folder in sorted(folders):
         sweep = load_sweep(ROOT / "sweeps" / f"{folder.name}.yaml", check_notebook=False)
