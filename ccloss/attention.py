@@ -28,7 +28,8 @@ class ChannelAttention(nn.Module):
         channels: number of channels C of the input map.
         reduction: bottleneck ratio r; the hidden layer has max(min_hidden, C // r) units.
         activation: ``relu`` (SE as published) or ``leaky_relu`` (negative slope 0.1).
-        min_hidden: a floor on the hidden width (1: none). 32 is what r = 16 gives at C = 512.
+        min_hidden: a floor on the hidden width (1: none, SE as published). 32 is what r = 16 gives at
+            C = 512, and what :func:`ccloss.models.build_model` uses by default.
 
     ``forward(x)`` takes B x C x H x W and returns ``(x * a[..., None, None], a)`` with
     ``a`` of shape B x C and every entry in (0, 1).

@@ -35,7 +35,7 @@ _HELP = {
     "data_dir": "folder holding the datasets (see data/README.md)",
     "backbone": "backbone network",
     "cam_activation": "the SE block's hidden activation (leaky_relu cannot die)",
-    "cam_min_hidden": "a floor on the SE block's hidden width (1: none)",
+    "cam_min_hidden": "a floor on the SE block's hidden width: max(floor, C // 16) units (1: none, SE as published)",
     "eval_split": "evaluate on test, or on val (then train on train without val: for choosing settings)",
     "width_mult": "channel width multiplier (1.0 = standard; 0.25 for CPU demos)",
     "stem": "first layers: cifar (3x3, no max-pool) or imagenet; default: the dataset's suggestion",

@@ -38,8 +38,23 @@ def test_preset_cc_v1_is_the_first_reconstruction_explicitly():
         "cc", 1.0, "ratio", 1, "relu")  # fmt: skip
     assert config.loss_params == {"squared": True, "eps": 1e-8, "normalize": "none", "warmup": 0.0, "ramp": 0.0}
     assert config.seed == 3 and PRESETS["cc_v1"]["loss_params"]["eps"] == 1e-3  # the preset itself is untouched
-    with pytest.raises(ValueError, match="unknown preset 'v0'; valid: cc_v1"):
+    with pytest.raises(ValueError, match="unknown preset 'v0'; valid: cc_v1, cc_v2"):
         TrainConfig.from_preset("v0")
+
+
+def test_preset_cc_v2_is_the_stage_two_winner_with_the_published_se_block():
+    from ccloss.config import TrainConfig
+
+    config = TrainConfig.from_preset("cc_v2")
+    assert (config.lam, config.form, config.cam_min_hidden, config.cam_activation) == (0.03, "ratio", 1, "relu")
+    default = TrainConfig()  # what the presets leave behind: Part 4's setting
+    assert (default.cam_min_hidden, default.lam) == (32, None)
+    assert default.criterion_hparams(10) == {}  # lam, form, eps: the loss's own defaults
+    from ccloss.losses import build_criterion
+
+    assert (
+        build_criterion("cc", 10).lam == 0.1 and build_criterion("cc", 10, **default.criterion_hparams(10)).lam == 0.1
+    )
 
 
 def test_cli_preset_fills_the_flags_left_at_their_defaults():

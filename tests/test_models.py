@@ -250,7 +250,11 @@ def test_build_model_passes_activation_and_floor_to_the_cam(backbone):
     assert model.backbone.out_channels == 64
     assert model.cam.activation == "leaky_relu" and model.cam.hidden == 24  # 64 // 16 = 4 < 24
     default = build_model(backbone, 10, in_channels=1, width_mult=0.125)
-    assert default.cam.activation == "relu" and default.cam.hidden == 4
+    assert default.cam.activation == "relu" and default.cam.hidden == 32  # the models' floor: max(32, 4)
+    published = build_model(backbone, 10, in_channels=1, width_mult=0.125, cam_min_hidden=1)
+    assert published.cam.hidden == 64 // 16  # SE as published: C // r
+    full = build_model(backbone, 10, width_mult=1.0)
+    assert full.cam.hidden == 512 // 16 == 32  # at full width the floor changes nothing
     with pytest.raises(ValueError, match="valid: relu, leaky_relu"):
         build_model(backbone, 10, width_mult=0.125, cam_activation="swish")
     with pytest.raises(ValueError, match="min_hidden"):
@@ -276,7 +280,7 @@ def test_build_for_config_honours_the_cam_fields():
     _, model = build_for_config(config.validate(), info, torch.device("cpu"))
     assert model.cam.activation == "leaky_relu" and model.cam.hidden == 20
     _, default = build_for_config(TrainConfig(width_mult=0.125), info, torch.device("cpu"))
-    assert default.cam.activation == "relu" and default.cam.hidden == 64 // 16
+    assert default.cam.activation == "relu" and default.cam.hidden == 32  # max(32, 64 // 16)
     # a loss that changes the model (MC-Loss: classes x xi channels) keeps the CAM settings
     _, mc = build_for_config(TrainConfig(width_mult=0.125, loss="mcloss", cam_min_hidden=50), info, torch.device("cpu"))
     assert mc.cam is not None and mc.cam.hidden == max(mc.backbone.out_channels // 16, 50)
