@@ -40,17 +40,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cam_activation": "relu",
         "cam_min_hidden": 1,
     },
-    "cc_v2": {
-        "loss": "cc",
-        "lam": 0.03,
-        "form": "ratio",
-        "group_size": None,
-        "loss_params": {"squared": True, "eps": 1e-3, "normalize": "none", "warmup": 0.0, "ramp": 0.0},
-        "cam": True,
-        "cam_activation": "relu",
-        "cam_min_hidden": 1,
-    },
 }
+PRESETS["cc_v2"] = {**PRESETS["cc_v1"], "lam": 0.03, "loss_params": dict(PRESETS["cc_v1"]["loss_params"])}
 
 
 @dataclass
