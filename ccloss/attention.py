@@ -12,13 +12,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ACTIVATIONS", "ChannelAttention"]
+__all__ = ["ACTIVATIONS", "CAM_MIN_HIDDEN", "ChannelAttention"]
 
 #: Hidden-layer activations of the SE block. ``relu`` is Hu et al.'s; ``leaky_relu`` (slope 0.1)
 #: keeps a gradient for negative inputs, so a hidden unit cannot die (stop firing for every
 #: input and never recover), which is how CC-Loss's attention collapsed (docs/study_cc_default.md).
 ACTIVATIONS = ("relu", "leaky_relu")
 LEAKY_SLOPE = 0.1
+#: The models' floor on the SE block's hidden width: 32 is what r = 16 gives at C = 512; at width 0.25
+#: (C = 128) it replaces 8 units, which could all die in the first epoch (docs/study_cc_default.md).
+CAM_MIN_HIDDEN = 32
 
 
 class ChannelAttention(nn.Module):

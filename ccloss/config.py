@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from .attention import ACTIVATIONS
+from .attention import ACTIVATIONS, CAM_MIN_HIDDEN
 from .data import DATASETS, DatasetInfo
 from .losses import LOSSES, ROUTED, build_criterion, mcloss_xi_for, model_kwargs_for, routed_hparams
-from .models import BACKBONES, CAM_MIN_HIDDEN, STEMS, build_model
+from .models import BACKBONES, STEMS, build_model
 from .runtime.devices import DEVICES
 
 __all__ = ["TrainConfig", "EVAL_SPLITS", "CC_SCOPES", "PRESETS", "build_for_config"]

@@ -20,26 +20,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import ChannelAttention
+from .attention import CAM_MIN_HIDDEN, ChannelAttention
 
-__all__ = [
-    "BACKBONES",
-    "STEMS",
-    "HEADS",
-    "CAM_MIN_HIDDEN",
-    "ModelOutput",
-    "CCModel",
-    "CosineHead",
-    "build_model",
-    "load_pretrained",
-]
+__all__ = ["BACKBONES", "STEMS", "HEADS", "ModelOutput", "CCModel", "CosineHead", "build_model", "load_pretrained"]
 
 BACKBONES = ("resnet18", "vgg16")
 STEMS = ("cifar", "imagenet")
 HEADS = ("linear", "cosine")
-#: The models' floor on the SE block's hidden width: 32 is what r = 16 gives at C = 512; at width 0.25
-#: (C = 128) it replaces 8 units, which could all die in the first epoch (docs/study_cc_default.md).
-CAM_MIN_HIDDEN = 32
 
 _RESNET18_WIDTHS = (64, 128, 256, 512)
 # torchvision's VGG16 configuration "D"; "M" is a 2x2 max-pool.
@@ -217,9 +204,8 @@ def build_model(
     ``last_stage_width`` overrides the width of the last stage (MC-Loss needs classes x xi);
     ``pretrained`` is None, a local state-dict / checkpoint path, or ``"imagenet"`` (torchvision's
     weights API; downloads when online, and only fits ``width_mult=1``). ``reduction``,
-    ``cam_activation`` and ``cam_min_hidden`` configure the CAM (:class:`ChannelAttention`); by default
-    its hidden layer has max(32, C // 16) units, so the block of a narrow network cannot die as a whole
-    (docs/study_cc_default.md, Part 4).
+    ``cam_activation`` and ``cam_min_hidden`` configure the CAM (:class:`ChannelAttention`; by default
+    max(32, C // 16) hidden units, so a narrow network's block cannot die whole: docs/study_cc_default.md).
     """
     _choice(backbone, BACKBONES, "backbone")
     _choice(stem, STEMS, "stem")

@@ -148,7 +148,7 @@ def test_evaluate_dead_units_in_a_real_model(k):
 
 def test_evaluate_random_units_match_the_loop():
     gen = torch.Generator().manual_seed(2)
-    model = CCModel(PassThrough(5), num_classes=2, cam=True, head="linear", reduction=1)
+    model = CCModel(PassThrough(5), num_classes=2, cam=True, head="linear", reduction=1, cam_min_hidden=1)
     z = torch.randn(12, 5, generator=gen)
     with torch.no_grad():
         model.cam.fc1.weight.copy_(torch.randn(5, 5, generator=gen))
