@@ -39,6 +39,7 @@ __all__ = [
     "study_markdown",
     "stage_three_checks",
     "followup_decision",
+    "followup_decisions",
     "only_labels",
     "budget_rule",
     "pilot_curves",
@@ -217,12 +218,9 @@ def study_markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
         if reference in set(summary["label"]):
             text += "\n\nStage 3 checks (issue 12's acceptance criteria), with the paper's MNIST ResNet18+CAM:\n\n"
             text += markdown_table(_format_checks(stage_three_checks(runs, reference)))
-        references = (WIDE_REFERENCE, REFERENCE)
-        if set(references) <= set(summary["label"]):
-            candidates = [label for label in summary["label"].unique() if label not in references]
-            decisions = [followup_decision(runs, label, references) for label in candidates]
+        if {WIDE_REFERENCE, REFERENCE} <= set(summary["label"]):
             text += "\n\nParts 3 and 4's rule (each candidate against CE+CAM with and without the SE width floor):\n\n"
-            text += markdown_table(pd.DataFrame(decisions))
+            text += markdown_table(followup_decisions(runs).reset_index())
         return text
     if reference in set(summary["label"]) and len(summary["label"].unique()) > 1:
         verdicts = select(runs, reference)
@@ -288,6 +286,7 @@ def followup_decision(
     if missing:
         raise ValueError(f"the follow-up needs runs of {missing}; found {sorted(labels)}")
     verdict: dict = {"candidate": candidate}
+    verdict["no_collapse"] = not runs.loc[runs["label"] == candidate, "collapsed"].any()  # failed runs count too
     for reference in references:
         checks = stage_three_checks(runs[runs["label"].isin([candidate, reference])], reference)
         checks = checks.set_index("dataset")
@@ -295,9 +294,14 @@ def followup_decision(
         verdict[f"acc_ok vs {reference}"] = (
             bool(checks.loc["mnist5k", "acc_ok"]) if "mnist5k" in checks.index else False
         )
-        verdict["no_collapse"] = bool(checks["no_collapse"].all())
     verdict["passes"] = all(v for k, v in verdict.items() if k != "candidate")
     return verdict
+
+
+def followup_decisions(runs: pd.DataFrame, references: Sequence[str] = (WIDE_REFERENCE, REFERENCE)) -> pd.DataFrame:
+    """:func:`followup_decision` for every label of ``runs`` that is not a reference, indexed by candidate."""
+    candidates = [label for label in runs["label"].unique() if label not in references]
+    return pd.DataFrame([followup_decision(runs, label, references) for label in candidates]).set_index("candidate")
 
 
 def only_labels(
