@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .cc_forms import PAIR_FORMS, SAMPLE_FORMS, group_ids, group_sums, pair_form_values, sample_form_values
+
 __all__ = [
     "FORMS",
     "NORMALIZATIONS",
@@ -36,8 +38,9 @@ __all__ = [
     "compute_dtype",
 ]
 
-#: The CC-Loss variants. ``ratio`` is the paper's statistic.
-FORMS = ("ratio", "sums", "difference", "log_ratio")
+#: The CC-Loss variants. ``ratio`` is the paper's statistic; the ``pair_*`` forms average over class
+#: pairs instead of sample pairs (:mod:`ccloss.cc_forms`).
+FORMS = SAMPLE_FORMS + PAIR_FORMS
 #: What is done to the attention vectors before the distances (see :func:`normalize_attention`).
 NORMALIZATIONS = ("none", "unit", "standardize")
 #: Added to the mean squared norm before the square root of ``standardize`` (a batch of identical
@@ -133,40 +136,6 @@ def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), torch.zeros_like(x))
 
 
-def _group_sums(dist: torch.Tensor, labels: torch.Tensor, group_size: int | None):
-    """Per group: sums and counts of the intra (same class, i != j) and inter distances."""
-    n, device = dist.shape[0], dist.device
-    index = torch.arange(n, device=device)
-    same = labels[:, None] == labels[None, :]
-    group_id = index // group_size if group_size is not None else torch.zeros_like(index)
-    n_groups = -(-n // (group_size or n))
-    in_group = group_id[:, None] == group_id[None, :]
-    intra_mask = same & (index[:, None] != index[None, :]) & in_group
-    inter_mask = ~same & in_group
-
-    def per_group(values: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(n_groups, dtype=values.dtype, device=device).index_add(0, group_id, values)
-
-    zero = dist.new_zeros(())
-    sums = (
-        per_group(torch.where(intra_mask, dist, zero).sum(dim=1)),
-        per_group(torch.where(inter_mask, dist, zero).sum(dim=1)),
-    )
-    counts = (per_group(intra_mask.sum(dim=1).to(dist.dtype)), per_group(inter_mask.sum(dim=1).to(dist.dtype)))
-    return sums, counts
-
-
-def _form_values(form: str, sums, means, eps: float) -> torch.Tensor:
-    (sum_intra, sum_inter), (d_intra, d_inter) = sums, means
-    if form == "ratio":
-        return d_intra / (d_inter + eps)
-    if form == "sums":
-        return sum_intra / (sum_inter + eps)
-    if form == "difference":
-        return d_intra - d_inter
-    return torch.log1p(d_intra / (d_inter + eps))  # log_ratio
-
-
 def cc_statistics(
     attention: torch.Tensor,
     labels: torch.Tensor,
@@ -175,31 +144,33 @@ def cc_statistics(
     eps: float = 1e-3,
     group_size: int | None = None,
     normalize: str = "none",
+    tau: float = 0.1,
 ) -> CCStats:
     """CC-Loss and its pieces for attention vectors A (B x C) and integer labels (B).
 
     ``normalize`` is applied to the whole batch first (:func:`normalize_attention`). With
     ``group_size=g`` samples [0, g), [g, 2g), ... form groups (the last one may be shorter); pairs
     only count inside a group and the loss is the mean of the per-group values over the groups
-    that have at least one pair. Per group, with P = same-class pairs i != j, Q = different-class:
-
-    - ``ratio``:      d_intra / (d_inter + eps)
-    - ``sums``:       sum_P D / (sum_Q D + eps)   (diagonal in the intra mask; it adds 0)
-    - ``difference``: d_intra - d_inter
-    - ``log_ratio``:  log(1 + d_intra / (d_inter + eps))
+    that have at least one pair. ``form`` is one of :data:`FORMS`, defined in :mod:`ccloss.cc_forms`
+    (``ratio``: d_intra / (d_inter + eps); the ``pair_*`` forms average over class pairs; ``tau``
+    is the temperature of ``pair_softmax``). ``d_intra`` / ``d_inter`` are sample-pair means
+    whatever the form.
     """
     check_attention_labels(attention, labels)
-    _check_options(form, squared, eps, group_size, normalize)
+    _check_options(form, squared, eps, group_size, normalize, tau)
     dist = pairwise_distances(normalize_attention(attention, normalize), squared=squared)
-    sums, counts = _group_sums(dist, labels.to(dist.device), group_size)
+    labels = labels.to(dist.device)
+    group_id, n_groups = group_ids(dist.shape[0], group_size, dist.device)
+    sums, counts = group_sums(dist, labels, group_id, n_groups)
     d_intra, d_inter = sums[0] / counts[0].clamp_min(1.0), sums[1] / counts[1].clamp_min(1.0)
-    values = _form_values(form, sums, (d_intra, d_inter), eps)
+    if form in PAIR_FORMS:
+        values = pair_form_values(form, dist, labels, group_id, n_groups, eps, tau)
+    else:
+        values = sample_form_values(form, sums, (d_intra, d_inter), eps)
     # sizes are known on the host, so no device synchronisation: every group but the last has
     # >= 2 members, so the groups with a pair are the first k (a trailing group of one is left out)
     n = dist.shape[0]
-    group = group_size or n
-    n_groups = -(-n // group)
-    with_pairs = n_groups - (n - (n_groups - 1) * group < 2)
+    with_pairs = n_groups - (n - (n_groups - 1) * (group_size or n) < 2)
     if not with_pairs:  # a batch of one sample: no pair, a zero loss that still belongs to the graph
         zero = dist.sum() * 0.0
         return CCStats(loss=zero, d_intra=zero, d_inter=zero, distances=dist, group_values=values)
@@ -225,6 +196,7 @@ class CCLoss(nn.Module):
         eps: added to the denominator of the ratio forms.
         group_size: None (all pairs of the batch) or g >= 2 (block-diagonal groups of g).
         normalize: ``none``, ``unit`` or ``standardize`` (see :func:`normalize_attention`).
+        tau: temperature of the ``pair_softmax`` form (> 0; unused by the other forms).
 
     The attribute ``gather`` (default None) may hold a function ``(attention, labels) ->
     (attention, labels)`` applied first; ``ccloss.distributed`` uses it to gather the global
@@ -238,20 +210,24 @@ class CCLoss(nn.Module):
         eps: float = 1e-3,
         group_size: int | None = None,
         normalize: str = "none",
+        tau: float = 0.1,
     ) -> None:
         super().__init__()
-        _check_options(form, squared, eps, group_size, normalize)
+        _check_options(form, squared, eps, group_size, normalize, tau)
         self.form = form
         self.squared = squared
         self.eps = float(eps)
         self.group_size = group_size
         self.normalize = normalize
+        self.tau = float(tau)
         self.gather: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def statistics(self, attention: torch.Tensor, labels: torch.Tensor) -> CCStats:
         if self.gather is not None:
             attention, labels = self.gather(attention, labels)
-        return cc_statistics(attention, labels, self.form, self.squared, self.eps, self.group_size, self.normalize)
+        return cc_statistics(
+            attention, labels, self.form, self.squared, self.eps, self.group_size, self.normalize, self.tau
+        )
 
     def forward(self, attention: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.statistics(attention, labels).loss
@@ -259,7 +235,7 @@ class CCLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"form={self.form!r}, squared={self.squared}, eps={self.eps}, group_size={self.group_size}, "
-            f"normalize={self.normalize!r}"
+            f"normalize={self.normalize!r}" + (f", tau={self.tau}" if self.form == "pair_softmax" else "")
         )
 
 
@@ -285,7 +261,9 @@ def check_attention_labels(attention: torch.Tensor, labels: torch.Tensor) -> Non
         )
 
 
-def _check_options(form: str, squared: bool, eps: float, group_size: int | None, normalize: str = "none") -> None:
+def _check_options(
+    form: str, squared: bool, eps: float, group_size: int | None, normalize: str = "none", tau: float = 0.1
+) -> None:
     if form not in FORMS:
         raise ValueError(f"unknown CC-Loss form {form!r}; valid forms: {', '.join(FORMS)}")
     if normalize not in NORMALIZATIONS:
@@ -294,6 +272,8 @@ def _check_options(form: str, squared: bool, eps: float, group_size: int | None,
         raise ValueError(f"squared must be True or False, got {squared!r}")
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    if not (isinstance(tau, (int, float)) and not isinstance(tau, bool) and math.isfinite(tau) and tau > 0):
+        raise ValueError(f"tau (the temperature of pair_softmax) must be a finite number > 0, got {tau!r}")
     if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2):
         raise ValueError(
             f"group_size must be None (the whole batch) or an integer >= 2 (a group needs a pair), got {group_size!r}"

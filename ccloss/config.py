@@ -82,6 +82,7 @@ class TrainConfig:
     resume: bool = False  #: continue from out/checkpoint.pt (a complete run is just loaded)
     overwrite: bool = False  #: start again even if out/ holds a run
     quiet: bool = False  #: no progress bar or per-epoch lines
+    class_measures: bool = True  #: after the last epoch: attention k-NN, linear probe, pair separation
 
     def validate(self) -> TrainConfig:
         """Raise ValueError with the valid choices for anything unknown or out of range."""

@@ -1,19 +1,24 @@
-"""What an evaluation measures besides accuracy: the intra/inter ratio of a whole set, and collapse.
+"""What an evaluation measures besides accuracy: the intra/inter ratio of a whole set, collapse, and
+the class structure of the attention vectors measured independently of the loss.
 
-The training loop records these on the evaluation split every epoch (:func:`eval_record`), and the
-``final`` entry of a run's metrics.json (:func:`final_record`).
+The training loop records the ratio and collapse on the evaluation split every epoch
+(:func:`eval_record`), the class structure (:mod:`ccloss.separation`: attention k-NN and linear-probe
+accuracy, class-pair separation) after the last epoch (:func:`structure_record`), and the ``final``
+entry of a run's metrics.json (:func:`final_record`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
 
 from .cc_loss import check_attention_labels
+from .separation import class_structure
 
-__all__ = ["COLLAPSE_TOL", "dataset_intra_inter", "eval_record", "final_record"]
+__all__ = ["COLLAPSE_TOL", "STRUCTURE_KEYS", "dataset_intra_inter", "eval_record", "structure_record", "final_record"]
 
 #: Below this mean inter-class squared distance a set of attention vectors counts as collapsed: it
 #: is the CCLoss default ``eps``, so there the loss's denominator is mostly ``eps`` and the ratio
@@ -79,6 +84,35 @@ def eval_record(evaluation: dict, split: str) -> dict:
     return record
 
 
+#: What :func:`structure_record` adds, after ``<split>_`` (see :func:`ccloss.separation.class_structure`).
+STRUCTURE_KEYS = (
+    "knn_acc",
+    "probe_acc",
+    "pair_sep_min",
+    "merged_pairs",
+    "class_pairs",
+    "merged_pair_list",
+    "classes",
+    "class_distances",
+)
+
+
+def structure_record(train_evaluation: dict, evaluation: dict, split: str) -> dict:
+    """The class structure of the evaluation split's attention vectors, the training split's as the
+    reference of the k-NN and the probe (:func:`ccloss.separation.class_structure`), and
+    ``class_measures_seconds``, what computing it took (not the two evaluations)."""
+    started = time.perf_counter()
+    record = class_structure(
+        train_evaluation["attention"],
+        train_evaluation["labels"],
+        evaluation["attention"],
+        evaluation["labels"],
+        split=split,
+    )
+    record["class_measures_seconds"] = time.perf_counter() - started
+    return record
+
+
 def final_record(history: list[dict], best: dict, split: str = "test") -> dict:
     """The ``final`` entry of metrics.json: the last epoch's numbers, the best epoch, timings."""
     last = history[-1]
@@ -97,6 +131,8 @@ def final_record(history: list[dict], best: dict, split: str = "test") -> dict:
         f"{split}_attention_collapsed",
         f"{split}_se_dead_units",
         "se_hidden_units",
+        *(f"{split}_{key}" for key in STRUCTURE_KEYS),
+        "class_measures_seconds",
     ):
         if key in last:
             final[key] = last[key]

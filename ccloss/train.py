@@ -23,7 +23,7 @@ from . import data as datasets
 from .config import TrainConfig, build_for_config
 from .loader import TensorLoader, loaders_for
 from .losses import Criterion
-from .metrics import eval_record
+from .metrics import eval_record, structure_record
 from .runtime import checkpoint as ckpt
 from .runtime import distributed as dist_utils
 from .runtime import run as run_state
@@ -241,6 +241,21 @@ def _start(config: TrainConfig, dist, device: torch.device, out: Path, checkpoin
     return run
 
 
+def _train_eval_loader(run: RunState) -> TensorLoader:
+    """The training split in evaluation mode (no augmentation, in order): the reference set of the
+    attention k-NN and the linear probe (:func:`ccloss.metrics.structure_record`)."""
+    train = run.train_loader
+    return TensorLoader(
+        train.images,
+        train.labels,
+        512,
+        train=False,
+        info=train.info,
+        device=run.device,
+        channels_last=train.channels_last,
+    )
+
+
 def _run_epoch(run: RunState, epoch: int) -> None:
     config = run.config
     run.train_loader.set_epoch(epoch)
@@ -261,6 +276,10 @@ def _run_epoch(run: RunState, epoch: int) -> None:
     train_seconds = time.perf_counter() - started
     evaluation = evaluate(run.model, run.eval_loader, run.device, run.amp)
     record = {"epoch": epoch + 1, **result.means, "train_acc": result.train_acc, **eval_record(evaluation, run.split)}
+    if epoch + 1 == config.epochs and config.class_measures and evaluation["attention"] is not None and run.rank == 0:
+        record.update(
+            structure_record(evaluate(run.model, _train_eval_loader(run), run.device, run.amp), evaluation, run.split)
+        )
     record.update(
         lr=run.optimizer.param_groups[0]["lr"],
         seconds=time.perf_counter() - started,

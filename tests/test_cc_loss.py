@@ -10,8 +10,34 @@ from ccloss import FORMS, NORMALIZATIONS, CCLoss, cc_ratio, cc_statistics, pairw
 from ccloss.cc_loss import normalize_attention
 
 
+def reference_pair_form(dist, members, form, eps, tau=0.1):
+    """A class-pair form of one group by hand: dist(i, j), members = {class: [sample indices]}."""
+    classes = sorted(members)
+    intra = {}
+    for c in classes:
+        m = members[c]
+        if len(m) >= 2:
+            intra[c] = sum(dist(i, j) for i in m for j in m if i != j) / (len(m) * (len(m) - 1))
+    terms = []
+    for ca, cb in itertools.combinations(classes, 2):
+        spreads = [intra[c] for c in (ca, cb) if c in intra]
+        if not spreads:
+            continue  # neither class has a pair: the class pair does not count
+        spread = sum(spreads) / len(spreads)
+        d_ab = sum(dist(i, j) for i in members[ca] for j in members[cb]) / (len(members[ca]) * len(members[cb]))
+        terms.append((spread, d_ab))
+    if not terms:
+        return 0.0
+    if form == "pair_ratio":
+        return sum(s / (d + eps) for s, d in terms) / len(terms)
+    if form == "pair_log_ratio":
+        return sum(math.log((s + eps) / (d + eps)) for s, d in terms) / len(terms)
+    return tau * math.log(sum(math.exp(s / (d + eps) / tau) for s, d in terms) / len(terms))  # pair_softmax
+
+
 def reference_cc(a, labels, form="ratio", squared=True, eps=1e-3, group_size=None):
-    """Loop over groups and pairs; the definitions of METHOD.md written out by hand."""
+    """Loop over groups and pairs; the definitions of METHOD.md (and of ccloss.cc_forms for the
+    class-pair forms) written out by hand."""
     a = a.double().tolist()
     labels = [int(v) for v in labels]
     n = len(a)
@@ -38,7 +64,15 @@ def reference_cc(a, labels, form="ratio", squared=True, eps=1e-3, group_size=Non
                     c_inter += 1
         d_intra = s_intra / c_intra if c_intra else 0.0
         d_inter = s_inter / c_inter if c_inter else 0.0
-        if form == "ratio":
+
+        def dist(i, j):
+            d = sum((x - y) ** 2 for x, y in zip(a[i], a[j]))
+            return d if squared else math.sqrt(d)
+
+        members = {c: [i for i in idx if labels[i] == c] for c in {labels[i] for i in idx}}
+        if form.startswith("pair_"):
+            v = reference_pair_form(dist, members, form, eps)
+        elif form == "ratio":
             v = d_intra / (d_inter + eps)
         elif form == "sums":
             v = s_intra / (s_inter + eps)

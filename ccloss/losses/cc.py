@@ -41,6 +41,7 @@ class CrossEntropyWithCC(Criterion):
         "eps": 1e-3,
         "group_size": None,
         "normalize": "none",
+        "tau": 0.1,
         "warmup": 0.0,
         "ramp": 0.0,
     }
@@ -55,7 +56,12 @@ class CrossEntropyWithCC(Criterion):
             f"warmup and ramp are fractions of training: both >= 0 with a sum <= 1, got {self.warmup}, {self.ramp}",
         )
         self.cc = CCLoss(
-            form=self.form, squared=self.squared, eps=self.eps, group_size=self.group_size, normalize=self.normalize
+            form=self.form,
+            squared=self.squared,
+            eps=self.eps,
+            group_size=self.group_size,
+            normalize=self.normalize,
+            tau=self.tau,
         )
         self.total_steps: int | None = None
 

@@ -41,8 +41,25 @@ CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE = "config.json", "metrics.json", "che
 #: order of floating-point operations, so run directories made before channels_last became the
 #: default stay loadable and resumable.
 RESUME_FREE = frozenset(
-    {"out", "out_dir", "resume", "overwrite", "quiet", "device", "download", "data_dir", "compile", "channels_last"}
+    {
+        "out",
+        "out_dir",
+        "resume",
+        "overwrite",
+        "quiet",
+        "device",
+        "download",
+        "data_dir",
+        "compile",
+        "channels_last",
+        "class_measures",
+    }
 )
+
+#: Loss hyperparameters added after runs were saved, with the value that computes what those runs
+#: computed: a saved run without the key is the same run (``tau`` only acts in the pair_softmax form,
+#: which did not exist before it).
+ADDED_LOSS_HPARAMS = {"tau": 0.1}
 
 
 class RunExistsError(RuntimeError):
@@ -104,6 +121,7 @@ def _check_loss_hparams(out: Path, loss_hparams: dict | None) -> None:
     if loss_hparams is None or not saved:
         return
     now = json.loads(json.dumps(loss_hparams))  # the form metrics.json holds (tuples as lists)
+    saved = {**{k: v for k, v in ADDED_LOSS_HPARAMS.items() if k in now}, **saved}
     changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)

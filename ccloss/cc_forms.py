@@ -1,0 +1,133 @@
+r"""The forms of CC-Loss: per group of samples, the loss's value from the distance matrix D.
+
+Over *sample* pairs (:func:`group_sums`, :func:`sample_form_values`; P = same-class pairs i != j,
+Q = different-class pairs of the group, d_intra and d_inter their mean distances):
+
+- ``ratio``:      d_intra / (d_inter + eps), the paper's
+- ``sums``:       sum_P D / (sum_Q D + eps)
+- ``difference``: d_intra - d_inter
+- ``log_ratio``:  log(1 + d_intra / (d_inter + eps))
+
+Over *class* pairs (:func:`pair_form_values`, issue 19), where every pair of classes counts once.
+The paper's ratio d_intra / (d_inter + eps) averages over *sample* pairs, so its denominator is
+dominated by the farthest class pairs: pushing a few classes far away lowers it while the other
+classes stay merged (notebook 06, "the second cheat"). The forms here first reduce the distance
+matrix to class pairs, then average over the class pairs of a group. For classes a != b of one
+group (D the B x B distance matrix):
+
+    d_ab = mean of D_ij over i in a, j in b              d_aa = mean over i != j in a
+    s_ab = mean of the d_aa, d_bb that exist (a class with one sample has none)
+    r_ab = s_ab / (d_ab + eps)
+
+- ``pair_ratio``:     mean over class pairs of r_ab (the class-pair-balanced ratio)
+- ``pair_log_ratio``: mean over class pairs of log((s_ab + eps) / (d_ab + eps)); bounded below
+  by log(eps / (d_ab + eps)), and 0, not its minimum, where every vector is alike
+- ``pair_softmax``:   tau * log(mean over class pairs of exp(r_ab / tau)), a soft maximum of r_ab
+  (a soft minimum of the separation): between the mean (tau -> inf) and the worst pair (tau -> 0)
+
+A class pair counts when at least one of its classes has two samples in the group; a group with no
+such pair contributes 0. All in two B x B matrix products, with no host synchronisation:
+(E D E)_ij sums D over the class of i times the class of j, E being the same-class matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["SAMPLE_FORMS", "PAIR_FORMS", "group_ids", "group_sums", "sample_form_values", "pair_form_values"]
+
+#: Forms over sample pairs (the paper's ``ratio`` first).
+SAMPLE_FORMS = ("ratio", "sums", "difference", "log_ratio")
+#: Forms over class pairs.
+PAIR_FORMS = ("pair_ratio", "pair_log_ratio", "pair_softmax")
+
+
+def group_ids(n: int, group_size: int | None, device: torch.device) -> tuple[torch.Tensor, int]:
+    """The group of each of n samples ([0, g), [g, 2g), ...; one group without ``group_size``) and
+    the number of groups."""
+    index = torch.arange(n, device=device)
+    group_id = index // group_size if group_size is not None else torch.zeros_like(index)
+    return group_id, -(-n // (group_size or n))
+
+
+def group_sums(dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor, n_groups: int):
+    """Per group: sums and counts of the intra (same class, i != j) and inter distances."""
+    n, device = dist.shape[0], dist.device
+    index = torch.arange(n, device=device)
+    same = labels[:, None] == labels[None, :]
+    in_group = group_id[:, None] == group_id[None, :]
+    intra_mask = same & (index[:, None] != index[None, :]) & in_group
+    inter_mask = ~same & in_group
+
+    def per_group(values: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(n_groups, dtype=values.dtype, device=device).index_add(0, group_id, values)
+
+    zero = dist.new_zeros(())
+    sums = (
+        per_group(torch.where(intra_mask, dist, zero).sum(dim=1)),
+        per_group(torch.where(inter_mask, dist, zero).sum(dim=1)),
+    )
+    counts = (per_group(intra_mask.sum(dim=1).to(dist.dtype)), per_group(inter_mask.sum(dim=1).to(dist.dtype)))
+    return sums, counts
+
+
+def sample_form_values(form: str, sums, means, eps: float) -> torch.Tensor:
+    """The per-group values of a sample-pair form from :func:`group_sums`' sums and their means."""
+    (sum_intra, sum_inter), (d_intra, d_inter) = sums, means
+    if form == "ratio":
+        return d_intra / (d_inter + eps)
+    if form == "sums":
+        return sum_intra / (sum_inter + eps)
+    if form == "difference":
+        return d_intra - d_inter
+    return torch.log1p(d_intra / (d_inter + eps))  # log_ratio
+
+
+def _class_pair_means(dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor):
+    """Per sample pair (i, j): the class-pair mean d_{c(i) c(j)}, the intra means of both classes,
+    whether each exists, and the weight 1 / (n_a n_b) that makes every class pair count once."""
+    same_group = group_id[:, None] == group_id[None, :]
+    same_class = (labels[:, None] == labels[None, :]) & same_group
+    block = same_class.to(dist.dtype)
+    sums = block @ torch.where(same_group, dist, dist.new_zeros(())) @ block
+    counts = block.sum(dim=1)
+    pair_counts = counts[:, None] * counts[None, :]
+    d_pair = sums / pair_counts
+    has_intra = counts >= 2
+    d_self = sums.diagonal() / (counts * (counts - 1)).clamp_min(1.0)
+    weight = torch.where(same_group & ~same_class, 1.0 / pair_counts, dist.new_zeros(()))
+    return d_pair, d_self, has_intra, weight
+
+
+def pair_form_values(
+    form: str, dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor, n_groups: int, eps: float, tau: float
+) -> torch.Tensor:
+    """The per-group values of a class-pair form (see the module docstring), shape (n_groups,)."""
+    with torch.autocast(device_type=dist.device.type, enabled=False):
+        d_pair, d_self, has_intra, weight = _class_pair_means(dist, labels, group_id)
+        available = has_intra.to(dist.dtype)
+        both = available[:, None] + available[None, :]
+        valid = (weight > 0) & (both > 0)
+        one, zero = dist.new_ones(()), dist.new_zeros(())
+        weight = torch.where(valid, weight, zero)
+        spread = ((available * d_self)[:, None] + (available * d_self)[None, :]) / both.clamp_min(1.0)
+        denominator = torch.where(valid, d_pair + eps, one)  # invalid entries never divide by 0
+        ratio = torch.where(valid, spread / denominator, zero)
+
+        def per_group(values: torch.Tensor) -> torch.Tensor:
+            return values.new_zeros(n_groups).index_add(0, group_id, values.sum(dim=1))
+
+        total = per_group(weight)
+        safe_total = torch.where(total > 0, total, one)
+        if form == "pair_ratio":
+            return per_group(weight * ratio) / safe_total
+        if form == "pair_log_ratio":
+            logs = torch.log(torch.where(valid, spread + eps, one)) - torch.log(denominator)
+            return per_group(weight * logs) / safe_total
+        # pair_softmax: tau * log(weighted mean of exp(r / tau)), shifted by each group's largest r
+        top = torch.where(valid, ratio, zero).amax(dim=1).detach()
+        top = top.new_zeros(n_groups).scatter_reduce(0, group_id, top, "amax", include_self=False)
+        scaled = torch.where(valid, torch.exp((ratio - top[group_id][:, None]) / tau), zero)
+        mean_exp = per_group(weight * scaled) / safe_total
+        value = top + tau * torch.log(torch.where(total > 0, mean_exp, one))
+        return torch.where(total > 0, value, zero)
