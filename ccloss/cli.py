@@ -278,6 +278,11 @@ def _add_sweep_commands(sub) -> None:
         help="rank only these candidates (beside CE+CAM), e.g. --only se_wide+lam0.03 se_wide+lam0.1 (Part 4)",
     )  # fmt: skip
     study.add_argument(
+        "--part5", action="store_true",
+        help="Part 5's tables and rule: class structure measured independently of the loss (attention 10-NN, "
+             "probe, merged class pairs)",
+    )  # fmt: skip
+    study.add_argument(
         "--write-finalists", nargs=2, metavar=("SCREEN_YAML", "OUT_YAML"), default=None,
         help="after stage 1: write stage 2's sweep file from stage 1's, by the pre-registered rule",
     )  # fmt: skip
@@ -384,6 +389,11 @@ def _study_command(args: argparse.Namespace) -> int:
         raise ValueError(str(error)) from None
     if args.only:
         runs = study.only_labels(runs, args.only)
+    if args.part5:
+        from .experiments import study_separation
+
+        print(study_separation.markdown(runs))
+        return 0
     print(study.study_markdown(runs))
     if args.write_finalists:
         screen_file, out_file = args.write_finalists

@@ -21,7 +21,7 @@ from ccloss.train import NonFiniteLossError, RunExistsError, is_complete, load_r
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMINGS = {"seconds", "train_seconds", "images_per_sec"}
+TIMINGS = {"seconds", "train_seconds", "images_per_sec", "class_measures_seconds"}
 TINY = dict(dataset="digits", width_mult=0.125, batch_size=64, quiet=True)
 
 
@@ -203,3 +203,42 @@ def test_a_run_made_without_channels_last_is_loaded_with_the_new_default(tmp_pat
     first = train(TrainConfig(**TINY, epochs=1, channels_last=False, out=str(out)))
     again = train(TrainConfig(**TINY, epochs=1, out=str(out), resume=True))
     assert again["final"] == first["final"]
+
+
+def test_a_finished_run_records_the_class_structure_of_its_attention(reference_run):
+    """The measures of ccloss.separation, recomputed by hand from the saved model: the evaluation
+    split's attention vectors against the training split's (no augmentation)."""
+    from ccloss import data
+    from ccloss.loader import TensorLoader
+    from ccloss.separation import class_structure
+
+    out, metrics = reference_run
+    final = metrics["final"]
+    _, _, model = load_run(out)
+    info = data.dataset_info("digits")
+
+    def attention_of(split):
+        images, labels = data.load_tensors("digits", split)
+        loader = TensorLoader(images, labels, 512, train=False, info=info)
+        evaluation = train_module.evaluate(model, loader, torch.device("cpu"))
+        return evaluation["attention"], evaluation["labels"]
+
+    expected = class_structure(*attention_of("train"), *attention_of("test"), split="test")
+    for key, value in expected.items():
+        if key == "test_class_distances":
+            assert torch.tensor(final[key]).double() == pytest.approx(torch.tensor(value).double(), rel=1e-6)
+        elif isinstance(value, list):
+            assert final[key] == value, key
+        else:
+            assert final[key] == pytest.approx(value, rel=1e-6), key
+    assert final["class_measures_seconds"] >= 0
+    assert "test_knn_acc" in metrics["history"][-1] and "test_knn_acc" not in metrics["history"][0]
+
+
+def test_class_measures_can_be_skipped_and_use_train_minus_val_on_val(tmp_path):
+    skipped = train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "off"), class_measures=False))
+    assert "test_knn_acc" not in skipped["final"] and "class_measures_seconds" not in skipped["final"]
+    on_val = train(TrainConfig(**TINY, epochs=1, eval_split="val", out=str(tmp_path / "val")))
+    assert {"val_knn_acc", "val_probe_acc", "val_merged_pairs", "val_pair_sep_min"} <= set(on_val["final"])
+    ce = train(TrainConfig(**TINY, epochs=1, loss="ce", cam=False, out=str(tmp_path / "nocam")))
+    assert "test_knn_acc" not in ce["final"]  # no attention vectors: nothing to measure

@@ -66,7 +66,8 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     paper column (the paper reports test accuracy)."""
     split = evaluated_split(runs)
     by = ["loss", "dataset", "backbone", "cam"]
-    table = aggregate(runs, by=by, metrics=(f"{split}_acc", f"{split}_intra_inter"))
+    structure = (f"{split}_knn_acc", f"{split}_probe_acc", f"{split}_merged_pairs")
+    table = aggregate(runs, by=by, metrics=(f"{split}_acc", f"{split}_intra_inter", *structure))
     collapsed = count_collapsed(runs, by, split)
     if collapsed is not None:
         table["collapsed"] = [int(collapsed.get(tuple(r[k] for k in by), 0)) for _, r in table.iterrows()]
@@ -86,6 +87,11 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
             )
         if row.get("collapsed"):
             out[f"{split} intra/inter"] += f" ({int(row['collapsed'])} of {int(row['n'])} collapsed)"
+        for metric, name, digits in zip(
+            structure, ("attention 10-NN (%)", "attention probe (%)", "merged pairs"), (1, 1, 1)
+        ):
+            if f"{metric}_mean" in row and not pd.isna(row[f"{metric}_mean"]):
+                out[f"{split} {name}"] = format_mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], digits)
         if split == "test":
             out["paper acc (%)"] = (
                 "" if paper is None else (f"{paper[0]:.2f}" if paper[1] is None else format_mean_std(*paper))

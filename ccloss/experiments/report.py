@@ -52,7 +52,13 @@ CITATION = (
     "Song, Chang, Ma, Li, Tan. CC-Loss: Channel Correlation Loss for Image Classification. "
     "ICPR 2020, arXiv:2010.05469 (tables transcribed in ccloss/paper/)."
 )
-METRICS = ("test_acc", "test_intra_inter", "best_test_acc")
+METRICS = ("test_acc", "test_intra_inter", "best_test_acc", "test_knn_acc", "test_probe_acc", "test_merged_pairs")
+#: The class-structure measures (ccloss.separation) and their report columns, shown when recorded.
+STRUCTURE_COLUMNS = {
+    "test_knn_acc": ("ours: attention 10-NN (%)", 1),
+    "test_probe_acc": ("ours: attention probe (%)", 1),
+    "test_merged_pairs": ("ours: merged class pairs", 1),
+}
 CONTEXT = ("dataset", "backbone", "width_mult", "cam", "loss", "lam", "form", "group_size", "batch_size", "epochs")
 _VALUE_COLUMNS = ("accuracy", "std", "note")
 
@@ -326,6 +332,9 @@ def format_report(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
             )
             if row.get("collapsed", 0) and not pd.isna(row.get("collapsed")):
                 out["ours: test intra/inter"] += f" ({int(row['collapsed'])} of {int(row['n'])} collapsed)"
+        for metric, (column, digits) in STRUCTURE_COLUMNS.items():
+            if f"{metric}_mean" in table and table[f"{metric}_mean"].notna().any():
+                out[column] = "" if pd.isna(row[f"{metric}_mean"]) else _mean_std(row, metric, digits)
         if paper:
             acc = (
                 ""
@@ -393,6 +402,15 @@ def write_report(sweep_dir: str | os.PathLike) -> dict:
             "attention vectors are all identical (0/0); such runs are counted as `[k of n NaN]`. A run "
             "counts as *collapsed* when the test set's mean inter-class distance is below 1e-3 (the loss's "
             "eps): its ratio then says nothing about separated classes (docs/study_cc_default.md, notebook 06).",
+            "",
+        ]
+    if "test_knn_acc_mean" in table and not table.empty and table["test_knn_acc_mean"].notna().any():
+        lines += [
+            "Measured independently of the loss (ccloss.separation; the ratio can be lowered by pushing a few "
+            "classes far away while others stay merged): attention 10-NN and probe: accuracy of a 10-nearest-"
+            "neighbour vote and of a linear probe on the test attention vectors, fit on the training split's; "
+            "merged class pairs: pairs whose class means are closer than their pooled spread, "
+            "s_ab = D_ab / ((D_aa + D_bb) / 2) < 2 (of 45 for 10 classes).",
             "",
         ]
     lines += [markdown_table(format_report(table, spec)) if not table.empty else "(no complete point yet)", ""]

@@ -51,6 +51,8 @@ TIE_PP = 0.1  #: scores closer than this (percentage points) are a tie
 RATIO_FACTOR = 0.5  #: eligible only at most this times the reference's intra/inter ratio
 FINAL_SEEDS = 5  #: seeds per dataset of a finalist after stage 2
 LAMBDA_LABELS = ("lam0.3", "lam0.1", "lam0.03")  #: the λ rows of the candidate table
+#: Study columns read from the class-structure measures of a run (NaN for runs made before them).
+STRUCTURE_FIELDS = {"knn": "knn_acc", "probe": "probe_acc", "merged": "merged_pairs", "sep_min": "pair_sep_min"}
 
 
 def _split_of(final: dict) -> str | None:
@@ -83,6 +85,7 @@ def _point_row(point_dir: Path, values: dict) -> dict | None:
             dead_units=final.get(f"{split}_se_dead_units"),
             collapsed=bool(final.get(f"{split}_attention_collapsed", False)),
             failed=False,
+            **{key: final.get(f"{split}_{name}", np.nan) for key, name in STRUCTURE_FIELDS.items()},
         )
         return row
     try:
@@ -92,6 +95,7 @@ def _point_row(point_dir: Path, values: dict) -> dict | None:
     if status != "failed":
         return None  # not run yet
     row.update(split=None, acc=np.nan, ratio=np.nan, d_inter=np.nan, dead_units=np.nan, collapsed=True, failed=True)
+    row.update({key: np.nan for key in STRUCTURE_FIELDS})
     return row
 
 

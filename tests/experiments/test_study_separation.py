@@ -1,0 +1,142 @@
+"""Part 5's tables and pre-registered rule (ccloss.experiments.study_separation) on hand-made sweep folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ccloss.experiments import study_separation as part5
+from ccloss.experiments.study import REFERENCE, load_study
+from tests.helpers import cli
+
+
+def _write(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def make_study(tmp_path: Path, runs: list[dict], split: str = "val", name: str = "study") -> Path:
+    """A sweep folder, one point per run: {label, dataset, seed, acc, knn, probe, merged, collapsed}."""
+    folder = tmp_path / name
+    expanded = []
+    for run in runs:
+        values = {"label": run["label"], "dataset": run["dataset"], "seed": run["seed"]}
+        point = f"label={run['label']},dataset={run['dataset']},seed={run['seed']}"
+        expanded.append({"name": point, "values": values, "parameters": {}})
+        final = {
+            f"{split}_acc": run["acc"],
+            f"{split}_intra_inter": 0.1,
+            f"{split}_d_inter": 1.0,
+            f"{split}_attention_collapsed": bool(run.get("collapsed", False)),
+            f"{split}_knn_acc": run["knn"],
+            f"{split}_probe_acc": run.get("probe", run["knn"]),
+            f"{split}_merged_pairs": run.get("merged", 0),
+            f"{split}_pair_sep_min": 2.5,
+        }
+        _write(folder / point / "metrics.json", {"status": "complete", "history": [], "final": final})
+    _write(folder / "sweep.json", {"name": name, "expanded": expanded})
+    return folder
+
+
+def candidate(label, accs, knns, merged=(), collapsed=(), probes=None, seeds=(0, 1, 2)):
+    """Runs of one candidate on digits and mnist5k: accs[d] and knns[d] are per dataset, same for every seed
+    unless lists; ``merged`` / ``collapsed`` hold (dataset, seed) pairs."""
+    out = []
+    for d, dataset in enumerate(("digits", "mnist5k")):
+        for s in seeds:
+            acc = accs[d][s] if isinstance(accs[d], list) else accs[d]
+            out.append({
+                "label": label, "dataset": dataset, "seed": s, "acc": acc, "knn": knns[d],
+                "probe": (probes or knns)[d], "merged": 3 if (dataset, s) in merged else 0,
+                "collapsed": (dataset, s) in collapsed,
+            })  # fmt: skip
+    return out
+
+
+REF = candidate(REFERENCE, [[99.0, 98.0, 100.0], [98.0, 97.0, 99.0]], [90.0, 80.0])  # std 1.0 on both
+
+
+def test_summary_by_hand(tmp_path):
+    runs = load_study([make_study(tmp_path, REF + candidate("a", [99, 98], [95, 90], merged={("mnist5k", 1)}))])
+    table = part5.summary(runs).set_index(["label", "dataset"])
+    ref = table.loc[(REFERENCE, "digits")]
+    assert ref["acc_mean"] == pytest.approx(99.0) and ref["acc_std"] == pytest.approx(1.0)
+    row = table.loc[("a", "mnist5k")]
+    assert (row["merged_total"], row["runs_merged"], row["n"]) == (3, 1, 3)
+    assert row["knn_mean"] == pytest.approx(90.0)
+
+
+def test_rule_conditions_and_score(tmp_path):
+    runs = list(REF)
+    runs += candidate("merges", [99.5, 98.5], [99.0, 99.0], merged={("digits", 2)})  # best score, one merged run
+    runs += candidate("collapses", [99.5, 98.5], [98.0, 98.0], collapsed={("mnist5k", 0)})
+    runs += candidate("costly", [99.5, 96.9], [97.5, 97.5])  # mnist5k 96.9 < 98 - 1
+    runs += candidate("good", [98.1, 97.1], [95.0, 93.0])  # just within CE+CAM's spread
+    runs += candidate("better", [99.0, 98.0], [96.0, 96.0])
+    table = part5.select(load_study([make_study(tmp_path, runs)])).set_index("label")
+    assert table.loc["better", "rank"] == 1 and table.loc["good", "rank"] == 2
+    assert table.loc["better", "score"] == pytest.approx(96.0)
+    for label, reason in (("merges", "1 run(s) with merged pairs"), ("collapses", "1 collapsed"),
+                          ("costly", "mnist5k acc 96.90 < 97.00")):  # fmt: skip
+        assert not table.loc[label, "eligible"] and reason in table.loc[label, "why not"]
+    assert part5.finalists(part5.verdicts(load_study([make_study(tmp_path, runs, name="again")]))) == ["better", "good"]
+
+
+def test_finalists_fall_back_to_fewest_merged_pairs_and_add_the_default(tmp_path):
+    runs = list(REF)
+    runs += candidate("default", [99, 98], [85, 85], merged={("digits", 0), ("mnist5k", 0), ("mnist5k", 1)})
+    runs += candidate("few_merged", [99, 98], [92, 92], merged={("digits", 0)})
+    runs += candidate("clean", [99, 98], [91, 91])
+    runs += candidate("cheap_but_costly", [95, 90], [99, 99])  # fails (c): never a fallback
+    chosen = part5.finalists(part5.verdicts(load_study([make_study(tmp_path, runs)])))
+    assert chosen == ["clean", "few_merged", "default"]
+
+
+def test_ties_within_half_a_point_go_to_the_probe(tmp_path):
+    five = (0, 1, 2, 3, 4)
+    ref = candidate(REFERENCE, [99, 98], [90, 80], seeds=five)
+    runs = ref + candidate("a", [99, 98], [96.0, 96.0], probes=[90, 90], seeds=five)
+    runs += candidate("b", [99, 98], [95.6, 95.6], probes=[97, 97], seeds=five)
+    runs += candidate("screened_only", [99, 98], [99.9, 99.9])  # 3 seeds: not a finalist once stage B ran
+    table = part5.select(load_study([make_study(tmp_path, runs)])).set_index("label")
+    assert table.loc["b", "rank"] == 1 and table.loc["a", "rank"] == 2
+    assert not table.loc["screened_only", "finalist"] and np.isnan(table.loc["screened_only", "rank"])
+
+
+def test_decision_on_test(tmp_path):
+    five = (0, 1, 2, 3, 4)
+    runs = candidate(REFERENCE, [[99, 98, 100, 99, 99], [98, 97, 99, 98, 98]], [90.0, 80.0], seeds=five)
+    runs += candidate("winner", [99, 97.5], [95.0, 85.0], seeds=five)
+    runs += candidate("short", [99, 97.5], [95.0, 84.9], seeds=five)  # 4.9 points on mnist5k: not enough
+    runs = load_study([make_study(tmp_path, runs, split="test")])
+    decided = part5.decision(runs, "winner").set_index("dataset")
+    assert bool(decided.loc["mnist5k", "passes"])
+    assert decided.loc["mnist5k", "10-NN vs CE+CAM (pp)"] == pytest.approx(5.0)
+    short = part5.decision(runs, "short").set_index("dataset")
+    assert not short.loc["mnist5k", "passes"] and short.loc["mnist5k", "acc within CE+CAM's spread or better"]
+
+
+def test_markdown_and_cli(tmp_path):
+    folder = make_study(tmp_path, REF + candidate("good", [99, 98], [95, 93]))
+    text = part5.markdown(load_study([folder]))
+    assert "| good | digits | 3 | 99.00 ± 0.00 | 95.0 ± 0.0 |" in text and "Stage B's finalists" in text
+    result = cli("study", str(folder), "--part5")
+    assert result.returncode == 0, result.stderr
+    assert "Part 5's rule" in result.stdout and "| 1 | good |" in result.stdout
+
+
+def test_pair_distance_shares_by_hand():
+    # three classes: pair distances 1, 1 and 10; the farthest pair carries 10 / 12 of the sum
+    dist = np.array([[0.1, 1.0, 10.0], [1.0, 0.1, 1.0], [10.0, 1.0, 0.1]])
+    shares = part5.pair_distance_shares(dist, top=1)
+    assert shares["top_share"] == pytest.approx(10 / 12) and shares["equal_share"] == pytest.approx(1 / 3)
+    assert shares["median_over_mean"] == pytest.approx(1 / 4)
+
+
+def test_without_the_reference_the_rule_says_so(tmp_path):
+    runs = load_study([make_study(tmp_path, candidate("good", [99, 98], [95, 93]))])
+    with pytest.raises(ValueError, match="no 'ce_cam' runs"):
+        part5.select(runs)
