@@ -24,7 +24,7 @@ setup: $(STAMP)
 
 # Execute the notebooks on the embedded MNIST digits (writes figures/), then print the CE+CAM vs CC-Loss table.
 run: $(STAMP)
-	$(PY) -m ccloss run-all
+	$(PY) -m tools.run_all
 
 # Every test suite, then every notebook executed start to end with nbval (outputs of cells marked
 # `# NBVAL_CHECK_OUTPUT` compared after notebooks/sanitize.cfg). 02 trains the runs that 04 reads.
@@ -40,7 +40,7 @@ lint: $(STAMP)
 
 # Rewrite notebooks/exercises/ from the notebooks' solution cells (a test fails when they differ).
 exercises: $(STAMP)
-	$(PY) -m ccloss exercises
+	$(PY) -m tools.exercises
 
 # CPU benchmarks (each prints its ratio last); see benchmarks/README.md.
 bench: $(STAMP)

@@ -34,7 +34,7 @@ try:
 except ImportError:  # run as a script
     import common
 
-from ccloss.train import NonFiniteLossError, TrainConfig, train
+from ccloss.train import NonFiniteLossError, TrainConfig, fit
 
 SETTINGS = {  # name: (batch size, group_size)
     "b32": (32, None),
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
                 )
                 started = time.perf_counter()
                 try:
-                    final = dict(train(config)["final"])
+                    final = dict(fit(config)["final"])
                 except NonFiniteLossError as error:  # recorded, not hidden: lr too high for this batch
                     print(f"   {name:<9} seed {seed}: diverged ({str(error).split(';')[0]})")
                     final = {"test_acc": float("nan"), "test_intra_inter": float("nan"), "diverged": True}

@@ -308,11 +308,11 @@ def main(argv=None) -> int:
         _profile("tutorial", lambda: run_tut(n), device)
 
     if args.check_train and data_name == "digits":
-        from ccloss.train import train
+        from ccloss.train import fit
 
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            metrics = train(
+            metrics = fit(
                 TrainConfig(
                     dataset="digits",
                     width_mult=width,

@@ -3,7 +3,8 @@
 a = sigmoid(W2 relu(W1 GAP(F)))  and  F' = F * a   (Hu et al., "Squeeze-and-Excitation
 Networks", CVPR 2018). The CC-Loss paper places a CAM after the last convolutional stage and
 applies its loss to the vectors ``a``; a third-party reading of the paper says the CAM is an SE
-block, which is the reconstruction used here (see the README, "What the paper leaves open").
+block, which is the reconstruction used here (docs/paper_choices.md). For a transformer's B x N x C
+tokens the squeeze is the mean over the N tokens and every token is re-weighted by the same ``a``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ __all__ = ["ACTIVATIONS", "CAM_MIN_HIDDEN", "ChannelAttention"]
 #: input and never recover), which is how CC-Loss's attention collapsed (docs/study_cc_default.md).
 ACTIVATIONS = ("relu", "leaky_relu")
 LEAKY_SLOPE = 0.1
-#: The models' floor on the SE block's hidden width: 32 is what r = 16 gives at C = 512; at width 0.25
-#: (C = 128) it replaces 8 units, which could all die in the first epoch (docs/study_cc_default.md).
+#: The floor on the SE block's hidden width, the default everywhere: 32 is what r = 16 gives at C = 512;
+#: at width 0.25 (C = 128) it replaces 8 units, which could all die in the first epoch
+#: (docs/study_cc_default.md). ``min_hidden=1`` gives the block as published.
 CAM_MIN_HIDDEN = 32
 
 
@@ -31,14 +33,16 @@ class ChannelAttention(nn.Module):
         channels: number of channels C of the input map.
         reduction: bottleneck ratio r; the hidden layer has max(min_hidden, C // r) units.
         activation: ``relu`` (SE as published) or ``leaky_relu`` (negative slope 0.1).
-        min_hidden: a floor on the hidden width (1: none, SE as published). 32 is what r = 16 gives at
-            C = 512, and what :func:`ccloss.models.build_model` uses by default.
+        min_hidden: a floor on the hidden width (:data:`CAM_MIN_HIDDEN` = 32, what r = 16 gives at
+            C = 512; 1: none, the SE block as published).
 
-    ``forward(x)`` takes B x C x H x W and returns ``(x * a[..., None, None], a)`` with
-    ``a`` of shape B x C and every entry in (0, 1).
+    ``forward(x)`` takes a B x C x H x W map (or B x N x C tokens) and returns the re-weighted input
+    ``x * a`` and ``a``, of shape B x C with every entry in (0, 1).
     """
 
-    def __init__(self, channels: int, reduction: int = 16, activation: str = "relu", min_hidden: int = 1) -> None:
+    def __init__(
+        self, channels: int, reduction: int = 16, activation: str = "relu", min_hidden: int = CAM_MIN_HIDDEN
+    ) -> None:
         super().__init__()
         if int(channels) < 1:
             raise ValueError(f"ChannelAttention needs channels >= 1, got {channels}")
@@ -62,14 +66,15 @@ class ChannelAttention(nn.Module):
         return F.relu(pre) if self.activation == "relu" else F.leaky_relu(pre, LEAKY_SLOPE)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.dim() != 4 or x.shape[1] != self.channels:
+        maps, tokens = x.dim() == 4 and x.shape[1] == self.channels, x.dim() == 3 and x.shape[2] == self.channels
+        if not (maps or tokens):
             raise ValueError(
-                f"ChannelAttention({self.channels}) expects a B x {self.channels} x H x W map, "
-                f"got shape {tuple(x.shape)}"
+                f"ChannelAttention({self.channels}) expects a B x {self.channels} x H x W map or B x N x "
+                f"{self.channels} tokens, got shape {tuple(x.shape)}"
             )
-        squeezed = x.mean(dim=(2, 3))
+        squeezed = x.mean(dim=(2, 3)) if maps else x.mean(dim=1)
         attention = torch.sigmoid(self.fc2(self.hidden_activations(squeezed)))
-        return x * attention[:, :, None, None], attention
+        return (x * attention[:, :, None, None] if maps else x * attention[:, None, :]), attention
 
     def extra_repr(self) -> str:
         return (

@@ -199,7 +199,7 @@ class CCLoss(nn.Module):
         tau: temperature of the ``pair_softmax`` form (> 0; unused by the other forms).
 
     The attribute ``gather`` (default None) may hold a function ``(attention, labels) ->
-    (attention, labels)`` applied first; ``ccloss.distributed`` uses it to gather the global
+    (attention, labels)`` applied first; ``ccloss.runtime.distributed`` uses it to gather the global
     batch with gradients.
     """
 

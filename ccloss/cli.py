@@ -1,4 +1,4 @@
-"""Command line: ``python -m ccloss train|compare|run-all|sweep|report|study``.
+"""Command line: ``python -m ccloss train|compare|sweep|report|study``.
 
 Every ``train`` flag is a :class:`ccloss.config.TrainConfig` field (``--width-mult`` sets
 ``width_mult``); ``--help`` shows each with its default. Unknown names exit with code 2 and
@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from . import data as datasets
 from .attention import ACTIVATIONS
@@ -24,8 +20,10 @@ from .cc_loss import FORMS
 from .config import CC_SCOPES, EVAL_SPLITS, PRESETS, TrainConfig
 from .losses import LOSSES
 from .models import BACKBONES, STEMS
+from .runtime.atomic import DiskFullError
 from .runtime.checkpoint import RunExistsError
 from .runtime.devices import DEVICES
+from .runtime.preemption import EXIT_CODE, Preempted
 from .train import NonFiniteLossError
 
 __all__ = ["main", "build_parser", "config_from_args", "parse_loss_params", "describe_losses"]
@@ -224,8 +222,6 @@ def _add_train_commands(sub) -> None:
     )
     compare.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
     compare.add_argument("--out", default="runs/compare", help="folder of the run directories (default: runs/compare)")
-    run_all = sub.add_parser("run-all", help="what `make run` does: execute the notebooks, then print the table")
-    run_all.add_argument("--notebooks", nargs="*", default=None, help="notebook files (default: notebooks/0*.ipynb)")
 
 
 def _add_sweep_commands(sub) -> None:
@@ -251,6 +247,11 @@ def _add_sweep_commands(sub) -> None:
         metavar=("NAME", "VALUE"),
         help="override a parameter (YAML value: 0.5, true, [0,1,2]); repeatable",
     )
+    sweep.add_argument(
+        "--point", type=int, default=None, metavar="N",
+        help="run only the N-th point (0-based, the order of --dry-run): one task of a SLURM job array, "
+             "e.g. --point $SLURM_ARRAY_TASK_ID (docs/more_gpus.md)",
+    )  # fmt: skip
     sweep.add_argument("--dry-run", action="store_true", help="list the points and their status, run nothing")
     sweep.add_argument("--report", action="store_true", help="write and print the report when every point succeeded")
     report = sub.add_parser(
@@ -282,17 +283,6 @@ def _add_sweep_commands(sub) -> None:
         help="Part 5's tables and rule: class structure measured independently of the loss (attention 10-NN, "
              "probe, merged class pairs)",
     )  # fmt: skip
-    study.add_argument(
-        "--write-finalists", nargs=2, metavar=("SCREEN_YAML", "OUT_YAML"), default=None,
-        help="after stage 1: write stage 2's sweep file from stage 1's, by the pre-registered rule",
-    )  # fmt: skip
-    study.add_argument(
-        "--write-test", nargs=3, metavar=("SCREEN_YAML", "FINALISTS_YAML", "OUT_YAML"), default=None,
-        help="after stage 2: write stage 3's sweep file (CE+CAM, old_default and the rule's winner, on test)",
-    )  # fmt: skip
-    sub.add_parser("exercises", help="regenerate notebooks/exercises/ from the solution cells of the notebooks",
-                   description="Write the learner's copy of every notebook with 'Your turn' cells: answers cleared, "
-                               "outputs cleared.")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,9 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_command(args: argparse.Namespace) -> int:
-    from .train import train
+    from .train import fit
 
-    final = train(config_from_args(args)).get("final") or {}
+    final = fit(config_from_args(args)).get("final") or {}
     split = args.eval_split
     print(
         f"done: {split}_acc {final.get(f'{split}_acc', float('nan')):.2f}%  "
@@ -326,20 +316,34 @@ def _compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_all_command(args: argparse.Namespace) -> int:
-    from .experiments.notebooks import run_all
-
-    return run_all(args.notebooks)
-
-
 def _parse_value(text: str) -> Any:
+    import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
 
 
+def _require_notebooks_extra(command: str) -> None:
+    """Sweeps run notebook 02 with papermill: say how to install it instead of a bare ImportError."""
+    import importlib
+
+    missing = []
+    for name in ("papermill", "yaml", "ipykernel"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ValueError(
+            f"`python -m ccloss {command}` runs the notebooks with papermill, which is not installed here "
+            f"(missing: {', '.join(missing)}): pip install 'ccloss[notebooks]' (in a clone: make setup)"
+        )
+
+
 def _sweep_command(args: argparse.Namespace) -> int:
+    _require_notebooks_extra("sweep")
     from .experiments.report import write_report
     from .experiments.sweep import NAME_UNSAFE, load_sweep, run_sweep
 
@@ -350,7 +354,12 @@ def _sweep_command(args: argparse.Namespace) -> int:
         sweep.name = args.name
     try:
         result = run_sweep(
-            sweep, args.out, jobs=args.jobs, dry_run=args.dry_run, log=lambda message: print(message, flush=True)
+            sweep,
+            args.out,
+            jobs=args.jobs,
+            dry_run=args.dry_run,
+            log=lambda message: print(message, flush=True),
+            point_index=args.point,
         )
     except RuntimeError as error:  # another sweep holds the folder
         raise ValueError(str(error)) from None
@@ -395,45 +404,15 @@ def _study_command(args: argparse.Namespace) -> int:
         print(study_separation.markdown(runs))
         return 0
     print(study.study_markdown(runs))
-    if args.write_finalists:
-        screen_file, out_file = args.write_finalists
-        chosen = study.finalists(study.select(runs))
-        _write_stage_file(study.finalists_sweep(screen_file, chosen), out_file, "--write-finalists", 2)
-        print(f"\nfinalists {chosen['finalists']}, combination {chosen['combination']}: {out_file}")
-    if args.write_test:
-        *stage_files, out_file = args.write_test
-        verdicts = study.select(runs)
-        winners = verdicts.loc[verdicts["rank"] == 1, "label"]
-        if winners.empty:
-            raise ValueError("no eligible finalist: the study has no winner to test")
-        _write_stage_file(study.stage_three_sweep(stage_files, winners.iloc[0]), out_file, "--write-test", 3)
-        print(f"\nwinner {winners.iloc[0]}: stage 3 written to {out_file}")
-    return 0
-
-
-def _write_stage_file(sweep: dict, out_file: str, flag: str, stage: int) -> None:
-    """A study stage's sweep file, as YAML with a header saying how it was written."""
-    sweep = json.loads(json.dumps(sweep))  # plain copies: no YAML anchors for dicts the points share
-    text = f"# Written by `python -m ccloss study ... {flag}` (docs/study_cc_default.md, stage {stage}).\n"
-    Path(out_file).write_text(text + yaml.safe_dump(sweep, sort_keys=False, width=110))
-
-
-def _exercises_command(args: argparse.Namespace) -> int:
-    from .experiments.exercise_copies import write_exercises
-
-    for path in write_exercises():
-        print(path)
     return 0
 
 
 _COMMANDS = {
     "train": _train_command,
     "compare": _compare_command,
-    "run-all": _run_all_command,
     "sweep": _sweep_command,
     "report": _report_command,
     "study": _study_command,
-    "exercises": _exercises_command,
 }
 
 
@@ -447,6 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, RunExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Preempted as error:
+        print(f"stopped: {error}", file=sys.stderr)
+        return EXIT_CODE
+    except DiskFullError as error:
+        print(f"error: {error.strerror}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130

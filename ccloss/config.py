@@ -84,10 +84,11 @@ class TrainConfig:
     quiet: bool = False  #: no progress bar or per-epoch lines
     class_measures: bool = True  #: after the last epoch: attention k-NN, linear probe, pair separation
 
-    def validate(self) -> TrainConfig:
-        """Raise ValueError with the valid choices for anything unknown or out of range."""
+    def validate(self, data: bool = True) -> TrainConfig:
+        """Raise ValueError with the valid choices for anything unknown or out of range (``data=False``:
+        the dataset is not checked, for a run on loaders of your own)."""
         for name, valid in (
-            ("dataset", tuple(DATASETS)),
+            ("dataset", tuple(DATASETS) if data else (self.dataset,)),
             ("backbone", BACKBONES),
             ("loss", tuple(LOSSES)),
             ("device", DEVICES),
@@ -122,9 +123,10 @@ class TrainConfig:
             params["xi"] = mcloss_xi_for(None, num_classes, base_width=self.last_stage_width)
         return params
 
-    def resolved_loss_hparams(self) -> dict:
-        """Every hyperparameter of this run's loss, defaults filled in (what metrics.json records)."""
-        num_classes = DATASETS[self.dataset].num_classes
+    def resolved_loss_hparams(self, num_classes: int | None = None) -> dict:
+        """Every hyperparameter of this run's loss, defaults filled in (what metrics.json records);
+        ``num_classes`` defaults to the dataset's."""
+        num_classes = DATASETS[self.dataset].num_classes if num_classes is None else num_classes
         return build_criterion(self.loss, num_classes, **self.criterion_hparams(num_classes)).hparams
 
     def for_loss(self, loss: str, **overrides: Any) -> TrainConfig:

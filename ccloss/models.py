@@ -13,7 +13,6 @@ the last max-pool so a 32x32 input leaves a 2x2 map instead of 1x1.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -21,8 +20,19 @@ from torch import nn
 from torch.nn import functional as F
 
 from .attention import CAM_MIN_HIDDEN, ChannelAttention
+from .pretrained import load_pretrained
 
-__all__ = ["BACKBONES", "STEMS", "HEADS", "ModelOutput", "CCModel", "CosineHead", "build_model", "load_pretrained"]
+__all__ = [
+    "BACKBONES",
+    "STEMS",
+    "HEADS",
+    "ModelOutput",
+    "CCModel",
+    "CosineHead",
+    "backbone_channels",
+    "build_model",
+    "load_pretrained",
+]
 
 BACKBONES = ("resnet18", "vgg16")
 STEMS = ("cifar", "imagenet")
@@ -40,7 +50,7 @@ class ModelOutput:
     logits: torch.Tensor  #: B x K; for the cosine head |x| cos(theta_j)
     attention: torch.Tensor | None  #: B x C channel-attention vectors in (0, 1), None without CAM
     features: torch.Tensor  #: B x C pooled features (the head's input, after CAM re-weighting)
-    feature_map: torch.Tensor  #: B x C x H x W output of the last stage (after CAM re-weighting)
+    feature_map: torch.Tensor  #: the backbone's B x C x H x W map (or B x N x C tokens), CAM re-weighted
     head_weight: torch.Tensor  #: K x C class weights as the head uses them
 
 
@@ -139,35 +149,67 @@ class CosineHead(nn.Module):
         return F.linear(x, self.normalized_weight())
 
 
+def backbone_channels(backbone: nn.Module, channels: int | None = None) -> int:
+    """C of a backbone's output: ``channels`` if given, else its ``out_channels`` (ours) or
+    ``num_features`` (timm models, and a torchvision trunk ending in batch norm)."""
+    for value in (channels, getattr(backbone, "out_channels", None), getattr(backbone, "num_features", None)):
+        if value is not None:
+            if isinstance(value, bool) or int(value) != value or int(value) < 1:
+                raise ValueError(f"the backbone's channel count must be a positive integer, got {value!r}")
+            return int(value)
+    raise ValueError(
+        f"cannot tell how many channels {type(backbone).__name__} returns: pass channels=C (C of its "
+        "B x C x H x W output, or of its B x N x C tokens), or give the module an out_channels attribute"
+    )
+
+
 class CCModel(nn.Module):
-    """backbone -> optional :class:`ChannelAttention` -> global average pool -> head."""
+    """backbone -> optional :class:`ChannelAttention` -> global average pool -> head.
+
+    ``backbone`` is any module returning a B x C x H x W map or B x N x C tokens (a ViT's; the CAM and
+    the pooling then average over the N tokens); C comes from ``channels``, else the backbone's
+    ``out_channels`` or ``num_features``. ``head`` is ``linear`` or ``cosine`` (:class:`CosineHead`);
+    ``reduction``, ``cam_activation`` and ``cam_min_hidden`` configure the CAM. The forward returns a
+    :class:`ModelOutput`.
+    """
 
     def __init__(
         self,
         backbone: nn.Module,
         num_classes: int,
-        cam: bool,
-        head: str,
+        *,
+        channels: int | None = None,
+        cam: bool = True,
+        head: str = "linear",
         reduction: int = 16,
         cam_activation: str = "relu",
         cam_min_hidden: int = CAM_MIN_HIDDEN,
     ) -> None:
         super().__init__()
+        _check_classes(num_classes)
         self.backbone = backbone
-        channels = backbone.out_channels
-        self.cam = ChannelAttention(channels, reduction, cam_activation, cam_min_hidden) if cam else None
-        self.head = CosineHead(channels, num_classes) if head == "cosine" else nn.Linear(channels, num_classes)
-        self.num_classes = num_classes
+        self.channels = backbone_channels(backbone, channels)
+        self.cam = ChannelAttention(self.channels, reduction, cam_activation, cam_min_hidden) if cam else None
+        head = _choice(head, HEADS, "head")
+        linear = nn.Linear(self.channels, num_classes)
+        self.head = CosineHead(self.channels, num_classes) if head == "cosine" else linear
+        self.num_classes = int(num_classes)
 
     def head_weight(self) -> torch.Tensor:
         return self.head.normalized_weight() if isinstance(self.head, CosineHead) else self.head.weight
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         feature_map = self.backbone(x)
+        tokens = feature_map.dim() == 3
+        if feature_map.shape[2 if tokens else 1] != self.channels or feature_map.dim() not in (3, 4):
+            raise ValueError(
+                f"the backbone returned shape {tuple(feature_map.shape)}; CCModel was built for B x "
+                f"{self.channels} x H x W maps or B x N x {self.channels} tokens (channels={self.channels})"
+            )
         attention = None
         if self.cam is not None:
             feature_map, attention = self.cam(feature_map)
-        features = feature_map.mean(dim=(2, 3))
+        features = feature_map.mean(dim=1) if tokens else feature_map.mean(dim=(2, 3))
         return ModelOutput(
             logits=self.head(features),
             attention=attention,
@@ -183,10 +225,16 @@ def _choice(value: str, valid: tuple[str, ...], what: str) -> str:
     return value
 
 
+def _check_classes(num_classes: int) -> None:
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+
+
 def build_model(
-    backbone: str = "resnet18",
+    backbone: str | nn.Module = "resnet18",
     num_classes: int = 10,
     *,
+    channels: int | None = None,
     in_channels: int = 3,
     cam: bool = True,
     width_mult: float = 1.0,
@@ -198,8 +246,11 @@ def build_model(
     cam_activation: str = "relu",
     cam_min_hidden: int = CAM_MIN_HIDDEN,
 ) -> CCModel:
-    """Build ResNet18 or VGG16-BN (+CAM) for ``num_classes`` classes.
+    """ResNet18 or VGG16-BN (+CAM) for ``num_classes`` classes, or :class:`CCModel` around your module.
 
+    ``backbone`` is ``"resnet18"``, ``"vgg16"`` or any module returning a B x C x H x W map or B x N x C
+    tokens (``channels`` gives C where the module has no ``out_channels`` / ``num_features``; the
+    other arguments below but the CAM's and the head's apply to the built-in backbones only).
     ``width_mult`` scales every stage (1.0 = torchvision's widths, 0.25 for CPU demos);
     ``last_stage_width`` overrides the width of the last stage (MC-Loss needs classes x xi);
     ``pretrained`` is None, a local state-dict / checkpoint path, or ``"imagenet"`` (torchvision's
@@ -207,11 +258,16 @@ def build_model(
     ``cam_activation`` and ``cam_min_hidden`` configure the CAM (:class:`ChannelAttention`; by default
     max(32, C // 16) hidden units, so a narrow network's block cannot die whole: docs/study_cc_default.md).
     """
+    options = dict(
+        cam=cam, head=head, reduction=reduction, cam_activation=cam_activation, cam_min_hidden=cam_min_hidden
+    )
+    if isinstance(backbone, nn.Module):
+        if pretrained is not None:
+            raise ValueError("pretrained= loads the built-in backbones' weights: load your module's own before")
+        return CCModel(backbone, num_classes, channels=channels, **options)
     _choice(backbone, BACKBONES, "backbone")
     _choice(stem, STEMS, "stem")
-    _choice(head, HEADS, "head")
-    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    _check_classes(num_classes)
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels!r}")
     if not width_mult > 0:
@@ -219,70 +275,8 @@ def build_model(
     if last_stage_width is not None and int(last_stage_width) < 1:
         raise ValueError(f"last_stage_width must be a positive integer, got {last_stage_width!r}")
     backbone_class = ResNet18Backbone if backbone == "resnet18" else VGG16Backbone
-    model = CCModel(
-        backbone_class(in_channels, width_mult, stem, last_stage_width),
-        int(num_classes),
-        cam,
-        head,
-        reduction,
-        cam_activation,
-        cam_min_hidden,
-    )
+    trunk = backbone_class(in_channels, width_mult, stem, last_stage_width)
+    model = CCModel(trunk, int(num_classes), channels=channels, **options)
     if pretrained is not None:
         load_pretrained(model, backbone, pretrained)
     return model
-
-
-def _imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
-    from torchvision import models as tv_models
-
-    weights = (
-        tv_models.ResNet18_Weights.IMAGENET1K_V1 if backbone == "resnet18" else tv_models.VGG16_BN_Weights.IMAGENET1K_V1
-    )
-    try:
-        return weights.get_state_dict(progress=False)
-    except Exception as error:  # offline, proxy, ...
-        raise RuntimeError(
-            f"could not download torchvision's ImageNet weights for {backbone} ({error}). Download them "
-            f"on a machine with internet (torchvision.models.{weights}) and pass the saved state dict "
-            f"file as pretrained=PATH (CLI: --pretrained PATH)."
-        ) from None
-
-
-def load_pretrained(model: CCModel, backbone: str, source: str | os.PathLike) -> list[str]:
-    """Load weights by name where shapes agree; returns the names that were loaded.
-
-    ``source`` is ``"imagenet"`` or a path to a state dict (ours, torchvision's, or a training
-    checkpoint with a ``"model"`` entry). Heads (``fc``, ``classifier``) are never taken from
-    torchvision; a 3-channel first conv is summed over its input channels for grey inputs.
-    """
-    if str(source) == "imagenet":
-        state = _imagenet_state_dict(backbone)
-    else:
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"pretrained weights not found: {path!r} (give a state-dict file or 'imagenet')")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
-    if not any(key.startswith(("backbone.", "cam.", "head.")) for key in state):
-        state = {f"backbone.{k}": v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
-    own = model.state_dict()
-    first_conv = "backbone.conv1.weight" if backbone == "resnet18" else "backbone.features.0.weight"
-    if first_conv in state and first_conv in own and state[first_conv].shape[1] == 3 and own[first_conv].shape[1] == 1:
-        state[first_conv] = state[first_conv].sum(dim=1, keepdim=True)
-    loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not any(k.startswith("backbone.") and not k.endswith("num_batches_tracked") for k in loadable):
-        raise ValueError(
-            f"none of the {len(state)} pretrained tensors fits this model (check backbone, width_mult "
-            f"and last_stage_width: ImageNet weights need width_mult=1.0)"
-        )
-    skipped = sorted(k for k in state if k not in loadable)
-    if skipped:
-        warnings.warn(
-            f"pretrained: {len(skipped)} tensors skipped (name or shape differ): {', '.join(skipped[:8])}"
-            + (" ..." if len(skipped) > 8 else ""),
-            stacklevel=2,
-        )
-    model.load_state_dict(loadable, strict=False)
-    return sorted(loadable)

@@ -32,6 +32,7 @@ __all__ = [
     "plot_training_curves",
     "plot_embedding_grid",
     "plot_distance_comparison",
+    "plot_pair_separation",
     "plot_class_channel_heatmaps",
 ]
 
@@ -338,41 +339,69 @@ def plot_embedding_grid(
 
 
 def plot_distance_comparison(
-    samples: Mapping[str, tuple[np.ndarray, np.ndarray]], classes: Mapping[str, np.ndarray]
+    samples: Mapping[str, tuple[np.ndarray, np.ndarray]], classes: Mapping[str, np.ndarray], shared: bool = False
 ) -> Figure:
     """Top row: class-sorted sample distance matrices per model; bottom row: class x class mean
-    distance matrices. Each row shares one colour scale (0 to the largest value of the row).
+    distance matrices. Each panel has its own colour scale (0 to its largest value) and colour bar,
+    so a model whose distances are all small is still readable; ``shared=True`` gives each row one.
 
     ``samples[model] = (N x N distances, labels)``; ``classes[model] = K x K matrix``.
     """
     models = list(samples)
-    fig, axes = plt.subplots(2, len(models), figsize=(4.3 * len(models), 8), squeeze=False)
+    fig, axes = plt.subplots(2, len(models), figsize=(4.6 * len(models), 8), squeeze=False)
     vmax_samples = max(float(np.nanmax(d)) for d, _ in samples.values())
     vmax_classes = max(float(np.nanmax(m)) for m in classes.values())
     for c, model in enumerate(models):
         d, labels = samples[model]
-        plot_distance_matrix(
-            d,
-            labels,
-            title=f"{model}: samples (class-sorted)",
-            ax=axes[0][c],
-            vmin=0.0,
-            vmax=vmax_samples,
-            colorbar=c == len(models) - 1,
-        )
+        last = c == len(models) - 1
+        title = f"{model}: samples (class-sorted)"
+        plot_distance_matrix(d, labels, title=title, ax=axes[0][c], vmin=0.0, vmax=vmax_samples if shared else None,
+                             colorbar=not shared or last)  # fmt: skip
         ax = axes[1][c]
         m = classes[model]
-        image = ax.imshow(m, cmap="magma", vmin=0.0, vmax=vmax_classes, interpolation="nearest")
+        image = ax.imshow(m, cmap="magma", vmin=0.0, vmax=vmax_classes if shared else None, interpolation="nearest")
         ax.set_title(f"{model}: class x class mean", fontsize=10)
-        ax.set_xlabel("class")
-        ax.set_ylabel("class")
-        ticks = np.arange(m.shape[0])
-        if len(ticks) <= 20:
-            ax.set_xticks(ticks)
-            ax.set_yticks(ticks)
-        if c == len(models) - 1:
+        _class_axes(ax, m.shape[0])
+        if not shared or c == len(models) - 1:
             fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
+    return fig
+
+
+def _class_axes(ax, classes: int) -> None:
+    ax.set_xlabel("class")
+    ax.set_ylabel("class")
+    if classes <= 20:
+        ax.set_xticks(np.arange(classes))
+        ax.set_yticks(np.arange(classes))
+
+
+def plot_pair_separation(separations: Mapping[str, object], threshold: float = 2.0) -> Figure:
+    """Class-pair separation s_ab = D_ab / ((D_aa + D_bb) / 2) per model (:func:`ccloss.separation.pair_separation`),
+    on one log colour scale centred on ``threshold``: red pairs are merged (s < 2), blue ones apart;
+    merged pairs are also marked with a cross, and the title counts them."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    models = list(separations)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.8 * len(models), 4.2), squeeze=False)
+    logs = {
+        m: np.log(np.clip(np.where(np.isinf(s.matrix), np.nan, s.matrix), 1e-3, None)) for m, s in separations.items()
+    }
+    finite = np.concatenate([v[np.isfinite(v)] for v in logs.values()] or [np.zeros(1)])
+    spread = max(float(np.abs(finite - np.log(threshold)).max()), 0.1)
+    norm = TwoSlopeNorm(vcenter=np.log(threshold), vmin=np.log(threshold) - spread, vmax=np.log(threshold) + spread)
+    for ax, model in zip(axes[0], models):
+        sep = separations[model]
+        image = ax.imshow(logs[model], cmap="RdBu", norm=norm, interpolation="nearest")
+        merged = np.argwhere(sep.matrix < threshold)
+        ax.scatter(merged[:, 1], merged[:, 0], marker="x", color="black", s=18, linewidths=1)
+        ax.set_title(f"{model}: {sep.merged} of {sep.pairs} pairs merged (min s {sep.minimum:.2f})", fontsize=10)
+        _class_axes(ax, len(sep.classes))
+    bar = fig.colorbar(image, ax=list(axes[0]), fraction=0.03, pad=0.03)
+    ticks = [t for t in (0.5, 1, 2, 4, 8, 16, 32, 64) if abs(np.log(t) - np.log(threshold)) <= spread]
+    bar.set_ticks(np.log(ticks))
+    bar.set_ticklabels([f"{t:g}" for t in ticks])
+    bar.set_label("separation s (log scale; < 2: merged)")
     return fig
 
 

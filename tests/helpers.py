@@ -18,3 +18,16 @@ def cli(*args, env=None, cwd=ROOT):
         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
         timeout=600,
     )
+
+
+#: Keys of a run's metrics that measure time: they differ between two runs of the same computation.
+TIMINGS = frozenset({"seconds", "train_seconds", "images_per_sec", "class_measures_seconds"})
+
+
+def without_timings(metrics: dict) -> dict:
+    """A run's metrics.json without its timings: what an exact repeat (or a resumed run) must equal."""
+    return {
+        "status": metrics["status"],
+        "history": [{k: v for k, v in record.items() if k not in TIMINGS} for record in metrics["history"]],
+        "final": {k: v for k, v in (metrics["final"] or {}).items() if k not in TIMINGS},
+    }

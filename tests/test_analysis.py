@@ -18,6 +18,7 @@ from ccloss import analysis, plots
 from ccloss.cc_loss import cc_statistics, pairwise_distances
 from ccloss.config import TrainConfig
 from ccloss.metrics import dataset_intra_inter
+from ccloss.separation import pair_separation
 
 
 def _data(n=40, c=6, k=4, seed=0):
@@ -262,12 +263,12 @@ def test_collect_embeddings_from_images_and_loader():
 
 @pytest.mark.slow
 def test_test_embeddings_of_a_run(tmp_path):
-    from ccloss.train import train
+    from ccloss.train import fit
 
     config = TrainConfig(
         dataset="digits", width_mult=0.0625, epochs=1, loss="cc", out=str(tmp_path / "run"), quiet=True, device="cpu"
     )
-    train(config)
+    fit(config)
     emb = analysis.test_embeddings(tmp_path / "run", device="cpu")
     assert emb["attention"].shape == (450, 32) and emb["labels"].shape == (450,)
     assert emb["test_acc"] == pytest.approx(emb["metrics"]["final"]["test_acc"], abs=1e-4)
@@ -296,7 +297,12 @@ def test_plot_functions_return_figures_with_expected_axes(tmp_path):
         "descent": (plots.plot_descent(descent, toy_labels.numpy(), steps=[0, 4]), 3),
         "timing": (plots.plot_timing(timings), 1),
         "grid": (plots.plot_embedding_grid({(m_, k): x[:, :2] for m_ in ("P", "Q") for k in ("u", "v")}, labels), 4),
-        "comparison": (plots.plot_distance_comparison({"P": (d, labels), "Q": (d, labels)}, {"P": m, "Q": m}), 6),
+        "comparison": (plots.plot_distance_comparison({"P": (d, labels), "Q": (d, labels)}, {"P": m, "Q": m}), 8),
+        "shared": (plots.plot_distance_comparison({"P": (d, labels)}, {"P": m}, shared=True), 4),
+        "separation": (
+            plots.plot_pair_separation({"P": pair_separation(a, labels), "Q": pair_separation(a, labels)}),
+            3,
+        ),
         "heatmap": (plots.plot_class_channel_heatmaps({"P": cm, "Q": cm}, {"P": analysis.channel_order(cm)}), 4),
     }
     for name, (fig, n_axes) in figures.items():
@@ -305,6 +311,21 @@ def test_plot_functions_return_figures_with_expected_axes(tmp_path):
         matplotlib.pyplot.close(fig)
     gif = plots.animate_descent(descent, toy_labels.numpy(), tmp_path / "d.gif", frames=3)
     assert gif.read_bytes()[:6] == b"GIF89a"
+
+
+def test_each_distance_panel_has_its_own_scale():
+    """CE+CAM's class x class panel was black next to CC-Loss's on a shared scale (issue 19)."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 4)
+    small, big = rng.random((12, 5)) * 0.01, rng.random((12, 5)) * 10
+    d = {name: pairwise_distances(torch.as_tensor(x)).numpy() for name, x in {"small": small, "big": big}.items()}
+    m = {name: analysis.class_distance_matrix(x, labels) for name, x in {"small": small, "big": big}.items()}
+    fig = plots.plot_distance_comparison({k: (v, labels) for k, v in d.items()}, m)
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert [image.get_clim()[1] for image in images] == pytest.approx(
+        [d["small"].max(), d["big"].max(), m["small"].max(), m["big"].max()]  # the rows of panels, in turn
+    )
+    matplotlib.pyplot.close(fig)
 
 
 def test_save_figure_writes_stable_files(tmp_path):

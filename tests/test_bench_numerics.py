@@ -1,7 +1,7 @@
 """Numerics behind the benchmarks, and smoke runs of the benchmark scripts.
 
 The CC term must be computed in float32 even under bf16 autocast: a hand-written Gram matrix in
-bf16 gets the distances badly wrong (METHOD.md, "Numerics"). The benchmark scripts themselves
+bf16 gets the distances badly wrong (docs/paper_choices.md, "Numerics"). The benchmark scripts themselves
 (benchmarks/) are not unit tests; here they only have to import and run their smallest path.
 """
 
@@ -72,7 +72,7 @@ def test_naive_bf16_gram_is_much_worse():
     naive = bf16_hand_written_distances(a)
     err_ours = (ours.double() - ref).abs().max().item()
     err_naive = (naive.double() - ref).abs().max().item()
-    assert err_naive > 0.1  # METHOD.md measured 1.41 on its vectors
+    assert err_naive > 0.1  # the planning notes measured 1.41 on their vectors
     assert err_naive > 100 * err_ours
 
 

@@ -36,7 +36,7 @@ def reference_pair_form(dist, members, form, eps, tau=0.1):
 
 
 def reference_cc(a, labels, form="ratio", squared=True, eps=1e-3, group_size=None):
-    """Loop over groups and pairs; the definitions of METHOD.md (and of ccloss.cc_forms for the
+    """Loop over groups and pairs; the definitions of docs/paper_choices.md (and of ccloss.cc_forms for the
     class-pair forms) written out by hand."""
     a = a.double().tolist()
     labels = [int(v) for v in labels]

@@ -117,7 +117,7 @@ def test_evaluate_counts_exactly_the_dead_units(activation):
     images = z[:, :, None, None].expand(-1, -1, 3, 3).contiguous()  # the global average pool gives z back
     labels = torch.tensor([0, 1, 2, 0, 1])
     loader = [(images[:2], labels[:2]), (images[2:], labels[2:])]
-    evaluation = evaluate(model, loader, torch.device("cpu"))
+    evaluation = evaluate(model, loader, torch.device("cpu"), se_units=True)
     assert dead_by_hand(weight, bias, z) == 3
     torch.testing.assert_close(evaluation["se_max"], (z @ weight.T + bias).amax(dim=0))
     record = eval_record(evaluation, "test")
@@ -142,7 +142,7 @@ def test_evaluate_dead_units_in_a_real_model(k):
         model.cam.fc1.bias.copy_(torch.tensor([-1.0] * k + [1.0] * (8 - k)))
     g = torch.Generator().manual_seed(1)
     loader = [(torch.randn(4, 1, 16, 16, generator=g), torch.arange(4)) for _ in range(2)]
-    record = eval_record(evaluate(model, loader, torch.device("cpu")), "val")
+    record = eval_record(evaluate(model, loader, torch.device("cpu"), se_units=True), "val")
     assert record["val_se_dead_units"] == k and record["se_hidden_units"] == 8
 
 
@@ -154,13 +154,17 @@ def test_evaluate_random_units_match_the_loop():
         model.cam.fc1.weight.copy_(torch.randn(5, 5, generator=gen))
         model.cam.fc1.bias.copy_(torch.randn(5, generator=gen) - 2.0)
     loader = [(z[i : i + 4, :, None, None], torch.zeros(4, dtype=torch.long)) for i in range(0, 12, 4)]
-    record = eval_record(evaluate(model, loader, torch.device("cpu")), "test")
+    record = eval_record(evaluate(model, loader, torch.device("cpu"), se_units=True), "test")
     assert record["test_se_dead_units"] == dead_by_hand(model.cam.fc1.weight, model.cam.fc1.bias, z)
 
 
 def test_evaluate_without_cam_has_no_dead_unit_count():
     model = build_model("resnet18", 10, in_channels=1, width_mult=0.125, cam=False)
-    evaluation = evaluate(model, [(torch.randn(2, 1, 16, 16), torch.tensor([0, 1]))], torch.device("cpu"))
+    batches = [(torch.randn(2, 1, 16, 16), torch.tensor([0, 1]))]
+    evaluation = evaluate(model, batches, torch.device("cpu"), se_units=True)
     assert evaluation["se_max"] is None and evaluation["attention"] is None
+    with_cam = build_model("resnet18", 10, in_channels=1, width_mult=0.125)
+    assert evaluate(with_cam, batches)["se_max"] is None  # the dead-unit hook is an explicit option
+    assert evaluate(with_cam, batches, se_units=True)["se_max"].shape == (with_cam.cam.hidden,)
     record = eval_record(evaluation, "test")
     assert not any("se_" in key for key in record)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18, vgg16_bn
 
-from ccloss import ChannelAttention, build_model
+from ccloss import ChannelAttention, TrainConfig, build_model
 from ccloss.models import CosineHead
 
 
@@ -76,7 +76,32 @@ def test_channel_attention_matches_hand_computation():
     ).T
     torch.testing.assert_close(a, expected)
     torch.testing.assert_close(y, x * expected[:, :, None, None])
-    assert cam.fc1.out_features == 8
+    assert cam.fc1.out_features == 32  # the default floor: max(32, 32 // 4)
+    assert ChannelAttention(32, reduction=4, min_hidden=1).fc1.out_features == 8  # the SE block as published
+
+
+def test_one_se_floor_default_everywhere():
+    """Building the CAM yourself gives the block every model gets (issue 20)."""
+    from ccloss.attention import CAM_MIN_HIDDEN
+
+    model = build_model("resnet18", 10, width_mult=0.25)
+    assert ChannelAttention(model.channels).hidden == model.cam.hidden == max(CAM_MIN_HIDDEN, 128 // 16)
+    assert TrainConfig().cam_min_hidden == CAM_MIN_HIDDEN
+    assert build_model("vgg16", 10, width_mult=0.25).cam.hidden == ChannelAttention(128).hidden
+
+
+def test_channel_attention_on_tokens_pools_over_them():
+    """B x N x C tokens (a ViT's): the squeeze is the mean over the N tokens, every token re-weighted."""
+    torch.manual_seed(2)
+    cam = ChannelAttention(12, reduction=4, min_hidden=1)
+    tokens = torch.randn(3, 7, 12)
+    y, a = cam(tokens)
+    z = tokens.mean(dim=1)
+    expected = torch.sigmoid(cam.fc2(torch.relu(cam.fc1(z))))
+    torch.testing.assert_close(a, expected)
+    torch.testing.assert_close(y, tokens * expected[:, None, :])
+    as_map = tokens.transpose(1, 2)[..., None]  # B x C x N x 1: the same numbers as a map
+    torch.testing.assert_close(cam(as_map)[1], a)
 
 
 def test_channel_attention_bad_input():
@@ -84,6 +109,8 @@ def test_channel_attention_bad_input():
         ChannelAttention(8)(torch.randn(2, 8))
     with pytest.raises(ValueError, match="B x 8 x H x W"):
         ChannelAttention(8)(torch.randn(2, 4, 3, 3))
+    with pytest.raises(ValueError, match="or B x N x 8 tokens, got shape \\(2, 5, 4\\)"):
+        ChannelAttention(8)(torch.randn(2, 5, 4))
     with pytest.raises(ValueError, match="reduction"):
         ChannelAttention(8, reduction=0)
 

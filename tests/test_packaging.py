@@ -20,10 +20,31 @@ def _name(spec: str) -> str:
     return re.split(r"[<>=!~ ]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
+#: What someone who wants only the loss should not get with `pip install ccloss` (issue 20).
+NOTEBOOK_ONLY = {"papermill", "ipykernel", "pyyaml", "seaborn", "jupyterlab", "nbval", "nbgrader"}
+
+
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
 def _pyproject() -> dict[str, str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    specs = project["dependencies"] + project["optional-dependencies"]["dev"]
-    return {_name(s): s.replace(" ", "") for s in specs}
+    """Every package of the dependencies and the extras (the dev extra's reference to ccloss's own
+    extras left out)."""
+    project = _project()
+    specs = project["dependencies"] + [s for extra in project["optional-dependencies"].values() for s in extra]
+    return {
+        _name(s): s.replace(" ", "") for s in specs if _name(s) != "ccloss[notebooks,timm]" and _name(s) != "ccloss"
+    }
+
+
+def test_the_core_needs_no_notebook_tools_and_dev_takes_every_extra():
+    project = _project()
+    core = {_name(s) for s in project["dependencies"]}
+    assert not core & NOTEBOOK_ONLY, core & NOTEBOOK_ONLY
+    extras = project["optional-dependencies"]
+    assert {"papermill", "ipykernel", "pyyaml"} <= {_name(s) for s in extras["notebooks"]}
+    assert "ccloss[notebooks,timm]" in extras["dev"]
 
 
 def _environment() -> tuple[dict[str, str], list[str]]:
@@ -74,3 +95,48 @@ def test_make_and_ci_install_with_the_constraints():
     makefile = (ROOT / "Makefile").read_text()
     assert "-c constraints.txt -e '.[dev]'" in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+BLOCKER = """
+import importlib.abc, sys
+BLOCKED = {"papermill", "nbformat", "nbclient", "ipykernel", "IPython", "jupyter_client", "jupyter_core",
+           "jupyterlab", "yaml", "seaborn", "nbval", "nbgrader"}
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+sys.meta_path.insert(0, Blocked())
+"""
+
+WITHOUT_NOTEBOOK_TOOLS = """
+import tempfile
+import torch
+import ccloss
+from ccloss.cli import main
+
+model = ccloss.build_model("resnet18", num_classes=10, in_channels=1, width_mult=0.125)
+x, y = torch.randn(8, 1, 16, 16), torch.arange(8) % 4
+out = model(x)
+loss = torch.nn.functional.cross_entropy(out.logits, y) + 0.1 * ccloss.CCLoss()(out.attention, y)
+loss.backward()
+assert torch.isfinite(loss) and model.cam.fc1.weight.grad.abs().sum() > 0
+with tempfile.TemporaryDirectory() as out_dir:
+    metrics = ccloss.fit(ccloss.TrainConfig(dataset="digits", width_mult=0.125, epochs=1, out=out_dir, quiet=True))
+assert metrics["status"] == "complete" and "test_knn_acc" in metrics["final"]
+assert main(["sweep", "sweeps/small_lambda.yaml", "--dry-run"]) == 2
+print("OK", sorted(name for name in sys.modules if name.split(".")[0] in BLOCKED))
+"""
+
+
+def test_the_loss_and_the_loop_work_without_papermill_and_jupyter():
+    """`import ccloss`, a CC-Loss step and a training run with every notebook tool unimportable; the sweep
+    command then says which extra to install."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKER + WITHOUT_NOTEBOOK_TOOLS], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK []"), result.stdout
+    assert "pip install 'ccloss[notebooks]'" in result.stderr and "missing: papermill, yaml, ipykernel" in result.stderr

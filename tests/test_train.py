@@ -17,30 +17,29 @@ from ccloss import train as train_module
 from ccloss.config import TrainConfig
 from ccloss.losses import build_criterion
 from ccloss.runtime.atomic import read_json
-from ccloss.train import NonFiniteLossError, RunExistsError, is_complete, load_run, train
-from tests.helpers import cli
+from ccloss.train import NonFiniteLossError, RunExistsError, fit, is_complete, load_run
+from tests.helpers import cli, without_timings
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMINGS = {"seconds", "train_seconds", "images_per_sec", "class_measures_seconds"}
 TINY = dict(dataset="digits", width_mult=0.125, batch_size=64, quiet=True)
-
-
-def without_timings(metrics):
-    history = [{k: v for k, v in r.items() if k not in TIMINGS} for r in metrics["history"]]
-    final = {k: v for k, v in (metrics["final"] or {}).items() if k not in TIMINGS}
-    return history, final
 
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "run"
-    metrics = train(TrainConfig(**TINY, epochs=2, out=str(out)))
+    metrics = fit(TrainConfig(**TINY, epochs=2, out=str(out)))
     return out, metrics
 
 
 def test_run_directory_contents(reference_run):
     out, metrics = reference_run
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.prev.pt",
+        "checkpoint.pt",
+        "config.json",
+        "metrics.json",
+    ]
+    assert torch.load(out / "checkpoint.prev.pt", weights_only=False)["epoch"] == 0  # the one before the last
     assert metrics["status"] == "complete" and is_complete(out)
     assert len(metrics["history"]) == 2
     record = metrics["history"][-1]
@@ -71,9 +70,9 @@ def test_run_directory_contents(reference_run):
 
 def test_same_seed_is_bit_for_bit_repeatable(reference_run, tmp_path):
     _, first = reference_run
-    second = train(TrainConfig(**TINY, epochs=2, out=str(tmp_path / "again")))
+    second = fit(TrainConfig(**TINY, epochs=2, out=str(tmp_path / "again")))
     assert without_timings(second) == without_timings(first)
-    third = train(TrainConfig(**TINY, epochs=2, seed=1, out=str(tmp_path / "other")))
+    third = fit(TrainConfig(**TINY, epochs=2, seed=1, out=str(tmp_path / "other")))
     assert without_timings(third) != without_timings(first)
 
 
@@ -94,11 +93,11 @@ def test_load_run_rebuilds_the_trained_model(reference_run):
 def test_existing_run_needs_resume_or_overwrite(reference_run, tmp_path):
     out, metrics = reference_run
     with pytest.raises(RunExistsError, match="--resume"):
-        train(TrainConfig(**TINY, epochs=2, out=str(out)))
+        fit(TrainConfig(**TINY, epochs=2, out=str(out)))
     # resuming a finished run just loads it
-    assert train(TrainConfig(**TINY, epochs=2, out=str(out), resume=True)) == metrics
+    assert fit(TrainConfig(**TINY, epochs=2, out=str(out), resume=True)) == metrics
     with pytest.raises(ValueError, match="lr"):
-        train(TrainConfig(**TINY, epochs=2, lr=0.05, out=str(out), resume=True))
+        fit(TrainConfig(**TINY, epochs=2, lr=0.05, out=str(out), resume=True))
 
 
 def test_a_run_trained_under_other_loss_defaults_is_not_silently_reused(reference_run, monkeypatch):
@@ -107,9 +106,9 @@ def test_a_run_trained_under_other_loss_defaults_is_not_silently_reused(referenc
 
     out, _ = reference_run
     trained_with = read_json(out / "metrics.json")["loss_hparams"]["lam"]
-    monkeypatch.setitem(CrossEntropyWithCC.defaults, "lam", trained_with + 0.5)
+    monkeypatch.setitem(CrossEntropyWithCC.__init__.__kwdefaults__, "lam", trained_with + 0.5)
     with pytest.raises(ValueError, match=f"other loss hyperparameters \\(lam: {trained_with} -> {trained_with + 0.5}"):
-        train(TrainConfig(**TINY, epochs=2, out=str(out), resume=True))
+        fit(TrainConfig(**TINY, epochs=2, out=str(out), resume=True))
 
 
 @pytest.mark.slow
@@ -175,7 +174,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monke
     monkeypatch.setattr(config_module, "build_criterion", poisoned)
     out = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 5 of 21 \(global step 26\)"):
-        train(TrainConfig(**TINY, epochs=3, out=str(out)))
+        fit(TrainConfig(**TINY, epochs=3, out=str(out)))
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
     assert checkpoint["epoch"] == 0 and not checkpoint["complete"]
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
@@ -185,7 +184,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monke
 def test_cc_without_cam_is_refused(tmp_path):
     message = "CC-Loss needs the channel attention vectors: build the model with the CAM (cam=True)"
     with pytest.raises(ValueError, match=re.escape(message)):
-        train(TrainConfig(**TINY, epochs=1, cam=False, out=str(tmp_path / "x")))
+        fit(TrainConfig(**TINY, epochs=1, cam=False, out=str(tmp_path / "x")))
 
 
 def test_tiny_width_trains_with_the_default_channels_last(tmp_path, capsys):
@@ -193,15 +192,15 @@ def test_tiny_width_trains_with_the_default_channels_last(tmp_path, capsys):
     so the loop keeps the default memory format, says so, and trains."""
     config = TrainConfig(**{**TINY, "width_mult": 0.0625, "quiet": False}, epochs=1, out=str(tmp_path / "x"))
     assert config.channels_last
-    metrics = train(config)
+    metrics = fit(config)
     assert metrics["status"] == "complete" and "channels_last is off" in capsys.readouterr().out
 
 
 def test_a_run_made_without_channels_last_is_loaded_with_the_new_default(tmp_path):
     """Run directories from before channels_last became the default stay usable."""
     out = tmp_path / "old"
-    first = train(TrainConfig(**TINY, epochs=1, channels_last=False, out=str(out)))
-    again = train(TrainConfig(**TINY, epochs=1, out=str(out), resume=True))
+    first = fit(TrainConfig(**TINY, epochs=1, channels_last=False, out=str(out)))
+    again = fit(TrainConfig(**TINY, epochs=1, out=str(out), resume=True))
     assert again["final"] == first["final"]
 
 
@@ -236,9 +235,9 @@ def test_a_finished_run_records_the_class_structure_of_its_attention(reference_r
 
 
 def test_class_measures_can_be_skipped_and_use_train_minus_val_on_val(tmp_path):
-    skipped = train(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "off"), class_measures=False))
+    skipped = fit(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "off"), class_measures=False))
     assert "test_knn_acc" not in skipped["final"] and "class_measures_seconds" not in skipped["final"]
-    on_val = train(TrainConfig(**TINY, epochs=1, eval_split="val", out=str(tmp_path / "val")))
+    on_val = fit(TrainConfig(**TINY, epochs=1, eval_split="val", out=str(tmp_path / "val")))
     assert {"val_knn_acc", "val_probe_acc", "val_merged_pairs", "val_pair_sep_min"} <= set(on_val["final"])
-    ce = train(TrainConfig(**TINY, epochs=1, loss="ce", cam=False, out=str(tmp_path / "nocam")))
+    ce = fit(TrainConfig(**TINY, epochs=1, loss="ce", cam=False, out=str(tmp_path / "nocam")))
     assert "test_knn_acc" not in ce["final"]  # no attention vectors: nothing to measure

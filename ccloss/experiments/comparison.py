@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import TrainConfig
-from ..train import train
+from ..train import fit
 from .paper import paper_accuracy
 from .tables import aggregate, collect_runs, count_collapsed, format_mean_std
 
@@ -49,7 +49,7 @@ def run_comparison(
             )
             if not base.quiet:
                 print(f"== {run_dir}", flush=True)
-            train(config)
+            fit(config)
             run_dirs.append(run_dir)
     return collect_runs(run_dirs)
 

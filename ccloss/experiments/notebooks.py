@@ -1,6 +1,6 @@
 """Execute notebooks with papermill: the one place that knows how (kernel, cwd, retries).
 
-Used by ``make run`` (``python -m ccloss run-all``), by the sweeps and by the tests. Papermill
+Used by the sweeps, by ``make run`` (``python -m tools.run_all``) and by the tests. Papermill
 pitfalls handled here: the kernel is always ``python3``; the working directory is the notebook's
 folder so relative paths such as ``../data`` work; a kernel that fails to start is retried once.
 """
@@ -8,15 +8,13 @@ folder so relative paths such as ``../data`` work; a kernel that fails to start 
 from __future__ import annotations
 
 import os
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..paths import PACKAGE_PARENT
 
-__all__ = ["REPO_ROOT", "NOTEBOOK_DIR", "NotebookFailed", "execute_notebook", "notebook_error", "run_all"]
+__all__ = ["REPO_ROOT", "NOTEBOOK_DIR", "NotebookFailed", "execute_notebook", "notebook_error"]
 
 REPO_ROOT = PACKAGE_PARENT  #: the checkout this package is installed from (an editable install)
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -77,27 +75,3 @@ def execute_notebook(
                 raise NotebookFailed(f"{notebook.name} could not run: {error}") from None
             time.sleep(2)
     raise AssertionError("unreachable")
-
-
-def run_all(notebooks: Sequence[str] | None = None) -> int:
-    """What ``make run`` does: execute the numbered notebooks in order, then print the table."""
-    paths = [Path(p) for p in notebooks] if notebooks else sorted(NOTEBOOK_DIR.glob("0*.ipynb"))
-    if not paths:
-        print(f"no notebooks found in {NOTEBOOK_DIR}", file=sys.stderr)
-        return 1
-    out_dir = REPO_ROOT / "runs" / "notebooks"
-    for path in paths:
-        started = time.perf_counter()
-        print(f"== {path.name}", flush=True)
-        try:
-            execute_notebook(path, out_dir / path.name)
-        except NotebookFailed as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        print(f"   done in {time.perf_counter() - started:.0f}s -> {out_dir / path.name}", flush=True)
-    summary = REPO_ROOT / "runs" / "02_train" / "summary.md"
-    if summary.exists():
-        print("\nCE+CAM against CC-Loss, the default run of notebooks/02_train.ipynb:\n")
-        print(summary.read_text())
-    print(f"figures: {REPO_ROOT / 'figures'}")
-    return 0

@@ -376,6 +376,30 @@ def _fixed_text(table: pd.DataFrame, spec: dict) -> str:
     return ", ".join(parts)
 
 
+def _measure_notes(table: pd.DataFrame) -> list[str]:
+    """The report's paragraphs on the intra/inter ratio and the class-structure measures, when shown."""
+    lines: list[str] = []
+    if "test_intra_inter_mean" in table and not table.empty and table["test_intra_inter_mean"].notna().any():
+        lines += [
+            "Test intra/inter: mean squared distance between the attention vectors of same-class test "
+            "images over that of different-class ones (lower: tighter classes). It is NaN for a run whose "
+            "attention vectors are all identical (0/0); such runs are counted as `[k of n NaN]`. A run "
+            "counts as *collapsed* when the test set's mean inter-class distance is below 1e-3 (the loss's "
+            "eps): its ratio then says nothing about separated classes (docs/study_cc_default.md, notebook 06).",
+            "",
+        ]
+    if "test_knn_acc_mean" in table and not table.empty and table["test_knn_acc_mean"].notna().any():
+        lines += [
+            "Measured independently of the loss (ccloss.separation; the ratio can be lowered by pushing a few "
+            "classes far away while others stay merged): attention 10-NN and probe: accuracy of a 10-nearest-"
+            "neighbour vote and of a linear probe on the test attention vectors, fit on the training split's; "
+            "merged class pairs: pairs whose class means are closer than their pooled spread, "
+            "s_ab = D_ab / ((D_aa + D_bb) / 2) < 2 (of K (K - 1) / 2 pairs for K classes).",
+            "",
+        ]
+    return lines
+
+
 def write_report(sweep_dir: str | os.PathLike) -> dict:
     """Write ``report.csv`` and ``report.md`` into the sweep folder; returns paths and the Markdown."""
     sweep_dir = Path(sweep_dir)
@@ -395,24 +419,7 @@ def write_report(sweep_dir: str | os.PathLike) -> dict:
         f"{len(complete)} of {len(expected)} points complete.",
         "",
     ]
-    if "test_intra_inter_mean" in table and not table.empty and table["test_intra_inter_mean"].notna().any():
-        lines += [
-            "Test intra/inter: mean squared distance between the attention vectors of same-class test "
-            "images over that of different-class ones (lower: tighter classes). It is NaN for a run whose "
-            "attention vectors are all identical (0/0); such runs are counted as `[k of n NaN]`. A run "
-            "counts as *collapsed* when the test set's mean inter-class distance is below 1e-3 (the loss's "
-            "eps): its ratio then says nothing about separated classes (docs/study_cc_default.md, notebook 06).",
-            "",
-        ]
-    if "test_knn_acc_mean" in table and not table.empty and table["test_knn_acc_mean"].notna().any():
-        lines += [
-            "Measured independently of the loss (ccloss.separation; the ratio can be lowered by pushing a few "
-            "classes far away while others stay merged): attention 10-NN and probe: accuracy of a 10-nearest-"
-            "neighbour vote and of a linear probe on the test attention vectors, fit on the training split's; "
-            "merged class pairs: pairs whose class means are closer than their pooled spread, "
-            "s_ab = D_ab / ((D_aa + D_bb) / 2) < 2 (of 45 for 10 classes).",
-            "",
-        ]
+    lines += _measure_notes(table)
     lines += [markdown_table(format_report(table, spec)) if not table.empty else "(no complete point yet)", ""]
     paper = spec.get("paper")
     if paper:

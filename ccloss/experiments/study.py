@@ -35,7 +35,6 @@ __all__ = [
     "summarize",
     "select",
     "finalists",
-    "stage_three_sweep",
     "study_markdown",
     "stage_three_checks",
     "followup_decision",
@@ -392,45 +391,3 @@ def budget_rule(curves: pd.DataFrame, short: int = 20, long: int = 40, tolerance
             abs(checks[dataset]["gap"]) <= checks[dataset]["allowed_gap"] and checks[dataset]["last5_range"] < tolerance
         )
     return {"epochs": short if all(c["ok"] for c in checks.values()) else long, "checks": checks}
-
-
-def finalists_sweep(screen_file: str | os.PathLike, chosen: dict, seeds=(3, 4), all_seeds=(0, 1, 2, 3, 4)) -> dict:
-    """Stage 2's sweep file (as a mapping) from stage 1's: the finalists and the reference with
-    ``seeds``, the combination (a mechanism at the best lambda) with ``all_seeds``."""
-    import yaml
-
-    screen = yaml.safe_load(Path(screen_file).read_text())
-    by_label = {point["label"]: point for point in screen["points"]}
-    points = [dict(by_label[label], seeds=list(seeds)) for label in [REFERENCE, *chosen["finalists"]]]
-    if chosen.get("combination"):
-        mechanism, lam_label = chosen["combination"]
-        label = f"{mechanism}+{lam_label}"
-        if label not in {p["label"] for p in points}:
-            points.append(dict(by_label[mechanism], label=label, lam=by_label[lam_label]["lam"], seeds=list(all_seeds)))
-    return {
-        "name": "study_finalists",
-        "description": "Stage 2 of the CC-Loss default study: the finalists of stage 1 and CE+CAM get two more seeds, "
-        "the combination of the best mechanism with the best lambda all five (docs/study_cc_default.md).",
-        "notebook": screen["notebook"], "fixed": screen["fixed"], "grid": screen["grid"], "points": points,
-    }  # fmt: skip
-
-
-def stage_three_sweep(stage_files: Sequence[str | os.PathLike], winner: str, seeds=(0, 1, 2, 3, 4)) -> dict:
-    """Stage 3's sweep file (as a mapping): CE+CAM, ``old_default`` and ``winner`` as defined in the
-    earlier stages' sweep files, trained on the whole ``train`` split and evaluated on ``test``."""
-    import yaml
-
-    stages = [yaml.safe_load(Path(f).read_text()) for f in stage_files]
-    by_label = {point["label"]: point for stage in stages for point in stage["points"]}
-    missing = [label for label in (REFERENCE, "old_default", winner) if label not in by_label]
-    if missing:
-        raise ValueError(f"no point labelled {missing} in {[str(f) for f in stage_files]}")
-    points = [dict(by_label[label], seeds=list(seeds)) for label in dict.fromkeys([REFERENCE, "old_default", winner])]
-    return {
-        "name": "study_test",
-        "description": "Stage 3 of the CC-Loss default study: CE+CAM, the old default and the winner, trained on "
-        "the whole train split and evaluated on test, 5 seeds (docs/study_cc_default.md). Reported, never used to "
-        "choose.",
-        "notebook": stages[0]["notebook"], "fixed": {**stages[0]["fixed"], "eval_split": "test"},
-        "grid": stages[0]["grid"], "points": points,
-    }  # fmt: skip

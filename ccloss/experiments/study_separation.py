@@ -24,7 +24,19 @@ import pandas as pd
 from .study import REFERENCE
 from .tables import format_mean_std, markdown_table
 
-__all__ = ["TIE_PP", "KNN_MARGIN_PP", "FINAL_SEEDS", "summary", "verdicts", "select", "finalists", "decision"]
+__all__ = [
+    "TIE_PP",
+    "KNN_MARGIN_PP",
+    "FINAL_SEEDS",
+    "summary",
+    "verdicts",
+    "select",
+    "finalists",
+    "honest_best",
+    "decision",
+    "markdown",
+    "pair_distance_shares",
+]
 
 TIE_PP = 0.5  #: scores (10-NN accuracy, points) closer than this go to the probe accuracy
 KNN_MARGIN_PP = 5.0  #: on test the winner's 10-NN accuracy must beat CE+CAM's by this many points
@@ -128,6 +140,15 @@ def finalists(table: pd.DataFrame, top: int = 2) -> list[str]:
     return chosen
 
 
+def honest_best(table: pd.DataFrame) -> str | None:
+    """Without a winner: the finalist (5 seeds) meeting (a) and (c) with the fewest merged pairs, then
+    the best score; None when no finalist meets both."""
+    ok = table[table["finalist"] & table["no_collapse"] & table["acc_ok"]]
+    if ok.empty:
+        return None
+    return str(ok.sort_values(["merged_total", "score"], ascending=[True, False])["label"].iloc[0])
+
+
 def decision(runs: pd.DataFrame, candidate: str, reference: str = REFERENCE) -> pd.DataFrame:
     """The test decision's checks for ``candidate``, per dataset (mnist5k decides; digits is reported)."""
     table = summary(runs)
@@ -200,6 +221,8 @@ def markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
     text += markdown_table(shown[columns])
     if not (table["n"] >= FINAL_SEEDS).any():
         text += f"\n\nStage B's finalists (with {REFERENCE}): {', '.join(finalists(table))}"
+    elif not (table["rank"] == 1).any():
+        text += f"\n\nNo finalist is eligible on 5 seeds: no winner; the honest best is {honest_best(table)}"
     return text
 
 

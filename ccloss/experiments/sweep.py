@@ -25,17 +25,20 @@ Each point is one training run: ``loss`` and ``seed`` are passed to notebook 02 
 
 So a sweep killed at any moment leaves every point either done (complete marker) or not done;
 rerunning it skips the done points and reruns the others, whose training resumes from its
-checkpoint (notebook 02 calls ``train(resume=True)``). Points run in ``--jobs N`` worker
+checkpoint (notebook 02 calls ``fit(resume=True)``). Points run in ``--jobs N`` worker
 processes (never threads: papermill changes the working directory), each point in a fresh
 kernel; with several GPUs each worker gets its own (``CUDA_VISIBLE_DEVICES``), and each gets
 ``cores // N`` CPU threads. A point whose notebook raises, or whose worker dies, is recorded as
 failed with its error and the others go on; the exit code says whether any failed.
-A lock file keeps two sweeps out of the same folder.
+
+Several sweep processes may share one folder (on one machine, or on several with a shared file
+system; ``--point N`` runs only the N-th point, for a SLURM job array): each point is claimed
+before it runs (:mod:`ccloss.experiments.claims`), so it runs in one process at a time, and a point
+whose process died is taken again by the next sweep that reaches it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
@@ -47,10 +50,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+try:
+    import yaml
+except ModuleNotFoundError as error:  # pragma: no cover - tested by tests/test_packaging.py in a subprocess
+    raise ModuleNotFoundError(
+        "ccloss's sweeps need the notebooks extra (papermill, pyyaml): pip install 'ccloss[notebooks]'"
+    ) from error
 
 from ..runtime.atomic import read_json, write_json
 from ..runtime.checkpoint import METRICS_FILE, RESUME_FREE, is_complete
+from .claims import CLAIM_FILE, Heartbeat, try_claim
 from .notebooks import REPO_ROOT
 from .workers import POINT_FILE, notebook_parameters, notebook_values, run_point, run_processes
 
@@ -74,7 +83,7 @@ __all__ = [
 SWEEP_KEYS = ("name", "description", "notebook", "fixed", "grid", "points", "seeds", "paper")
 #: Keys of its ``paper`` section (see :mod:`ccloss.experiments.report`).
 PAPER_KEYS = ("table", "match", "stand_in", "baseline", "note")
-SWEEP_FILE, LOCK_FILE = "sweep.json", ".sweep.lock"
+SWEEP_FILE = "sweep.json"
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")  #: characters a sweep, point or label name may not hold
 
 
@@ -429,6 +438,7 @@ class SweepResult:
     done: list = field(default_factory=list)  #: names finished in this call
     skipped: list = field(default_factory=list)  #: names already complete
     failed: dict = field(default_factory=dict)  #: name -> error
+    elsewhere: list = field(default_factory=list)  #: names another live sweep process holds
     seconds: float = 0.0
 
     @property
@@ -439,6 +449,7 @@ class SweepResult:
         lines = [
             f"sweep {self.sweep_dir.name}: {len(self.done)} run, {len(self.skipped)} already complete, "
             f"{len(self.failed)} failed, {self.seconds:.0f}s"
+            + (f", {len(self.elsewhere)} running in another sweep process" if self.elsewhere else "")
         ]
         for name, error in self.failed.items():
             lines.append(f"  FAILED {name}: {error}")
@@ -448,29 +459,6 @@ class SweepResult:
                 f"command to retry the failed points, finished ones are skipped)"
             )
         return "\n".join(lines)
-
-
-class _Lock:
-    """An exclusive lock on a sweep folder (released by the OS if the process dies)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.handle = None
-
-    def __enter__(self):
-        self.handle = open(self.path, "a")
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.handle.close()
-            raise RuntimeError(
-                f"another sweep is running in {self.path.parent} (lock {self.path}); wait for it or stop it first"
-            ) from None
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
 
 
 def _result_line(record: dict) -> str:
@@ -499,8 +487,10 @@ def _refuse_stale(sweep_dir: Path, points: list[Point], statuses: dict) -> None:
 
 def _prepare_point(sweep: Sweep, point: Point, point_dir: Path) -> None:
     """A fresh ``point.json`` (pending); an unfinished point of other parameters is removed first."""
-    if point_dir.is_dir() and _changed(point_dir, point):
-        shutil.rmtree(point_dir)  # its run cannot resume
+    if point_dir.is_dir() and _changed(point_dir, point):  # its run cannot resume: empty it, keeping the claim
+        for child in point_dir.iterdir():
+            if child.name != CLAIM_FILE:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
     point_dir.mkdir(parents=True, exist_ok=True)
     try:
         attempts = int(read_json(point_dir / POINT_FILE).get("attempts", 0))
@@ -516,18 +506,20 @@ def _prepare_point(sweep: Sweep, point: Point, point_dir: Path) -> None:
 
 def run_sweep(
     sweep: Sweep, out: str | os.PathLike = "runs", jobs: int = 1, dry_run: bool = False,
-    log: Callable[[str], None] = print, in_process: bool = False,
+    log: Callable[[str], None] = print, in_process: bool = False, point_index: int | None = None,
 ) -> SweepResult:  # fmt: skip
-    """Run every point of ``sweep`` not yet complete into ``out/<sweep.name>/``.
+    """Run every point of ``sweep`` not yet complete into ``out/<sweep.name>/`` (only the
+    ``point_index``-th of :meth:`Sweep.expand` when given: one task of a job array).
 
     ``jobs`` points run at once, each in its own process (``in_process=True`` runs them one by
     one in this process instead: for debugging). A failing point is recorded and the others go on.
+    Each point is claimed before it runs; points another live sweep process holds are left to it.
     """
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
     started = time.time()
     sweep_dir = Path(out).resolve() / sweep.name
-    points = sweep.expand()
+    points = _selected(sweep.expand(), point_index)
     statuses = {p.name: point_status(sweep_dir / p.name, p) for p in points}
     _refuse_stale(sweep_dir, points, statuses)
     todo = [p for p in points if statuses[p.name] != "done"]
@@ -541,21 +533,54 @@ def run_sweep(
             log(f"  [{statuses[point.name]:>6}] {point.name}")
         return result
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    with _Lock(sweep_dir / LOCK_FILE):
-        write_json(sweep_dir / SWEEP_FILE, sweep.to_dict())
-        for point in todo:
-            _prepare_point(sweep, point, sweep_dir / point.name)
+    write_json(sweep_dir / SWEEP_FILE, sweep.to_dict())  # the same content from every process of the sweep
+    with Heartbeat() as heartbeat:
+        next_point = _claimer(sweep, sweep_dir, list(todo), result, heartbeat)
 
         def on_done(point: Point, record: dict) -> None:
+            heartbeat.release(point.name)
             _collect(result, point, record, len(result.done) + len(result.failed) + 1, len(todo), log)
 
         if in_process:
-            for point in todo:
+            while (point := next_point()) is not None:
                 on_done(point, run_point(sweep_dir / point.name, log=log))
         else:
-            run_processes(sweep_dir, todo, jobs, on_done)
+            run_processes(sweep_dir, next_point, min(jobs, len(todo)) or 1, on_done)
+    for name in result.elsewhere:
+        log(f"  {name}: running in another sweep process (its claim {sweep_dir / name / CLAIM_FILE})")
     result.seconds = time.time() - started
     return result
+
+
+def _selected(points: list[Point], point_index: int | None) -> list[Point]:
+    if point_index is None:
+        return points
+    if isinstance(point_index, bool) or not 0 <= int(point_index) < len(points):
+        raise ValueError(f"--point {point_index!r} is out of range: the sweep has points 0 to {len(points) - 1}")
+    return [points[int(point_index)]]
+
+
+def _claimer(sweep: Sweep, sweep_dir: Path, queue: list, result: SweepResult, heartbeat: Heartbeat):
+    """The function that hands out the next point this process claimed (None when none is left)."""
+
+    def next_point() -> Point | None:
+        while queue:
+            point = queue.pop(0)
+            point_dir = sweep_dir / point.name
+            claim = try_claim(point_dir)
+            if claim is None:
+                result.elsewhere.append(point.name)
+                continue
+            if point_status(point_dir, point) == "done":  # finished elsewhere since this sweep started
+                claim.release()
+                result.skipped.append(point.name)
+                continue
+            heartbeat.hold(point.name, claim)
+            _prepare_point(sweep, point, point_dir)
+            return point
+        return None
+
+    return next_point
 
 
 def _collect(result: SweepResult, point: Point, record: dict, index: int, total: int, log) -> None:

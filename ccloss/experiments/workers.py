@@ -251,23 +251,27 @@ def _record_of(worker: _Worker, point_dir: Path, answer: dict | None) -> dict:
     return record
 
 
-def run_processes(sweep_dir: Path, todo: Sequence, jobs: int, on_done: Callable[[object, dict], None]) -> None:
-    """Run the points ``todo`` in ``jobs`` worker processes; ``on_done(point, record)`` after each.
-
-    A worker that dies fails its point and is replaced; the others go on."""
+def run_processes(
+    sweep_dir: Path, next_point: Callable[[], object | None], jobs: int, on_done: Callable[[object, dict], None]
+) -> None:
+    """Run the points that ``next_point()`` hands out (until it returns None) in ``jobs`` worker
+    processes; ``on_done(point, record)`` after each. A worker that dies fails its point and is
+    replaced; the others go on."""
     import select
 
-    jobs = min(jobs, len(todo)) or 1
     envs = worker_environments(jobs, _visible_gpus() if jobs > 1 else [])
     log_dir = sweep_dir / "logs"
     workers = [_Worker(slot, envs[slot], log_dir) for slot in range(jobs)]
-    pending = list(todo)
+    exhausted = False
     try:
         while True:
             for worker in workers:
-                if worker.point is None and pending:
-                    point = pending.pop(0)
-                    worker.submit(point, sweep_dir / point.name)
+                if worker.point is None and not exhausted:
+                    point = next_point()
+                    if point is None:
+                        exhausted = True
+                    else:
+                        worker.submit(point, sweep_dir / point.name)
             busy = [w for w in workers if w.point is not None]
             if not busy:
                 break

@@ -60,23 +60,25 @@ ROUTED = ("lam", "form", "group_size")
 
 
 def _lookup(name: str) -> type[Criterion]:
-    if isinstance(name, str):
+    if isinstance(name, str) and name in LOSSES:
+        return LOSSES[name]
+    hint = ""
+    if isinstance(name, str):  # a paper name or another spelling: say which key it is
         key = name.strip().lower()
-        if key in LOSSES:
-            return LOSSES[key]
-        for loss_name, paper in PAPER_NAMES.items():  # the paper's spelling works too
-            if key == paper.lower():
-                return LOSSES[loss_name]
-    raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(LOSSES)}")
+        match = next((k for k, paper in PAPER_NAMES.items() if key in (k, paper.lower())), None)
+        hint = f" ({name!r} is written {match!r} here)" if match else ""
+    raise ValueError(f"unknown loss {name!r}{hint}; valid names: {', '.join(LOSSES)}")
 
 
 def build_criterion(name: str, num_classes: int, **hparams: Any) -> Criterion:
-    """The criterion called ``name`` (a key of LOSSES or a paper name) with ``hparams``.
+    """The criterion called ``name`` (a key of LOSSES: ``"cc"`` is CC-Loss) with ``hparams``.
 
     Unknown names and hyperparameters raise ValueError listing the valid ones; a value of the
     wrong type raises too (strings are parsed by the CLI, ``ccloss.cli.parse_loss_params``).
     """
-    return _lookup(name)(num_classes, **hparams)
+    criterion_class = _lookup(name)
+    criterion_class.resolve_hparams(hparams)  # unknown names: a ValueError listing the valid ones
+    return criterion_class(num_classes, **hparams)
 
 
 def routed_hparams(loss: str, loss_params: dict | None = None, **routed: Any) -> dict:

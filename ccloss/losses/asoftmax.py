@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -96,16 +96,18 @@ class ASoftmaxLoss(Criterion):
 
     name = "asoftmax"
     paper_name = "A-Softmax"
-    defaults: ClassVar[dict[str, Any]] = {
-        "margin": 4,
-        "lambda_base": 1500.0,
-        "lambda_gamma": 0.1,
-        "lambda_min": 5.0,
-    }
     summary = "SphereFace margin psi(theta) on the cosine head, annealed lambda"
 
-    def __init__(self, num_classes: int, **hparams: Any) -> None:
-        super().__init__(num_classes, **hparams)
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        margin: int = 4,
+        lambda_base: float = 1500.0,
+        lambda_gamma: float = 0.1,
+        lambda_min: float = 5.0,
+    ) -> None:
+        super().__init__(num_classes, **self.given(locals()))
         require(1 <= self.margin <= 10, f"margin must be an integer in [1, 10], got {self.margin}")
         require(self.lambda_base >= 0 and self.lambda_min >= 0, "lambda_base and lambda_min must be >= 0")
         require(self.lambda_gamma >= 0, f"lambda_gamma must be >= 0, got {self.lambda_gamma}")

@@ -16,6 +16,7 @@ are computed in float32 (float64 stays float64) whatever the autocast state.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -90,17 +91,28 @@ def _checked(cls: type[Criterion], key: str, value: Any) -> Any:
     raise ValueError(f"hyperparameter {key!r} of loss {cls.name!r} must be {kind}, got {value!r}")
 
 
+class _SignatureDefaults:
+    """``Criterion.defaults``: the keyword-only parameters of the class's ``__init__`` with their
+    defaults, read from the signature (the one place a hyperparameter and its default are written)."""
+
+    def __get__(self, obj: Any, cls: type) -> dict[str, Any]:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
 class Criterion(nn.Module):
     """Base class: ``forward(output, labels, step=0) -> LossOutput``.
 
-    Subclasses set ``name``, ``paper_name`` and ``defaults`` (every hyperparameter with its
-    default) and read their hyperparameters as attributes (``self.lam`` ...). ``hparam_types``
-    gives the type of hyperparameters whose default is None.
+    Subclasses set ``name`` (the registry key) and ``paper_name`` (how the paper's tables write it),
+    declare their hyperparameters as keyword-only arguments of ``__init__`` with defaults (``defaults``
+    reads them from the signature), pass them on with ``super().__init__(num_classes,
+    **self.given(locals()))`` and read them as attributes (``self.lam`` ...). ``hparam_types`` gives
+    the type of hyperparameters whose default is None.
     """
 
     name: ClassVar[str] = ""
     paper_name: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
+    defaults = _SignatureDefaults()
     hparam_types: ClassVar[dict[str, type]] = {}
     #: one line for describe_losses()
     summary: ClassVar[str] = ""
@@ -115,6 +127,11 @@ class Criterion(nn.Module):
             setattr(self, key, value)
 
     # ---- hyperparameters ----------------------------------------------------------------
+    @classmethod
+    def given(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The hyperparameters among a constructor's ``locals()``."""
+        return {key: values[key] for key in cls.defaults}
+
     @classmethod
     def describe_hparams(cls) -> str:
         if not cls.defaults:

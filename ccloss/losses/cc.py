@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
@@ -31,25 +31,24 @@ class CrossEntropyWithCC(Criterion):
 
     name = "cc"
     paper_name = "CC-Loss"
-    #: lam = 0.1 with the models' SE width floor of 32: Part 4 of the pre-registered study
-    #: (docs/study_cc_default.md); the paper's best is lam = 1, which collapsed in 3 of 6 study runs
-    #: here (the preset ``cc_v1`` keeps it; ``cc_v2`` keeps lam = 0.03 with the unfloored SE block).
-    defaults: ClassVar[dict[str, Any]] = {
-        "lam": 0.1,
-        "form": "ratio",
-        "squared": True,
-        "eps": 1e-3,
-        "group_size": None,
-        "normalize": "none",
-        "tau": 0.1,
-        "warmup": 0.0,
-        "ramp": 0.0,
-    }
     hparam_types: ClassVar[dict[str, type]] = {"group_size": int}
     summary = "CE + lam * d_intra / (d_inter + eps) on the CAM's attention vectors"
 
-    def __init__(self, num_classes: int, **hparams: Any) -> None:
-        super().__init__(num_classes, **hparams)
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        lam: float = 0.1,
+        form: str = "ratio",
+        squared: bool = True,
+        eps: float = 1e-3,
+        group_size: int | None = None,
+        normalize: str = "none",
+        tau: float = 0.1,
+        warmup: float = 0.0,
+        ramp: float = 0.0,
+    ) -> None:
+        super().__init__(num_classes, **self.given(locals()))
         require(self.lam >= 0, f"lam must be >= 0, got {self.lam}")
         require(
             self.warmup >= 0 and self.ramp >= 0 and self.warmup + self.ramp <= 1,

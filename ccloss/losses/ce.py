@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 from torch.nn import functional as F
@@ -20,8 +20,10 @@ class CrossEntropy(Criterion):
 
     name = "ce"
     paper_name = "CE"
-    defaults: ClassVar[dict[str, Any]] = {}
     summary = "cross-entropy; with --cam it is the paper's CE+CAM row"
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes)
 
     def forward(self, output: ModelOutput, labels: Tensor, step: int = 0) -> LossOutput:
         ce = F.cross_entropy(as_compute(self._logits(output, labels)), labels)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -56,13 +56,12 @@ class FICALoss(Criterion):
 
     name = "fical"
     paper_name = "FICAL"
-    defaults: ClassVar[dict[str, Any]] = {"lam": 5.0, "momentum": 0.9}
     summary = "reconstruction from the abstract: CE + lam * confusion-weighted pairwise cosine"
 
     confusion: Tensor
 
-    def __init__(self, num_classes: int, **hparams: Any) -> None:
-        super().__init__(num_classes, **hparams)
+    def __init__(self, num_classes: int, *, lam: float = 5.0, momentum: float = 0.9) -> None:
+        super().__init__(num_classes, **self.given(locals()))
         require(self.lam >= 0, f"lam must be >= 0, got {self.lam}")
         require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         k = self.num_classes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -35,16 +35,15 @@ def focal_loss(logits: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float 
 class FocalLoss(Criterion):
     """Focal loss: FL = -alpha (1 - p_t)^gamma log p_t, batch mean (Lin et al., ICCV 2017).
 
-    Scalar alpha (no class balancing), gamma=2, alpha=1 as in METHOD.md. Parts: ce, focal.
+    Scalar alpha (no class balancing), gamma = 2, alpha = 1 (docs/baselines.md). Parts: ce, focal.
     """
 
     name = "focal"
     paper_name = "Focal"
-    defaults: ClassVar[dict[str, Any]] = {"gamma": 2.0, "alpha": 1.0}
     summary = "-alpha (1 - p_t)^gamma log p_t"
 
-    def __init__(self, num_classes: int, **hparams: Any) -> None:
-        super().__init__(num_classes, **hparams)
+    def __init__(self, num_classes: int, *, gamma: float = 2.0, alpha: float = 1.0) -> None:
+        super().__init__(num_classes, **self.given(locals()))
         require(self.gamma >= 0, f"gamma must be >= 0, got {self.gamma}")
         require(self.alpha > 0, f"alpha must be > 0, got {self.alpha}")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 from torch.nn import functional as F
@@ -43,11 +43,10 @@ class ICALoss(Criterion):
 
     name = "ical"
     paper_name = "ICAL"
-    defaults: ClassVar[dict[str, Any]] = {"lam": 5.0}
     summary = "CE + lam * mean pairwise cosine of unit class vectors (||sum w||^2 / K^2)"
 
-    def __init__(self, num_classes: int, **hparams: Any) -> None:
-        super().__init__(num_classes, **hparams)
+    def __init__(self, num_classes: int, *, lam: float = 5.0) -> None:
+        super().__init__(num_classes, **self.given(locals()))
         require(self.lam >= 0, f"lam must be >= 0, got {self.lam}")
 
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
@@ -126,17 +126,20 @@ class MCLoss(Criterion):
 
     name = "mcloss"
     paper_name = "MC-Loss"
-    defaults: ClassVar[dict[str, Any]] = {
-        "xi": None,
-        "mask_fraction": 0.5,
-        "alpha_dis": 1.5,
-        "beta_div": 20.0,
-    }
     hparam_types: ClassVar[dict[str, type]] = {"xi": int}
     summary = "CE + alpha_dis L_dis + beta_div (1 - div/xi); xi=None: max(3, 512 // K) (MCLOSS_XI)"
 
-    def __init__(self, num_classes: int, generator: torch.Generator | None = None, **hparams: Any) -> None:
-        super().__init__(num_classes, **hparams)
+    def __init__(
+        self,
+        num_classes: int,
+        generator: torch.Generator | None = None,
+        *,
+        xi: int | None = None,
+        mask_fraction: float = 0.5,
+        alpha_dis: float = 1.5,
+        beta_div: float = 20.0,
+    ) -> None:
+        super().__init__(num_classes, **self.given(locals()))
         if self.xi is None:
             self.xi = mcloss_xi_for(None, self.num_classes)
             self.hparams["xi"] = self.xi

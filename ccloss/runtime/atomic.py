@@ -1,12 +1,15 @@
-"""Atomic file writes: write to a temporary file in the same folder, then ``os.replace``.
+"""Atomic file writes: write to a temporary file in the same folder, fsync it, ``os.replace`` it into
+place, then fsync the folder (so the rename itself survives a power cut).
 
 The one writer of the package: run directories, checkpoints, reports, figures and caches use it.
-
-A reader (or a resumed run) sees either the old file or the new one, never half of one.
+A reader (or a resumed run) sees either the old file or the new one, never half of one. A full disk
+(ENOSPC, or a quota: EDQUOT) raises :class:`DiskFullError` naming the file, and leaves the old
+file as it was; :func:`replace_keeping_previous` also keeps the file it replaces under another name.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -16,12 +19,39 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write", "write_json", "read_json", "save_torch"]
+__all__ = [
+    "DiskFullError",
+    "atomic_write",
+    "replace_keeping_previous",
+    "write_json",
+    "read_json",
+    "save_torch",
+    "fsync_dir",
+]
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
+class DiskFullError(OSError):
+    """No space left (or over quota) while writing a file; the file it was to replace is intact."""
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _written_temporary(path: Path, write: Callable[[Any], None], mode: str) -> str:
+    """``write(file)`` into a fsynced temporary file beside ``path``; its name. Removed on any failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -32,11 +62,52 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         umask = os.umask(0)  # mkstemp makes the file 0600: give it the usual permissions
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+    except BaseException as error:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno in FULL_DISK:
+            raise DiskFullError(
+                error.errno,
+                f"no space left on the device while writing {path} ({os.strerror(error.errno)}); "
+                f"{'the previous ' + path.name + ' is intact' if path.exists() else 'nothing was written'}: "
+                "free some space, then rerun (a training run resumes with --resume)",
+            ) from error
+        raise
+    return tmp
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    tmp = _written_temporary(path, write, mode)
+    try:
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
+    return path
+
+
+def replace_keeping_previous(
+    path: str | os.PathLike, previous: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb"
+) -> Path:
+    """:func:`atomic_write`, keeping the file it replaces as ``previous`` (the one before that is gone).
+
+    The new file is complete on disk before anything is renamed; a process killed between the two
+    renames leaves ``previous`` (the last good file) and no ``path``."""
+    path, previous = Path(path), Path(previous)
+    tmp = _written_temporary(path, write, mode)
+    try:
+        if path.exists():
+            os.replace(path, previous)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
     return path
 
 

@@ -47,8 +47,9 @@ class RunState:
     criterion: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    train_loader: Any  #: TensorLoader
+    train_loader: Any  #: a TensorLoader, or any iterable of (x, y)
     eval_loader: Any
+    reference_loader: Any = None  #: the training set without augmentation, when given (see runtime.setup)
     history: list = field(default_factory=list)
     step: int = 0
     start_epoch: int = 0

@@ -182,31 +182,6 @@ def test_budget_rule():
     assert budget_rule(_curves([98.0, 98.0, 98.0], [98.0, 98.0, 98.0], last5_range=1.2))["epochs"] == 40
 
 
-def test_stage_three_sweep_takes_the_points_of_the_earlier_stages(tmp_path):
-    import yaml
-
-    from ccloss.experiments.study import stage_three_sweep
-
-    point = {"loss": "cc", "lam": 1.0, "train_options": {"cam_min_hidden": 1}}
-    screen = {
-        "name": "s",
-        "notebook": "notebooks/02_train.ipynb",
-        "fixed": {"epochs": 40, "eval_split": "val"},
-        "grid": {"dataset": ["digits", "mnist5k"]},
-        "points": [dict(point, label=REFERENCE, loss="ce"), dict(point, label="old_default"), dict(point, label="x")],
-    }
-    finals = dict(screen, points=[dict(point, label="x+lam0.03", lam=0.03, seeds=[0, 1])])  # fmt: skip
-    files = [tmp_path / "screen.yaml", tmp_path / "finalists.yaml"]
-    for path, data in zip(files, [screen, finals]):
-        path.write_text(yaml.safe_dump(data))
-    sweep = stage_three_sweep(files, "x+lam0.03")
-    assert sweep["fixed"] == {"epochs": 40, "eval_split": "test"} and sweep["grid"] == screen["grid"]
-    assert [p["label"] for p in sweep["points"]] == [REFERENCE, "old_default", "x+lam0.03"]
-    assert all(p["seeds"] == [0, 1, 2, 3, 4] for p in sweep["points"]) and sweep["points"][2]["lam"] == 0.03
-    with pytest.raises(ValueError, match="no point labelled \\['nope'\\]"):
-        stage_three_sweep(files, "nope")
-
-
 def test_stage_three_checks_against_hand_computation(tmp_path):
     # CE+CAM on test: digits 99, 99 (std 0), mnist5k 98, 98.4 (std 0.283), ratios 0.10 and 0.40
     ref = grid(REFERENCE, [[99.0, 99.0], [98.0, 98.4]], [[0.10, 0.10], [0.40, 0.40]])

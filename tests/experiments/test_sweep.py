@@ -6,6 +6,7 @@ computed from its parameters), so a point takes a few seconds.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -407,15 +408,67 @@ def test_dry_run_lists_points_and_runs_nothing(tmp_path, standin):
     assert not (tmp_path / "runs").exists()
 
 
-def test_second_sweep_on_the_same_folder_is_refused(tmp_path, standin):
-    path = write_sweep(tmp_path, standin, grid={"lam": [0.0]}, seeds=[0])
-    sweep_dir = tmp_path / "runs" / "demo"
-    sweep_dir.mkdir(parents=True)
-    with (
-        sweep_module._Lock(sweep_dir / sweep_module.LOCK_FILE),
-        pytest.raises(RuntimeError, match="another sweep is running"),
-    ):
-        run_sweep(load_sweep(path), tmp_path / "runs", log=lambda m: None)
+def _sweep_process(path: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ccloss", "sweep", str(path), "--out", str(out), "--jobs", "1", *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_two_sweep_processes_share_one_folder_and_run_each_point_once(tmp_path, standin):
+    """Points are claimed one by one: two processes started together split the points between them."""
+    path = write_sweep(tmp_path, standin, fixed={"sleep_s": 0.5}, grid={"lam": [0.0, 1.0, 2.0]}, seeds=[0, 1])
+    out = tmp_path / "runs"
+    first, second = _sweep_process(path, out), _sweep_process(path, out)
+    logs = [process.communicate(timeout=600)[0].decode() for process in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, logs
+    sweep_dir = out / "demo"
+    states = check_consistent(sweep_dir)
+    assert len(states) == 6 and set(states.values()) == {"done"}
+    assert all(attempts(sweep_dir / name) == 1 for name in states)  # every point ran exactly once
+    ran = [int(re.search(r"sweep demo: (\d+) run, ", log).group(1)) for log in logs]
+    assert sum(ran) == 6 and min(ran) >= 1, logs  # both took part, no point twice
+    assert not list(sweep_dir.glob("*/.claim"))  # every claim released
+
+
+def test_a_killed_sweeps_claimed_point_is_taken_again(tmp_path, standin):
+    path = write_sweep(tmp_path, standin, fixed={"sleep_s": 3.0}, grid={"lam": [0.0, 1.0]}, seeds=[0])
+    out = tmp_path / "runs"
+    sweep_dir = out / "demo"
+    doomed = _sweep_process(path, out)
+    try:
+        deadline = time.time() + 120
+        while not list(sweep_dir.glob("*/.claim")) or not list(sweep_dir.glob("*/*/attempts.txt")):
+            assert time.time() < deadline and doomed.poll() is None, "the first sweep never started a point"
+            time.sleep(0.05)
+    finally:
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+    claimed = [p.parent.name for p in sweep_dir.glob("*/.claim")]
+    assert len(claimed) == 1  # the dead process's claim is still there
+    result = cli("sweep", str(path), "--out", str(out), "--jobs", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(check_consistent(sweep_dir).values()) == {"done"}
+    assert attempts(sweep_dir / claimed[0]) == 2  # started by the killed sweep, finished by the second one
+
+
+def test_point_index_runs_one_point_as_a_job_array_task(tmp_path, standin):
+    path = write_sweep(tmp_path, standin, grid={"lam": [0.0, 1.0]}, seeds=[0])
+    out = tmp_path / "runs"
+    outputs = []
+    for task in ("1", "1", "0"):  # task 1 twice: the second finds it done
+        result = cli("sweep", str(path), "--out", str(out), "--point", task)
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs.append(result.stdout)
+    assert "1 points, 0 already complete, 1 to run" in outputs[0] and "1 points, 1 already complete" in outputs[1]
+    assert set(check_consistent(out / "demo").values()) == {"done"}
+    assert all(attempts(out / "demo" / name) == 1 for name in ("lam=0,seed=0", "lam=1,seed=0"))
+    bad = cli("sweep", str(path), "--out", str(out), "--point", "2")
+    assert bad.returncode == 2 and "--point 2 is out of range: the sweep has points 0 to 1" in bad.stderr
 
 
 def test_killed_sweep_reruns_without_double_counting(tmp_path, standin):
@@ -423,14 +476,7 @@ def test_killed_sweep_reruns_without_double_counting(tmp_path, standin):
     path = write_sweep(tmp_path, standin, fixed={"sleep_s": 1.5}, grid={"lam": [0.0, 1.0]}, seeds=[0, 1])
     out = tmp_path / "runs"
     sweep_dir = out / "demo"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ccloss", "sweep", str(path), "--out", str(out), "--jobs", "1"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    process = _sweep_process(path, out)
     try:
         deadline = time.time() + 300
         while time.time() < deadline:  # wait until one point is done and the next is training

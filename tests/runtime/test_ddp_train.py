@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import without_timings
+
 ROOT = Path(__file__).resolve().parents[2]
 NPROC = 2
 TRAIN_ARGS = [
@@ -37,8 +39,7 @@ TRAIN_ARGS = [
     "cpu",
     "--quiet",
 ]
-RUN_FILES = {"config.json", "metrics.json", "checkpoint.pt"}
-TIMINGS = {"seconds", "images_per_sec", "train_seconds"}
+RUN_FILES = {"config.json", "metrics.json", "checkpoint.pt", "checkpoint.prev.pt"}
 RUN_TIMEOUT_S = 300  # a 2-epoch run takes ~20-60 s on 2 busy cores
 
 pytestmark = [
@@ -91,14 +92,6 @@ def _check_ok(result: subprocess.CompletedProcess) -> None:
 
 def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
-
-
-def _without_timings(metrics: dict) -> dict:
-    return {
-        "status": metrics["status"],
-        "history": [{k: v for k, v in record.items() if k not in TIMINGS} for record in metrics["history"]],
-        "final": {k: v for k, v in (metrics["final"] or {}).items() if k not in TIMINGS},
-    }
 
 
 def _children(pid: int) -> list[int]:
@@ -197,7 +190,7 @@ def test_killed_mid_epoch_then_resumed_equals_uninterrupted(runs, uninterrupted)
 
     _check_ok(_torchrun(out, "--resume"))
     assert {p.name for p in out.iterdir()} == RUN_FILES
-    assert _without_timings(_metrics(out)) == _without_timings(_metrics(uninterrupted))
+    assert without_timings(_metrics(out)) == without_timings(_metrics(uninterrupted))
     resumed = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     reference = torch.load(uninterrupted / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert resumed["step"] == reference["step"]

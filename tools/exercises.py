@@ -4,7 +4,8 @@ A notebook's "Your turn" cells are tagged ``solution`` and hold the answer betwe
 ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (the convention of nbgrader, whose ClearSolutions
 preprocessor does the clearing). The copy keeps every other cell, clears all outputs, and replaces
 each answer by ``# YOUR CODE HERE``, so the check cell after it fails until the learner answers.
-``python -m ccloss exercises`` rewrites the copies; a test fails when the committed ones differ.
+``python -m tools.exercises`` (``make exercises``) rewrites the copies; a test fails when the
+committed ones differ.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import nbformat
 
-from ..runtime.atomic import atomic_write
-from .notebooks import NOTEBOOK_DIR
+from ccloss.paths import repo_root
+from ccloss.runtime.atomic import atomic_write
 
-__all__ = ["EXERCISE_DIR", "SOLUTION_TAG", "solution_cells", "exercise_copy", "write_exercises"]
+__all__ = ["NOTEBOOK_DIR", "EXERCISE_DIR", "SOLUTION_TAG", "solution_cells", "exercise_copy", "write_exercises"]
 
+NOTEBOOK_DIR = repo_root() / "notebooks"
 EXERCISE_DIR = NOTEBOOK_DIR / "exercises"
 SOLUTION_TAG = "solution"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -62,3 +64,8 @@ def write_exercises(notebook_dir: Path = NOTEBOOK_DIR, out_dir: Path | None = No
         target = out_dir / path.name
         written.append(atomic_write(target, lambda handle, text=text: handle.write(text)))
     return written
+
+
+if __name__ == "__main__":
+    for written_path in write_exercises():
+        print(written_path)

@@ -11,13 +11,7 @@ import pytest
 import torch
 
 from ccloss.exercises import check
-from ccloss.experiments.exercise_copies import (
-    EXERCISE_DIR,
-    exercise_copy,
-    solution_cells,
-    write_exercises,
-)
-from ccloss.experiments.notebooks import NOTEBOOK_DIR
+from tools.exercises import EXERCISE_DIR, NOTEBOOK_DIR, exercise_copy, solution_cells, write_exercises
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 WITH_EXERCISES = ["01_method.ipynb", "02_train.ipynb", "03_ablations.ipynb", "04_embeddings.ipynb"]
@@ -30,11 +24,11 @@ def _read(path: Path) -> nbformat.NotebookNode:
 def test_copies_regenerate_byte_identical(tmp_path):
     written = write_exercises(NOTEBOOK_DIR, tmp_path)
     assert sorted(p.name for p in written) == sorted(p.name for p in EXERCISE_DIR.glob("*.ipynb")), (
-        "notebooks/exercises/ is out of step with the notebooks: run `python -m ccloss exercises`"
+        "notebooks/exercises/ is out of step with the notebooks: run `make exercises`"
     )
     for path in written:
         committed = (EXERCISE_DIR / path.name).read_bytes()
-        assert path.read_bytes() == committed, f"{path.name}: regenerate with `python -m ccloss exercises`"
+        assert path.read_bytes() == committed, f"{path.name}: regenerate with `make exercises`"
 
 
 @pytest.mark.parametrize("name", WITH_EXERCISES)
