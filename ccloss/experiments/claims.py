@@ -5,8 +5,9 @@ A process claims a point by creating ``<point>/.claim`` with ``O_CREAT | O_EXCL`
 file systems and on NFS v3 and later), holding its host, pid, a random token and a heartbeat time that
 it refreshes every :data:`HEARTBEAT_S` seconds while the point runs. A claim whose holder is gone is
 taken again: on the same host when its pid no longer exists, on another host when its heartbeat is
-older than :data:`STALE_AFTER_S` (``$CCLOSS_CLAIM_STALE_S``). A takeover replaces the file atomically
-and re-reads it, so of two processes taking one stale claim exactly one keeps it.
+older than :data:`STALE_AFTER_S` (``$CCLOSS_CLAIM_STALE_S``). A takeover happens under a second
+exclusive file (``.claim.takeover``) and checks the claim again inside it, so of two processes taking
+one stale claim exactly one gets it.
 """
 
 from __future__ import annotations
@@ -106,14 +107,32 @@ def try_claim(point_dir: Path) -> Claim | None:
         info = holder(claim.path)
         if info is None:  # released in the meantime: try once more
             return try_claim(point_dir) if not claim.path.exists() else None
-        if not is_stale(claim.path, info):
-            return None
-        _write_replacing(claim.path, claim.record())  # take it over; of two takers the last rename wins
-        time.sleep(0.05)
-        return claim if (holder(claim.path) or {}).get("token") == claim.token else None
+        return _take_over(claim) if is_stale(claim.path, info) else None
     with os.fdopen(fd, "w") as handle:
         handle.write(json.dumps(claim.record()))
     return claim
+
+
+def _take_over(claim: Claim) -> Claim | None:
+    """Replace a stale claim with ``claim``, under the exclusive takeover file; None when another
+    process is taking it over, or took it over first."""
+    lock = claim.path.with_name(CLAIM_FILE + ".takeover")
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - lock.stat().st_mtime > EMPTY_GRACE_S:  # its taker died mid-takeover
+                lock.unlink()
+        return None
+    try:
+        os.close(fd)
+        info = holder(claim.path)
+        if info is not None and not is_stale(claim.path, info):  # taken over by another process meanwhile
+            return None
+        _write_replacing(claim.path, claim.record())
+        return claim
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 class Heartbeat:
