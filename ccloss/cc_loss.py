@@ -113,7 +113,7 @@ def normalize_attention(attention: torch.Tensor, how: str = "none") -> torch.Ten
     """The attention vectors as the distances see them (computed in float32 / float64).
 
     - ``none``:        A as it is.
-    - ``unit``:        a_i / ||a_i|| (cosine geometry: only directions count).
+    - ``unit``:        a_i / ||a_i|| (cosine geometry: only directions count; a zero vector stays 0).
     - ``standardize``: (a_i - m) / s with m the batch mean and s^2 = mean_i ||a_i - m||^2 (+1e-12):
       the batch's mean squared distance to its centre is 1, so no loss that depends on the
       distances can be lowered by shrinking every vector towards the mean (the scale is gone).
@@ -122,8 +122,9 @@ def normalize_attention(attention: torch.Tensor, how: str = "none") -> torch.Ten
         raise ValueError(f"unknown normalize {how!r}; valid: {', '.join(NORMALIZATIONS)}")
     with torch.autocast(device_type=attention.device.type, enabled=False):
         a = attention.to(compute_dtype(attention))
-        if how == "unit":
-            return a / a.norm(dim=1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
+        if how == "unit":  # a zero vector stays 0, with a finite gradient (safe sqrt, no division by 0)
+            norm = _safe_sqrt(a.pow(2).sum(dim=1, keepdim=True))
+            return a / torch.where(norm > 0, norm, torch.ones_like(norm))
         if how == "standardize":
             centred = a - a.mean(dim=0, keepdim=True)
             return centred / torch.sqrt(centred.pow(2).sum(dim=1).mean() + STANDARDIZE_EPS)

@@ -7,6 +7,7 @@ lr x0.1 at 50 % and 75 % of the epochs, batch 32, loss = CE + lambda * CC.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ EVAL_SPLITS = ("test", "val")
 #: What fields added later meant before they existed (for config.json files written earlier).
 LEGACY_DEFAULTS = {"cam_activation": "relu", "cam_min_hidden": 1, "eval_split": "test"}
 CC_SCOPES = ("global", "local")
+POSITIVE_INTEGERS = ("batch_size", "epochs", "cam_min_hidden")
 #: Named settings (TrainConfig fields, every CC-Loss choice explicit, so a preset does not move when
 #: the package's defaults do). ``cc_v1`` is CC-Loss as first reconstructed, the default before the
 #: study of docs/study_cc_default.md: it collapses (one attention vector for every image) in some seeds.
@@ -85,8 +87,9 @@ class TrainConfig:
     class_measures: bool = True  #: after the last epoch: attention k-NN, linear probe, pair separation
 
     def validate(self, data: bool = True) -> TrainConfig:
-        """Raise ValueError with the valid choices for anything unknown or out of range (``data=False``:
-        the dataset is not checked, for a run on loaders of your own)."""
+        """Raise ValueError with the valid choices for anything of the wrong type, unknown or out of range
+        (``data=False``: the dataset is not checked, for a run on loaders of your own)."""
+        _check_field_types(self)
         for name, valid in (
             ("dataset", tuple(DATASETS) if data else (self.dataset,)),
             ("backbone", BACKBONES),
@@ -100,15 +103,15 @@ class TrainConfig:
             value = getattr(self, name)
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(str(v) for v in valid if v)}")
-        for name in ("batch_size", "epochs", "cam_min_hidden"):
+        for name in POSITIVE_INTEGERS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name in ("lr", "width_mult"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not isinstance(self.loss_params, dict):
-            raise ValueError(f"loss_params must be a dict of name -> value, got {self.loss_params!r}")
+        if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in self.lr_milestones):
+            raise ValueError(f"lr_milestones are fractions of the epochs in (0, 1], got {self.lr_milestones!r}")
         return self
 
     @property
@@ -161,6 +164,32 @@ class TrainConfig:
         if "lr_milestones" in values:
             values["lr_milestones"] = tuple(values["lr_milestones"])
         return cls(**values)
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    base = kind.replace(" | None", "")
+    if value is None and kind.endswith("| None"):
+        return True
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    checks = {
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "int": number and isinstance(value, int),
+        "float": number and math.isfinite(value),
+        "dict": isinstance(value, dict),
+        "tuple": isinstance(value, (tuple, list)),
+    }
+    return checks.get(base, True)
+
+
+def _check_field_types(config: TrainConfig) -> None:
+    """Each field's value is of its annotated type (an int passes for a float), else a ValueError naming it."""
+    for spec in dataclasses.fields(config):
+        if spec.name in POSITIVE_INTEGERS:  # checked with their range in validate()
+            continue
+        value = getattr(config, spec.name)
+        if not _type_ok(value, str(spec.type)):
+            raise ValueError(f"{spec.name} must be {spec.type} (a finite number for float), got {value!r}")
 
 
 def build_for_config(config: TrainConfig, info: DatasetInfo, device: torch.device):

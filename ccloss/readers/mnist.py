@@ -69,7 +69,15 @@ def load_mnist(root: Path, split: str, download: bool) -> tuple[torch.Tensor, to
         raise DatasetMissingError(_mnist_missing_message(root))
     try:
         ds = MNIST(str(root), train=split == "train", download=False)
-    except RuntimeError:
-        raise DatasetMissingError(_mnist_missing_message(root)) from None
-    images = F.pad(ds.data[:, None], (2, 2, 2, 2))  # 28x28 -> 32x32, zero border
-    return images, ds.targets.to(torch.int64)
+        images, labels = ds.data, ds.targets
+        if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
+            raise ValueError(f"{len(images)} images of shape {tuple(images.shape[1:])} for {len(labels)} labels")
+    except Exception as exc:  # a truncated or wrong IDX file: torchvision raises whatever its parser meets
+        prefix = "train" if split == "train" else "t10k"
+        names = ", ".join(f for f in MNIST_FILES if f.startswith(prefix))
+        raise ValueError(
+            f"mnist: the IDX files {names} in {raw.resolve()} cannot be read ({short(exc)}): truncated or not "
+            "MNIST's. Delete them and fetch them again (--download), or copy good ones there."
+        ) from None
+    images = F.pad(images[:, None], (2, 2, 2, 2))  # 28x28 -> 32x32, zero border
+    return images, labels.to(torch.int64)
