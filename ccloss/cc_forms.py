@@ -119,15 +119,16 @@ def pair_form_values(
 
         total = per_group(weight)
         safe_total = torch.where(total > 0, total, one)
+        nan_guard = 0.0 * dist.sum()  # a NaN or Inf distance reaches the loss even where no class pair counts
         if form == "pair_ratio":
-            return per_group(weight * ratio) / safe_total
+            return per_group(weight * ratio) / safe_total + nan_guard
         if form == "pair_log_ratio":
             logs = torch.log(torch.where(valid, spread + eps, one)) - torch.log(denominator)
-            return per_group(weight * logs) / safe_total
+            return per_group(weight * logs) / safe_total + nan_guard
         # pair_softmax: tau * log(weighted mean of exp(r / tau)), shifted by each group's largest r
         top = torch.where(valid, ratio, zero).amax(dim=1).detach()
         top = top.new_zeros(n_groups).scatter_reduce(0, group_id, top, "amax", include_self=False)
         scaled = torch.where(valid, torch.exp((ratio - top[group_id][:, None]) / tau), zero)
         mean_exp = per_group(weight * scaled) / safe_total
         value = top + tau * torch.log(torch.where(total > 0, mean_exp, one))
-        return torch.where(total > 0, value, zero)
+        return torch.where(total > 0, value, zero) + nan_guard

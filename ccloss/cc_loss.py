@@ -132,9 +132,9 @@ def normalize_attention(attention: torch.Tensor, how: str = "none") -> torch.Ten
 
 
 def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
-    """sqrt with a zero (finite) gradient at 0: the 'double where' trick."""
-    positive = x > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), torch.zeros_like(x))
+    """sqrt with a zero (finite) gradient at 0: the 'double where' trick (NaN stays NaN)."""
+    zero = x == 0
+    return torch.where(zero, torch.zeros_like(x), torch.sqrt(torch.where(zero, torch.ones_like(x), x)))
 
 
 def cc_statistics(

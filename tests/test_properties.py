@@ -82,8 +82,7 @@ def test_non_finite_attention_gives_a_non_finite_loss_the_loop_reports(batch, op
     a, labels = batch
     assume(len(labels) >= 2)
     value = cc_statistics(a, labels, **opts).loss
-    if opts["group_size"] is None and len(labels) >= 2:
-        assert not torch.isfinite(value) or not torch.isfinite(a[: len(labels)]).all()
+    assert not torch.isfinite(value), value  # the batch mean is subtracted first: one bad entry reaches every pair
 
 
 @SETTINGS
