@@ -8,7 +8,7 @@ Q = different-class pairs of the group, d_intra and d_inter their mean distances
 - ``difference``: d_intra - d_inter
 - ``log_ratio``:  log(1 + d_intra / (d_inter + eps))
 
-Over *class* pairs (:func:`pair_form_values`, issue 19), where every pair of classes counts once.
+Over *class* pairs (:func:`pair_form_values`), where every pair of classes counts once.
 The paper's ratio d_intra / (d_inter + eps) averages over *sample* pairs, so its denominator is
 dominated by the farthest class pairs: pushing a few classes far away lowers it while the other
 classes stay merged (notebook 06, "the second cheat"). The forms here first reduce the distance

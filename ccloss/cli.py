@@ -276,7 +276,7 @@ def _add_sweep_commands(sub) -> None:
     study.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/study_screen runs/study_finalists")
     study.add_argument(
         "--only", nargs="+", metavar="LABEL", default=None,
-        help="rank only these candidates (beside CE+CAM), e.g. --only se_wide+lam0.03 se_wide+lam0.1 (Part 4)",
+        help="rank only these candidates (beside CE+CAM), e.g. --only se_wide+lam0.03 se_wide+lam0.1",
     )  # fmt: skip
     study.add_argument(
         "--part5", action="store_true",

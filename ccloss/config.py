@@ -27,10 +27,8 @@ LEGACY_DEFAULTS = {"cam_activation": "relu", "cam_min_hidden": 1, "eval_split": 
 CC_SCOPES = ("global", "local")
 POSITIVE_INTEGERS = ("batch_size", "epochs", "cam_min_hidden")
 #: Named settings (TrainConfig fields, every CC-Loss choice explicit, so a preset does not move when
-#: the package's defaults do). ``cc_v1`` is CC-Loss as first reconstructed, the default before the
-#: study of docs/study_cc_default.md: it collapses (one attention vector for every image) in some seeds.
-#: ``cc_v2`` is the study's stage 2 winner (λ = 0.03, the SE block as published), the default until
-#: Part 4: its 8-unit SE block died in the first epoch in 1 of 10 test runs, a collapse the CC term keeps.
+#: the package's defaults do): the earlier defaults, what each does is in docs/usage.md ("Presets").
+#: ``cc_v1``: the paper's lambda = 1 with the SE block as published; ``cc_v2``: lambda = 0.03, same block.
 PRESETS: dict[str, dict[str, Any]] = {
     "cc_v1": {
         "loss": "cc",

@@ -1,4 +1,4 @@
-"""Class structure of a set of vectors, measured independently of CC-Loss (issue 19).
+"""Class structure of a set of vectors, measured independently of CC-Loss.
 
 CC-Loss lowers its own statistic, d_intra / d_inter over all pairs, and that statistic can be
 lowered without separating every class: a mean of inter-class distances is dominated by the

@@ -3,7 +3,14 @@ printed at the end of the run, also under pytest-xdist (each worker sends its co
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, kernels included
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 PROPERTY_INPUTS: Counter = Counter()
 

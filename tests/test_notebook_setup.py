@@ -87,3 +87,8 @@ def test_simulated_colab_runs_01_and_03(tmp_path, monkeypatch):
     assert (clone / "figures" / "03_lambda.png").exists()
     executed = _read(work / "out_01_method.ipynb")
     assert str(clone) in "".join(str(o) for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_colab_installs_the_notebooks_extra():
+    """The notebooks need papermill and ipykernel, which the plain package no longer pulls (issue 20)."""
+    assert '"-e", f"{repo}[notebooks]"' in setup_cell(NOTEBOOKS[0])
