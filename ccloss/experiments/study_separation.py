@@ -227,17 +227,23 @@ def markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
 
 
 def pair_distance_shares(distances, top: int = 5) -> dict:
-    """The one-line argument, numerically: of the mean inter-class distance over class pairs, the share
-    that the ``top`` farthest pairs carry, against ``top`` / pairs for equal pairs.
+    """The one-line argument, numerically: of the sum over class pairs of the mean inter-class distance
+    D_ab, the share the ``top`` farthest pairs carry (against ``top`` / pairs were all pairs alike), and
+    the share the merged pairs (s_ab < 2) carry, with their number.
 
     ``distances`` is a class x class distance matrix (metrics.json's ``<split>_class_distances``)."""
-    dist = np.asarray(distances, dtype=np.float64)
-    upper = dist[np.triu_indices(len(dist), k=1)]
-    ordered = np.sort(upper)[::-1]
+    from ..separation import MERGE_THRESHOLD, separation_from_distances
+
+    dist = np.asarray([[np.nan if v is None else v for v in row] for row in distances], dtype=np.float64)
+    upper = np.triu_indices(len(dist), k=1)
+    values = dist[upper]
+    merged = separation_from_distances(dist, np.arange(len(dist))).matrix[upper] < MERGE_THRESHOLD
     return {
-        "pairs": len(upper),
+        "pairs": len(values),
         "top": top,
-        "top_share": float(ordered[:top].sum() / ordered.sum()),
-        "equal_share": top / len(upper),
-        "median_over_mean": float(np.median(upper) / upper.mean()),
+        "top_share": float(np.sort(values)[::-1][:top].sum() / values.sum()),
+        "equal_share": top / len(values),
+        "merged_pairs": int(merged.sum()),
+        "merged_share": float(values[merged].sum() / values.sum()),
+        "median_over_mean": float(np.median(values) / values.mean()),
     }

@@ -134,6 +134,10 @@ def test_pair_distance_shares_by_hand():
     shares = part5.pair_distance_shares(dist, top=1)
     assert shares["top_share"] == pytest.approx(10 / 12) and shares["equal_share"] == pytest.approx(1 / 3)
     assert shares["median_over_mean"] == pytest.approx(1 / 4)
+    # s = D_ab / D_aa = 1 / 0.1 = 10 for the near pairs: nothing merged; at D_aa = 0.6, s = 1.67 < 2 for them
+    assert (shares["merged_pairs"], shares["merged_share"]) == (0, 0.0)
+    near = part5.pair_distance_shares(np.where(np.eye(3, dtype=bool), 0.6, dist).tolist(), top=1)
+    assert near["merged_pairs"] == 2 and near["merged_share"] == pytest.approx(2 / 12)
 
 
 def test_without_the_reference_the_rule_says_so(tmp_path):
