@@ -168,26 +168,16 @@ def class_distance_matrix(
     if x.ndim != 2 or x.shape[0] != labels.shape[0]:
         raise ValueError(f"attention must be N x C with N = len(labels), got {x.shape} and {labels.shape}")
     k = int(num_classes) if num_classes is not None else int(labels.max()) + 1
-    x = x - x.mean(axis=0, keepdims=True)  # distances are shift-invariant; centring limits cancellation
+    if squared:  # from class sums in O(N C): ccloss.separation.class_distance_matrix, over the classes present
+        from .separation import class_distance_matrix as present_classes
+
+        present, classes = present_classes(x, labels)
+        out = np.full((k, k), np.nan)
+        out[np.ix_(classes, classes)] = present
+        return out
+    x = x - x.mean(axis=0, keepdims=True)
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     out = np.full((k, k), np.nan)
-    if squared:
-        sums = np.zeros((k, x.shape[1]))
-        np.add.at(sums, labels, x)
-        sq = np.bincount(labels, weights=(x * x).sum(axis=1), minlength=k)
-        present = counts > 0
-        means = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0)
-        mean_sq = np.divide(sq, counts, out=np.zeros_like(sq), where=present)
-        cross = mean_sq[:, None] + mean_sq[None, :] - 2.0 * means @ means.T
-        both = present[:, None] & present[None, :]
-        out[both] = np.maximum(cross[both], 0.0)
-        within = 2 * counts * sq - 2 * (sums * sums).sum(axis=1)
-        pairs = counts * (counts - 1)
-        diag = np.full(k, np.nan)
-        ok = pairs > 0
-        diag[ok] = np.maximum(within[ok], 0.0) / pairs[ok]
-        out[np.diag_indices(k)] = diag
-        return out
     # plain Euclidean distances: accumulate the N x N matrix in row blocks (O(N^2 C) time, O(B N) memory)
     tensor = torch.as_tensor(x)
     totals = np.zeros((k, k))
