@@ -98,10 +98,17 @@ def _context(row: Any, varied: Sequence[str]) -> dict:
 
 
 def load_sweep_runs(sweep_dir: str | os.PathLike) -> tuple[dict, pd.DataFrame]:
-    """(sweep.json, one row per complete point: its values, config fields and final metrics)."""
+    """(sweep.json, one row per complete point: its values, config fields and final metrics).
+
+    A sweep evaluated on the validation split (``eval_split: val``) has its ``val_*`` metrics under the
+    ``test_*`` names the tables use, and ``spec["split"] = "val"`` says so (the titles then say val)."""
     sweep_dir = Path(sweep_dir)
     spec = _spec(sweep_dir)
     runs = collect_runs(sweep_dir / point["name"] for point in spec["expanded"])
+    spec["split"] = "val" if "val_acc" in runs.columns and "test_acc" not in runs.columns else "test"
+    if spec["split"] == "val":
+        runs = runs.rename(columns={c: "test_" + c[len("val_") :] for c in runs.columns if c.startswith("val_")})
+        runs = runs.rename(columns={"best_val_acc": "best_test_acc"})
     if runs.empty:
         return spec, runs
     values = {}
@@ -236,7 +243,7 @@ def report_table(sweep_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     for column in CONTEXT:
         if column not in varied and column in first.columns:
             table[column] = [first.loc[g, column] for g in table["group"]]
-    if spec.get("paper"):
+    if spec.get("paper") and spec["split"] == "test":  # the paper reports test accuracy only
         _join_paper(table, spec, varied)
     return table, spec
 
@@ -311,7 +318,8 @@ def _mean_std(row: Any, metric: str, digits: int) -> str:
 def format_report(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     """The readable version of :func:`report_table` (strings; the columns the Markdown shows)."""
     varied = list(spec["varied"])
-    paper = spec.get("paper") or {}
+    split = spec.get("split", "test")
+    paper = (spec.get("paper") or {}) if split == "test" else {}
     rows = []
     stand_in_used = (
         "paper_same_data" in table
@@ -323,15 +331,15 @@ def format_report(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
         for key in varied:
             out[key] = value_key(row[key])
         out["n"] = int(row["n"])
-        out["ours: test acc (%)"] = _mean_std(row, "test_acc", 2)
+        out[f"ours: {split} acc (%)"] = _mean_std(row, "test_acc", 2)
         if "test_intra_inter_mean" in table and table["test_intra_inter_mean"].notna().any():
-            out["ours: test intra/inter"] = (
+            out[f"ours: {split} intra/inter"] = (
                 ""
                 if pd.isna(row["test_intra_inter_mean"]) and row.get("cam") is not None and not bool(row["cam"])
                 else _mean_std(row, "test_intra_inter", 3)
             )
             if row.get("collapsed", 0) and not pd.isna(row.get("collapsed")):
-                out["ours: test intra/inter"] += f" ({int(row['collapsed'])} of {int(row['n'])} collapsed)"
+                out[f"ours: {split} intra/inter"] += f" ({int(row['collapsed'])} of {int(row['n'])} collapsed)"
         for metric, (column, digits) in STRUCTURE_COLUMNS.items():
             if f"{metric}_mean" in table and table[f"{metric}_mean"].notna().any():
                 out[column] = "" if pd.isna(row[f"{metric}_mean"]) else _mean_std(row, metric, digits)
@@ -376,15 +384,15 @@ def _fixed_text(table: pd.DataFrame, spec: dict) -> str:
     return ", ".join(parts)
 
 
-def _measure_notes(table: pd.DataFrame) -> list[str]:
+def _measure_notes(table: pd.DataFrame, split: str = "test") -> list[str]:
     """The report's paragraphs on the intra/inter ratio and the class-structure measures, when shown."""
     lines: list[str] = []
     if "test_intra_inter_mean" in table and not table.empty and table["test_intra_inter_mean"].notna().any():
         lines += [
-            "Test intra/inter: mean squared distance between the attention vectors of same-class test "
-            "images over that of different-class ones (lower: tighter classes). It is NaN for a run whose "
+            f"{split.capitalize()} intra/inter: mean squared distance between the attention vectors of same-class "
+            f"{split} images over that of different-class ones (lower: tighter classes). It is NaN for a run whose "
             "attention vectors are all identical (0/0); such runs are counted as `[k of n NaN]`. A run "
-            "counts as *collapsed* when the test set's mean inter-class distance is below 1e-3 (the loss's "
+            "counts as *collapsed* when the evaluated set's mean inter-class distance is below 1e-3 (the loss's "
             "eps): its ratio then says nothing about separated classes (docs/study_cc_default.md, notebook 06).",
             "",
         ]
@@ -392,7 +400,8 @@ def _measure_notes(table: pd.DataFrame) -> list[str]:
         lines += [
             "Measured independently of the loss (ccloss.separation; the ratio can be lowered by pushing a few "
             "classes far away while others stay merged): attention 10-NN and probe: accuracy of a 10-nearest-"
-            "neighbour vote and of a linear probe on the test attention vectors, fit on the training split's; "
+            "neighbour vote and of a linear probe on the evaluated split's attention vectors, fit on the training "
+            "split's; "
             "merged class pairs: pairs whose class means are closer than their pooled spread, "
             "s_ab = D_ab / ((D_aa + D_bb) / 2) < 2 (of K (K - 1) / 2 pairs for K classes).",
             "",
@@ -415,13 +424,14 @@ def write_report(sweep_dir: str | os.PathLike) -> dict:
         if fixed:
             lines += [f"Fixed: {fixed}.", ""]
     lines += [
-        f"Top-1 test accuracy at the last epoch, mean ± std over seeds (sample std, ddof=1; n = seeds). "
+        f"Top-1 {spec.get('split', 'test')} accuracy at the last epoch, mean ± std over seeds (sample std, "
+        "ddof=1; n = seeds). "
         f"{len(complete)} of {len(expected)} points complete.",
         "",
     ]
-    lines += _measure_notes(table)
+    lines += _measure_notes(table, spec.get("split", "test"))
     lines += [markdown_table(format_report(table, spec)) if not table.empty else "(no complete point yet)", ""]
-    paper = spec.get("paper")
+    paper = spec.get("paper") if spec.get("split", "test") == "test" else None
     if paper:
         notes = [f"Paper: {CITATION} Table: `{paper['table']}`."]
         if "paper_same_data" in table and not table.empty and (~table["paper_same_data"].astype(bool)).any():
