@@ -31,3 +31,22 @@ def without_timings(metrics: dict) -> dict:
         "history": [{k: v for k, v in record.items() if k not in TIMINGS} for record in metrics["history"]],
         "final": {k: v for k, v in (metrics["final"] or {}).items() if k not in TIMINGS},
     }
+
+
+def wait_for_epochs(out: Path, epochs: int, process=None, timeout_s: float = 300) -> None:
+    """Wait until the run in ``out`` has ``epochs`` epochs in its metrics.json (``process`` must live)."""
+    import time
+
+    from ccloss.runtime.atomic import read_json
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if len(read_json(out / "metrics.json")["history"]) >= epochs:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the run ended early (exit code {process.returncode})")
+        time.sleep(0.02)
+    raise AssertionError(f"{out} did not reach {epochs} epoch(s) in {timeout_s} s")

@@ -18,7 +18,7 @@ from ccloss.config import TrainConfig
 from ccloss.losses import build_criterion
 from ccloss.runtime.atomic import read_json
 from ccloss.train import NonFiniteLossError, RunExistsError, fit, is_complete, load_run
-from tests.helpers import cli, without_timings
+from tests.helpers import cli, wait_for_epochs, without_timings
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="digits", width_mult=0.125, batch_size=64, quiet=True)
@@ -135,14 +135,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         start_new_session=True,
     )
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if len(read_json(out / "metrics.json")["history"]) >= 1:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
+    wait_for_epochs(out, 1, process)
     time.sleep(0.5)  # well into the second epoch
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()

@@ -238,12 +238,17 @@ def pair_distance_shares(distances, top: int = 5) -> dict:
     upper = np.triu_indices(len(dist), k=1)
     values = dist[upper]
     merged = separation_from_distances(dist, np.arange(len(dist))).matrix[upper] < MERGE_THRESHOLD
+    total = values.sum()
+    if not total > 0:  # a collapsed set: every distance 0, no share to speak of
+        nan = float("nan")
+        return {"pairs": len(values), "top": top, "top_share": nan, "equal_share": top / len(values),
+                "merged_pairs": int(merged.sum()), "merged_share": nan, "median_over_mean": nan}  # fmt: skip
     return {
         "pairs": len(values),
         "top": top,
-        "top_share": float(np.sort(values)[::-1][:top].sum() / values.sum()),
+        "top_share": float(np.sort(values)[::-1][:top].sum() / total),
         "equal_share": top / len(values),
         "merged_pairs": int(merged.sum()),
-        "merged_share": float(values[merged].sum() / values.sum()),
+        "merged_share": float(values[merged].sum() / total),
         "median_over_mean": float(np.median(values) / values.mean()),
     }

@@ -16,6 +16,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = ["CrossEntropyWithCC"]
 
+#: The criterion's hyperparameters that configure its CCLoss (the others: lam and its schedule).
+CC_OPTIONS = ("form", "squared", "eps", "group_size", "normalize", "tau")
+
 
 class CrossEntropyWithCC(Criterion):
     """CC-Loss: L = CE + lam(t) * CC(attention, labels) (Song et al., ICPR 2020; reconstruction).
@@ -54,14 +57,7 @@ class CrossEntropyWithCC(Criterion):
             self.warmup >= 0 and self.ramp >= 0 and self.warmup + self.ramp <= 1,
             f"warmup and ramp are fractions of training: both >= 0 with a sum <= 1, got {self.warmup}, {self.ramp}",
         )
-        self.cc = CCLoss(
-            form=self.form,
-            squared=self.squared,
-            eps=self.eps,
-            group_size=self.group_size,
-            normalize=self.normalize,
-            tau=self.tau,
-        )
+        self.cc = CCLoss(**{name: self.hparams[name] for name in CC_OPTIONS})
         self.total_steps: int | None = None
 
     @property

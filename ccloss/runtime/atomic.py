@@ -78,16 +78,7 @@ def _written_temporary(path: Path, write: Callable[[Any], None], mode: str) -> s
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Call ``write(file)`` on a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    tmp = _written_temporary(path, write, mode)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-    return path
+    return _install(Path(path), _written_temporary(Path(path), write, mode))
 
 
 def replace_keeping_previous(
@@ -97,10 +88,14 @@ def replace_keeping_previous(
 
     The new file is complete on disk before anything is renamed; a process killed between the two
     renames leaves ``previous`` (the last good file) and no ``path``."""
-    path, previous = Path(path), Path(previous)
-    tmp = _written_temporary(path, write, mode)
+    return _install(Path(path), _written_temporary(Path(path), write, mode), Path(previous))
+
+
+def _install(path: Path, tmp: str, previous: Path | None = None) -> Path:
+    """Rename the finished temporary file ``tmp`` to ``path`` (the old ``path`` to ``previous`` first,
+    when given), then flush the folder's entries."""
     try:
-        if path.exists():
+        if previous is not None and path.exists():
             os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException:

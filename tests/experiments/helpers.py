@@ -1,6 +1,7 @@
 """Builders shared by the experiment tests: a finished (or unfinished) run directory made by hand."""
 
 import json
+from pathlib import Path
 
 
 def fake_run(path, loss, seed, acc, ratio, status="complete", cam=True, collapsed=None):
@@ -25,3 +26,26 @@ def fake_run(path, loss, seed, acc, ratio, status="complete", cam=True, collapse
         final["test_attention_collapsed"] = collapsed
     (path / "metrics.json").write_text(json.dumps({"status": status, "history": [], "final": final}))
     return path
+
+
+def write_json_file(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def study_folder(tmp_path: Path, runs: list[dict], final_of, name: str = "study") -> Path:
+    """A study's sweep folder, one labelled point per run ({label, dataset, seed, ...}): ``final_of(run)``
+    gives its metrics.json ``final`` (None: a failed point)."""
+    folder = tmp_path / name
+    expanded = []
+    for run in runs:
+        values = {"label": run["label"], "dataset": run["dataset"], "seed": run["seed"]}
+        point = f"label={run['label']},dataset={run['dataset']},seed={run['seed']}"
+        expanded.append({"name": point, "values": values, "parameters": {}})
+        final = final_of(run)
+        if final is None:
+            write_json_file(folder / point / "point.json", {"status": "failed", "error": "loss became nan"})
+        else:
+            write_json_file(folder / point / "metrics.json", {"status": "complete", "history": [], "final": final})
+    write_json_file(folder / "sweep.json", {"name": name, "expanded": expanded})
+    return folder

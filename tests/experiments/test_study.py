@@ -21,29 +21,19 @@ from ccloss.experiments.study import (
     study_markdown,
     summarize,
 )
-
-
-def _write(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
+from tests.experiments.helpers import study_folder
 
 
 def make_study(tmp_path: Path, runs: list[dict], split: str = "val", name: str = "study") -> Path:
     """A sweep folder with one point per run: {label, dataset, seed, acc, ratio, collapsed, failed}."""
-    folder = tmp_path / name
-    expanded = []
-    for run in runs:
-        values = {"label": run["label"], "dataset": run["dataset"], "seed": run["seed"]}
-        point = f"label={run['label']},dataset={run['dataset']},seed={run['seed']}"
-        expanded.append({"name": point, "values": values, "parameters": {}})
+
+    def final_of(run):
         if run.get("failed"):
-            _write(folder / point / "point.json", {"status": "failed", "error": "loss became nan"})
-            continue
-        final = {f"{split}_acc": run["acc"], f"{split}_intra_inter": run["ratio"], f"{split}_d_inter": 1.0,
-                 f"{split}_attention_collapsed": bool(run.get("collapsed", False))}  # fmt: skip
-        _write(folder / point / "metrics.json", {"status": "complete", "history": [], "final": final})
-    _write(folder / "sweep.json", {"name": name, "expanded": expanded})
-    return folder
+            return None
+        return {f"{split}_acc": run["acc"], f"{split}_intra_inter": run["ratio"], f"{split}_d_inter": 1.0,
+                f"{split}_attention_collapsed": bool(run.get("collapsed", False))}  # fmt: skip
+
+    return study_folder(tmp_path, runs, final_of, name)
 
 
 def grid(label, accs, ratios, datasets=("digits", "mnist5k"), collapsed=()):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,23 +9,15 @@ import pytest
 
 from ccloss.experiments import study_separation as part5
 from ccloss.experiments.study import REFERENCE, load_study
+from tests.experiments.helpers import study_folder
 from tests.helpers import cli
-
-
-def _write(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
 
 
 def make_study(tmp_path: Path, runs: list[dict], split: str = "val", name: str = "study") -> Path:
     """A sweep folder, one point per run: {label, dataset, seed, acc, knn, probe, merged, collapsed}."""
-    folder = tmp_path / name
-    expanded = []
-    for run in runs:
-        values = {"label": run["label"], "dataset": run["dataset"], "seed": run["seed"]}
-        point = f"label={run['label']},dataset={run['dataset']},seed={run['seed']}"
-        expanded.append({"name": point, "values": values, "parameters": {}})
-        final = {
+
+    def final_of(run):
+        return {
             f"{split}_acc": run["acc"],
             f"{split}_intra_inter": 0.1,
             f"{split}_d_inter": 1.0,
@@ -36,9 +27,8 @@ def make_study(tmp_path: Path, runs: list[dict], split: str = "val", name: str =
             f"{split}_merged_pairs": run.get("merged", 0),
             f"{split}_pair_sep_min": 2.5,
         }
-        _write(folder / point / "metrics.json", {"status": "complete", "history": [], "final": final})
-    _write(folder / "sweep.json", {"name": name, "expanded": expanded})
-    return folder
+
+    return study_folder(tmp_path, runs, final_of, name)
 
 
 def candidate(label, accs, knns, merged=(), collapsed=(), probes=None, seeds=(0, 1, 2)):

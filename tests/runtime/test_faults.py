@@ -10,7 +10,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from ccloss.runtime import checkpoint as ckpt
 from ccloss.runtime.atomic import DiskFullError, read_json
 from ccloss.runtime.checkpoint import CorruptRunError, load_run
 from ccloss.train import TrainConfig, fit
-from tests.helpers import ROOT, cli, without_timings
+from tests.helpers import ROOT, cli, wait_for_epochs, without_timings
 
 TINY = dict(dataset="digits", width_mult=0.125, batch_size=64, quiet=True, epochs=3)
 
@@ -174,15 +173,7 @@ def test_sigterm_ends_the_run_after_the_epoch_with_a_checkpoint(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if len(read_json(out / "metrics.json")["history"]) >= 1:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        assert process.poll() is None, process.stderr.read()
-        time.sleep(0.02)
+    wait_for_epochs(out, 1, process)
     process.send_signal(signal.SIGTERM)  # it finishes the epoch under way (the 1st or the 2nd), saves, stops
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 143, stderr
