@@ -28,12 +28,13 @@ run: $(STAMP)
 
 # Every test suite, and every notebook executed start to end with nbval (outputs of cells marked
 # `# NBVAL_CHECK_OUTPUT` compared after notebooks/sanitize.cfg), in two processes (pytest-xdist): the
-# notebooks in order in one of them (02 trains the runs that 04 reads), the tests spread over both.
+# notebooks in order in one of them (02 trains the runs that 04 reads; notebooks/conftest.py), the tests
+# spread over both.
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 JOBS ?= 2
 
 test: lint
-	$(PY) -m pytest tests notebooks $(NBVAL) -n $(JOBS) --dist loadgroup -p no:cacheprovider --timeout 1800 --durations 15
+	$(PY) -m pytest tests notebooks $(NBVAL) -n $(JOBS) -p no:cacheprovider --timeout 1800 --durations 15
 
 # ruff: the lint rules and the formatting of pyproject.toml, on the package, tests, benchmarks and notebooks.
 lint: $(STAMP)

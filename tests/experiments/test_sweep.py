@@ -597,6 +597,10 @@ def test_committed_results_match_their_sweep_files():
         "study_followup",
         "study_combined",
         "study_combined_test",
+        "study_part5_short",
+        "study_part5_screen",
+        "study_part5_finalists",
+        "study_part5_test",
     }
     for folder in sorted(folders):
         sweep = load_sweep(ROOT / "sweeps" / f"{folder.name}.yaml", check_notebook=False)
