@@ -223,6 +223,8 @@ def markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
         text += f"\n\nStage B's finalists (with {REFERENCE}): {', '.join(finalists(table))}"
     elif not (table["rank"] == 1).any():
         text += f"\n\nNo finalist is eligible on 5 seeds: no winner; the honest best is {honest_best(table)}"
+    else:
+        text += f"\n\nThe winner (rank 1, stage C runs it): {table.loc[table['rank'] == 1, 'label'].iloc[0]}"
     return text
 
 
