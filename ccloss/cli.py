@@ -195,7 +195,8 @@ def _add_preset_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", choices=tuple(PRESETS), default=None,
         help="named settings; cc_v1 = CC-Loss as first reconstructed (lam 1, SE as published), the default "
-        "before docs/study_cc_default.md, kept to reproduce its collapse. Flags that differ from their defaults "
+        "before docs/study_cc_default.md, kept to reproduce its collapse; cc_v2 = lam 0.03, SE as published; "
+        "cc_pair = the class-pair-balanced ratio (Part 5's winner on val). Flags that differ from their defaults "
         "override it.",
     )  # fmt: skip
 

@@ -28,7 +28,9 @@ CC_SCOPES = ("global", "local")
 POSITIVE_INTEGERS = ("batch_size", "epochs", "cam_min_hidden")
 #: Named settings (TrainConfig fields, every CC-Loss choice explicit, so a preset does not move when
 #: the package's defaults do): the earlier defaults, what each does is in docs/usage.md ("Presets").
-#: ``cc_v1``: the paper's lambda = 1 with the SE block as published; ``cc_v2``: lambda = 0.03, same block.
+#: ``cc_v1``: the paper's lambda = 1 with the SE block as published; ``cc_v2``: lambda = 0.03, same block;
+#: ``cc_pair``: the class-pair-balanced ratio (``form="pair_ratio"``, lambda = 0.1, SE floor 32), the
+#: winner of the study's Part 5 on val (docs/study_cc_default.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "cc_v1": {
         "loss": "cc",
@@ -42,6 +44,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 PRESETS["cc_v2"] = {**PRESETS["cc_v1"], "lam": 0.03, "loss_params": dict(PRESETS["cc_v1"]["loss_params"])}
+PRESETS["cc_pair"] = {
+    **PRESETS["cc_v1"],
+    "lam": 0.1,
+    "form": "pair_ratio",
+    "loss_params": {**PRESETS["cc_v1"]["loss_params"], "tau": 0.1},
+    "cam_min_hidden": 32,
+}
 
 
 @dataclass

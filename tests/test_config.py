@@ -1,8 +1,12 @@
 """ccloss.config: TrainConfig's validation and its per-loss configs (for_loss)."""
 
+from pathlib import Path
+
 import pytest
 
 from ccloss.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -38,7 +42,7 @@ def test_preset_cc_v1_is_the_first_reconstruction_explicitly():
         "cc", 1.0, "ratio", 1, "relu")  # fmt: skip
     assert config.loss_params == {"squared": True, "eps": 1e-8, "normalize": "none", "warmup": 0.0, "ramp": 0.0}
     assert config.seed == 3 and PRESETS["cc_v1"]["loss_params"]["eps"] == 1e-3  # the preset itself is untouched
-    with pytest.raises(ValueError, match="unknown preset 'v0'; valid: cc_v1, cc_v2"):
+    with pytest.raises(ValueError, match="unknown preset 'v0'; valid: cc_v1, cc_v2, cc_pair"):
         TrainConfig.from_preset("v0")
 
 
@@ -55,6 +59,24 @@ def test_preset_cc_v2_is_the_stage_two_winner_with_the_published_se_block():
     assert (
         build_criterion("cc", 10).lam == 0.1 and build_criterion("cc", 10, **default.criterion_hparams(10)).lam == 0.1
     )
+
+
+def test_preset_cc_pair_is_the_part5_winner_as_its_test_round_ran_it():
+    """The preset against the pair_ratio point of stage C's sweep file (written from the runs by the rule)."""
+    import yaml
+
+    from ccloss.config import TrainConfig
+
+    points = yaml.safe_load((ROOT / "sweeps" / "study_part5_test.yaml").read_text())["points"]
+    point = next(p for p in points if p["label"] == "pair_ratio")
+    config = TrainConfig.from_preset("cc_pair")
+    assert (config.loss, config.lam, config.form, config.loss_params) == (
+        point["loss"], point["lam"], point["form"], point["loss_params"])  # fmt: skip
+    assert (config.cam_activation, config.cam_min_hidden) == tuple(point["train_options"].values())
+    from ccloss.losses import build_criterion
+
+    built = build_criterion("cc", 10, **config.criterion_hparams(10))
+    assert built.lam == 0.1 and built.cc.form == "pair_ratio" and built.cc.tau == 0.1
 
 
 def test_cli_preset_fills_the_flags_left_at_their_defaults():
