@@ -1,12 +1,9 @@
 """ccloss.config: TrainConfig's validation and its per-loss configs (for_loss)."""
 
-from pathlib import Path
-
 import pytest
 
 from ccloss.config import TrainConfig
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 @pytest.mark.parametrize(
@@ -65,14 +62,12 @@ def test_preset_cc_pair_is_the_part5_winner_as_its_test_round_ran_it():
     """The preset against the pair_ratio point of stage C's sweep file (written from the runs by the rule)."""
     import yaml
 
-    from ccloss.config import TrainConfig
-
     points = yaml.safe_load((ROOT / "sweeps" / "study_part5_test.yaml").read_text())["points"]
     point = next(p for p in points if p["label"] == "pair_ratio")
     config = TrainConfig.from_preset("cc_pair")
     assert (config.loss, config.lam, config.form, config.loss_params) == (
         point["loss"], point["lam"], point["form"], point["loss_params"])  # fmt: skip
-    assert (config.cam_activation, config.cam_min_hidden) == tuple(point["train_options"].values())
+    assert {"cam_activation": config.cam_activation, "cam_min_hidden": config.cam_min_hidden} == point["train_options"]
     from ccloss.losses import build_criterion
 
     built = build_criterion("cc", 10, **config.criterion_hparams(10))

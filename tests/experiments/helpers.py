@@ -29,8 +29,11 @@ def fake_run(path, loss, seed, acc, ratio, status="complete", cam=True, collapse
 
 
 def write_json_file(path: Path, data) -> None:
+    """The package's atomic JSON writer, with the folders made first."""
+    from ccloss.runtime.atomic import write_json
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
+    write_json(path, data)
 
 
 def study_folder(tmp_path: Path, runs: list[dict], final_of, name: str = "study") -> Path:
