@@ -98,7 +98,7 @@ def distances(form: str, a: torch.Tensor) -> torch.Tensor:
 
 def cc_loss(form: str, a: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if form == "ccloss":
-        return cc_statistics(a, labels, eps=EPS).loss
+        return cc_statistics(a, labels, form="ratio", eps=EPS, relative_eps=False).loss
     return _reduce(distances(form, a), labels)
 
 

@@ -1,6 +1,7 @@
 """ccloss: CC-Loss (Channel Correlation Loss, ICPR 2020), its baselines, and a tutorial.
 
-Import what you need::
+Import what you need; each name loads only its own module (``from ccloss import CCLoss`` imports
+torch and the loss, nothing else)::
 
     from ccloss import CCLoss, CCModel, build_model, build_criterion, fit
 
@@ -10,47 +11,62 @@ Import what you need::
 - the objectives: :func:`build_criterion` (``"cc"`` is CE + lambda * CC; the paper's baselines);
 - the loop: :func:`train_one_epoch` and :func:`evaluate` (any iterable of ``(x, y)``), :func:`fit`
   (a run directory that resumes);
-- class structure measured independently of the loss: :func:`knn_accuracy`, :func:`probe_accuracy`,
-  :func:`pair_separation`.
+- class structure measured independently of the loss (``pip install ccloss[analysis]``):
+  :func:`precision_at_1_and_map_at_r`, :func:`unseparated_pairs`, :func:`knn_accuracy`, :func:`probe_accuracy`.
 
 The learner's path: :mod:`ccloss.attention`, :mod:`ccloss.cc_loss` (then :mod:`ccloss.cc_forms`),
-:mod:`ccloss.models`, :mod:`ccloss.losses`, :mod:`ccloss.data` and :mod:`ccloss.loader`,
-:mod:`ccloss.train`. Sweeps and reports are in :mod:`ccloss.experiments` (``pip install
-ccloss[notebooks]``), the plumbing in :mod:`ccloss.runtime`.
+:mod:`ccloss.models`, :mod:`ccloss.losses`, :mod:`ccloss.config`, :mod:`ccloss.data`, :mod:`ccloss.train`,
+:mod:`ccloss.measures`. Sweeps, reports and the study live beside the package in the repository's
+``experiments/`` folder.
 """
 
-from .attention import ChannelAttention
-from .cc_loss import FORMS, NORMALIZATIONS, CCLoss, CCStats, cc_ratio, cc_statistics, pairwise_distances
-from .config import TrainConfig
-from .losses import LOSSES, build_criterion
-from .models import BACKBONES, CCModel, ModelOutput, build_model
-from .paths import repo_root
-from .separation import knn_accuracy, pair_separation, probe_accuracy
-from .train import evaluate, fit, train_one_epoch
+from importlib import import_module
+from typing import Any
 
-__version__ = "0.3.0"
-__all__ = [
-    "BACKBONES",
-    "FORMS",
-    "LOSSES",
-    "NORMALIZATIONS",
-    "CCLoss",
-    "CCModel",
-    "CCStats",
-    "ChannelAttention",
-    "ModelOutput",
-    "TrainConfig",
-    "build_criterion",
-    "build_model",
-    "cc_ratio",
-    "cc_statistics",
-    "evaluate",
-    "fit",
-    "knn_accuracy",
-    "pair_separation",
-    "pairwise_distances",
-    "probe_accuracy",
-    "repo_root",
-    "train_one_epoch",
-    "__version__",
-]
+__version__ = "0.4.0"
+
+#: Public name -> the module that defines it (PEP 562: loaded on first use).
+_WHERE = {
+    "ChannelAttention": "attention",
+    "CCLoss": "cc_loss",
+    "CCStats": "cc_loss",
+    "FORMS": "cc_loss",
+    "NORMALIZATIONS": "cc_loss",
+    "cc_ratio": "cc_loss",
+    "cc_statistics": "cc_loss",
+    "pairwise_distances": "cc_loss",
+    "TrainConfig": "config",
+    "LOSSES": "losses",
+    "build_criterion": "losses",
+    "BACKBONES": "models",
+    "CCModel": "models",
+    "ModelOutput": "models",
+    "build_model": "models",
+    "repo_root": "paths",
+    "knn_accuracy": "measures",
+    "probe_accuracy": "measures",
+    "pair_geometry": "measures",
+    "pair_separation": "measures",
+    "precision_at_1_and_map_at_r": "measures",
+    "unseparated_pairs": "measures",
+    "evaluate": "train",
+    "fit": "train",
+    "train_one_epoch": "train",
+}
+__all__ = [*_WHERE, "__version__"]
+_SUBMODULES = {"analysis", "data", "losses", "measures", "metrics", "models", "plots", "train", "config", "cli"}
+
+
+def __getattr__(name: str) -> Any:
+    """``ccloss.NAME`` imports the one module that defines NAME, the first time it is asked for."""
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
+    if name not in _WHERE:
+        raise AttributeError(f"module 'ccloss' has no attribute {name!r}")
+    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

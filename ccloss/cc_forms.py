@@ -1,33 +1,24 @@
 r"""The forms of CC-Loss: per group of samples, the loss's value from the distance matrix D.
 
-Over *sample* pairs (:func:`group_sums`, :func:`sample_form_values`; P = same-class pairs i != j,
-Q = different-class pairs of the group, d_intra and d_inter their mean distances):
+Over *sample* pairs (P = same-class pairs i != j, Q = different-class pairs of the group, d_intra and d_inter
+their mean distances; e = eps * d_all + 1e-12, d_all the group's mean distance over all pairs, detached; or
+e = eps with ``relative_eps=False``): ``ratio`` d_intra / (d_inter + e), the paper's; ``sums`` sum_P D /
+(sum_Q D + e); ``difference`` d_intra - d_inter; ``log_ratio`` log(1 + d_intra / (d_inter + e)).
 
-- ``ratio``:      d_intra / (d_inter + eps), the paper's
-- ``sums``:       sum_P D / (sum_Q D + eps)
-- ``difference``: d_intra - d_inter
-- ``log_ratio``:  log(1 + d_intra / (d_inter + eps))
-
-Over *class* pairs (:func:`pair_form_values`), where every pair of classes counts once.
-The paper's ratio d_intra / (d_inter + eps) averages over *sample* pairs, so its denominator is
-dominated by the farthest class pairs: pushing a few classes far away lowers it while the other
-classes stay merged (notebook 06, "the second cheat"). The forms here first reduce the distance
-matrix to class pairs, then average over the class pairs of a group. For classes a != b of one
-group (D the B x B distance matrix):
+Over *class* pairs, each counting once. The paper's ratio averages over sample pairs, so its denominator is
+dominated by the farthest class pairs: pushing a few classes far lowers it while the others stay merged
+(docs/study_cc_default.md). For classes a != b of one group:
 
     d_ab = mean of D_ij over i in a, j in b              d_aa = mean over i != j in a
-    s_ab = mean of the d_aa, d_bb that exist (a class with one sample has none)
-    r_ab = s_ab / (d_ab + eps)
+    s_ab = mean of the d_aa, d_bb that exist (a class with one sample has none);   r_ab = s_ab / (d_ab + e)
 
-- ``pair_ratio``:     mean over class pairs of r_ab (the class-pair-balanced ratio)
-- ``pair_log_ratio``: mean over class pairs of log((s_ab + eps) / (d_ab + eps)); bounded below
-  by log(eps / (d_ab + eps)), and 0, not its minimum, where every vector is alike
-- ``pair_softmax``:   tau * log(mean over class pairs of exp(r_ab / tau)), a soft maximum of r_ab
-  (a soft minimum of the separation): between the mean (tau -> inf) and the worst pair (tau -> 0)
+- ``pair_ratio``:     mean over class pairs of r_ab (the package's default)
+- ``pair_log_ratio``: mean of log((s_ab + e) / (d_ab + e)); 0, not its minimum, where every vector is alike
+- ``pair_softmax``:   tau * log(mean of exp(r_ab / tau)), a soft maximum of r_ab between the mean (tau -> inf)
+  and the worst pair (tau -> 0)
 
-A class pair counts when at least one of its classes has two samples in the group; a group with no
-such pair contributes 0. All in two B x B matrix products, with no host synchronisation:
-(E D E)_ij sums D over the class of i times the class of j, E being the same-class matrix.
+A class pair counts when one of its classes has two samples in the group; a group without one gives 0. All in
+two B x B matrix products, no host synchronisation: (E D E)_ij sums D over the classes of i and j (E: same class).
 """
 
 from __future__ import annotations
@@ -71,16 +62,17 @@ def group_sums(dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor,
     return sums, counts
 
 
-def sample_form_values(form: str, sums, means, eps: float) -> torch.Tensor:
-    """The per-group values of a sample-pair form from :func:`group_sums`' sums and their means."""
+def sample_form_values(form: str, sums, means, floor: torch.Tensor) -> torch.Tensor:
+    """The per-group values of a sample-pair form from :func:`group_sums`' sums, their means and the
+    per-group floor e of the denominators."""
     (sum_intra, sum_inter), (d_intra, d_inter) = sums, means
     if form == "ratio":
-        return d_intra / (d_inter + eps)
+        return d_intra / (d_inter + floor)
     if form == "sums":
-        return sum_intra / (sum_inter + eps)
+        return sum_intra / (sum_inter + floor)
     if form == "difference":
         return d_intra - d_inter
-    return torch.log1p(d_intra / (d_inter + eps))  # log_ratio
+    return torch.log1p(d_intra / (d_inter + floor))  # log_ratio
 
 
 def _class_pair_means(dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor):
@@ -100,11 +92,13 @@ def _class_pair_means(dist: torch.Tensor, labels: torch.Tensor, group_id: torch.
 
 
 def pair_form_values(
-    form: str, dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor, n_groups: int, eps: float, tau: float
+    form: str, dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor, n_groups: int, floor, tau: float
 ) -> torch.Tensor:
-    """The per-group values of a class-pair form (see the module docstring), shape (n_groups,)."""
+    """The per-group values of a class-pair form (see the module docstring), shape (n_groups,); ``floor``
+    is the per-group e of the denominators."""
     with torch.autocast(device_type=dist.device.type, enabled=False):
         d_pair, d_self, has_intra, weight = _class_pair_means(dist, labels, group_id)
+        eps = floor[group_id][:, None]
         available = has_intra.to(dist.dtype)
         both = available[:, None] + available[None, :]
         valid = (weight > 0) & (both > 0)

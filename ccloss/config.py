@@ -1,137 +1,156 @@
-"""Everything that defines a training run, as one dataclass: the CLI flags and notebook 02's parameters.
+"""Everything that defines a training run, as one dataclass, and the one place it becomes a model and a loss.
 
-Paper recipe (inferred, docs/paper_choices.md): SGD lr 0.1, momentum 0.9, weight decay 5e-4,
-lr x0.1 at 50 % and 75 % of the epochs, batch 32, loss = CE + lambda * CC.
+Each field is written once with its default, help and valid values (:func:`ccloss.options.option`); the CLI,
+notebook 02 and config.json follow it (``form``, ``group_size``: from :class:`~ccloss.cc_loss.CCOptions`).
+Paper recipe (inferred): SGD lr 0.1, momentum 0.9, weight decay 5e-4, lr x0.1 at 50 % and 75 %, batch 32.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 from .attention import ACTIVATIONS, CAM_MIN_HIDDEN
+from .cc_loss import CCOptions
 from .data import DATASETS, DatasetInfo
-from .losses import LOSSES, ROUTED, build_criterion, mcloss_xi_for, model_kwargs_for, routed_hparams
-from .models import BACKBONES, STEMS, build_model
+from .losses import LOSSES, build_criterion, loss_class, mc_xi
+from .models import BACKBONES, HEADS, STEMS, build_model
+from .options import check, option
 from .runtime.devices import DEVICES
 
-__all__ = ["TrainConfig", "EVAL_SPLITS", "CC_SCOPES", "PRESETS", "build_for_config"]
+__all__ = ["TrainConfig", "EVAL_SPLITS", "CC_SCOPES", "COSINE_HEAD_LOSSES", "PRESETS", "build_for_config"]
 
 EVAL_SPLITS = ("test", "val")
-#: What fields added later meant before they existed (for config.json files written earlier).
-LEGACY_DEFAULTS = {"cam_activation": "relu", "cam_min_hidden": 1, "eval_split": "test"}
 CC_SCOPES = ("global", "local")
-POSITIVE_INTEGERS = ("batch_size", "epochs", "cam_min_hidden")
-#: Named settings (TrainConfig fields, every CC-Loss choice explicit, so a preset does not move when
-#: the package's defaults do): the earlier defaults, what each does is in docs/usage.md ("Presets").
-#: ``cc_v1``: the paper's lambda = 1 with the SE block as published; ``cc_v2``: lambda = 0.03, same block;
-#: ``cc_pair``: the class-pair-balanced ratio (``form="pair_ratio"``, lambda = 0.1, SE floor 32), the
-#: winner of the study's Part 5 on val (docs/study_cc_default.md).
+#: Losses defined on the cosine head's unit class vectors (SphereFace's margin, ICAL's and FICAL's penalties).
+COSINE_HEAD_LOSSES = ("asoftmax", "ical", "fical")
+#: Hyperparameters with a field of their own; they reach only the losses that take them (CE has no lam).
+ROUTED = ("lam", "form", "group_size")
+_PUBLISHED_CC = {"squared": True, "eps": 1e-3, "relative_eps": False, "normalize": "none", "warmup": 0.0, "ramp": 0.0}
+#: Named settings, every CC-Loss choice explicit, so a preset does not move when the package's defaults do
+#: (docs/usage.md, "Presets"); all with the fixed eps of the paper and of the committed runs.
+# fmt: off
 PRESETS: dict[str, dict[str, Any]] = {
-    "cc_v1": {
-        "loss": "cc",
-        "lam": 1.0,
-        "form": "ratio",
-        "group_size": None,
-        "loss_params": {"squared": True, "eps": 1e-3, "normalize": "none", "warmup": 0.0, "ramp": 0.0},
-        "cam": True,
-        "cam_activation": "relu",
-        "cam_min_hidden": 1,
-    },
+    name: {"loss": "cc", "lam": lam, "form": form, "group_size": None, "loss_params": {**_PUBLISHED_CC, **extra},
+           "cam": True, "cam_activation": "relu", "cam_min_hidden": hidden}
+    for name, lam, form, hidden, extra in (
+        ("paper", 1.0, "ratio", 1, {}),  # the paper's loss as reconstructed: ratio, lambda 1, SE as published
+        ("cc_v1", 1.0, "ratio", 1, {}),  # the first default (the same settings), kept to reproduce its collapse
+        ("cc_v2", 0.03, "ratio", 1, {}),  # the study's stage-two winner
+        ("cc_pair", 0.1, "pair_ratio", 32, {"tau": 0.1}),  # Part 5's class-pair form: today's default, fixed eps
+    )
 }
-PRESETS["cc_v2"] = {**PRESETS["cc_v1"], "lam": 0.03, "loss_params": dict(PRESETS["cc_v1"]["loss_params"])}
-PRESETS["cc_pair"] = {
-    **PRESETS["cc_v1"],
-    "lam": 0.1,
-    "form": "pair_ratio",
-    "loss_params": {**PRESETS["cc_v1"]["loss_params"], "tau": 0.1},
-    "cam_min_hidden": 32,
-}
+# fmt: on
+PRESET_HELP = (
+    "named settings (ccloss.config.PRESETS): paper = the paper's ratio, lambda 1, SE as published; cc_v1 = the "
+    "same, the first default, whose runs collapsed; cc_v2 = lambda 0.03; cc_pair = the class-pair form of "
+    "Part 5 (all with the fixed eps of those runs). Flags that differ from their defaults override it."
+)
 
 
+def _positive(default: Any, help: str) -> Any:
+    return option(default, help, must="a positive integer", test=lambda v: v >= 1)
+
+
+def _number(default: Any, help: str, low: float = 0.0) -> Any:
+    return option(default, help, must=f"a finite number > {low:g}", test=lambda v: v > low)
+
+
+def _cc(name: str) -> Any:
+    """A TrainConfig field for CC-Loss's option ``name``: its help and choices, default None (the loss's own)."""
+    meta = next(f.metadata for f in fields(CCOptions) if f.name == name)
+    return option(None, meta["help"] + "; default: the loss's", **{k: meta[k] for k in ("choices", "must", "test")})
+
+
+# fmt: off
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (the CLI flags and notebook parameters)."""
 
-    dataset: str = "digits"  #: digits, mnist5k (embedded), mnist, cifar100, cars196
-    data_dir: str = "data"  #: where the datasets that need files live (see data/README.md)
-    backbone: str = "resnet18"  #: resnet18 or vgg16 (with batch norm)
-    width_mult: float = 0.25  #: 1.0 = standard widths; 0.25 for CPU demos
-    stem: str | None = None  #: cifar or imagenet; None = the dataset's suggestion
-    cam: bool = True  #: the channel attention module (CC-Loss needs it)
-    cam_activation: str = "relu"  #: the SE block's hidden activation: relu or leaky_relu
-    cam_min_hidden: int = CAM_MIN_HIDDEN  #: a floor on the SE block's hidden width: max(32, C // 16) units (1: none)
-    pretrained: str | None = None  #: None, "imagenet" or a state-dict path
-    loss: str = "cc"  #: ce, cc, focal, asoftmax, mcloss, ical, fical
-    lam: float | None = None  #: weight of the loss's extra term; None = the loss's default
-    form: str | None = None  #: CC-Loss form (ratio, sums, difference, log_ratio); None = default
-    group_size: int | None = None  #: CC statistic over groups of this many samples; None = batch
-    loss_params: dict = field(default_factory=dict)  #: other hyperparameters of the loss, by name
-    batch_size: int = 32  #: per process (the paper's best is 32)
-    epochs: int = 15
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_milestones: tuple = (0.5, 0.75)  #: fractions of the epochs where lr is multiplied by lr_gamma
-    lr_gamma: float = 0.1
-    seed: int = 0
-    eval_split: str = "test"  #: evaluate on test, or on val (then train on train without val)
-    device: str = "auto"  #: auto, cpu or cuda
-    amp: bool = False  #: bf16 autocast (CUDA only)
-    channels_last: bool = True  #: channels_last memory format (1.2x faster on a 2-core CPU too)
-    compile: bool = False  #: torch.compile the model
-    cc_scope: str = "global"  #: under torchrun: CC over the global batch or per process
-    sync_bn: bool = False  #: under torchrun: synchronised BatchNorm
-    download: bool = False  #: try torchvision's download where one exists
-    out: str = "runs/default"  #: the run directory
-    resume: bool = False  #: continue from out/checkpoint.pt (a complete run is just loaded)
-    overwrite: bool = False  #: start again even if out/ holds a run
-    quiet: bool = False  #: no progress bar or per-epoch lines
-    class_measures: bool = True  #: after the last epoch: attention k-NN, linear probe, pair separation
+    dataset: str = option("digits", "dataset name", choices=tuple(DATASETS))
+    data_dir: str = option("data", "folder holding the datasets (see data/README.md)")
+    backbone: str = option("resnet18", "backbone network", choices=BACKBONES)
+    width_mult: float = _number(0.25, "channel width multiplier (1.0 = standard; 0.25 for CPU demos)")
+    stem: str | None = option(None, "first layers: cifar (3x3, no max-pool) or imagenet; default: the dataset's",
+                              choices=STEMS)
+    cam: bool = option(True, "the channel attention module (CC-Loss needs it)")
+    cam_activation: str = option("relu", "the SE block's hidden activation (leaky_relu cannot die)",
+                                 choices=ACTIVATIONS)
+    cam_min_hidden: int = _positive(CAM_MIN_HIDDEN, "a floor on the SE block's hidden width: max(floor, C // 16) "
+                                                    "(1: none)")
+    head: str | None = option(None, "classifier head; default: cosine for asoftmax, ical, fical, else linear",
+                              choices=HEADS)
+    last_stage_width: int | None = option(None, "channels of the last stage; default: 512 x width_mult, or "
+                                          "classes x xi for mcloss", must="None or a positive integer",
+                                          test=lambda v: v >= 1)
+    pretrained: str | None = option(None, "initial weights: 'imagenet' (torchvision, needs internet) or a path")
+    loss: str = option("cc", "training objective", choices=tuple(LOSSES))
+    lam: float | None = option(None, "weight of the loss's extra term (CC-Loss: lambda); default: the loss's",
+                               must="None or a finite number >= 0", test=lambda v: v >= 0)
+    form: str | None = _cc("form")
+    group_size: int | None = _cc("group_size")
+    loss_params: dict = option({}, "other hyperparameters of the loss, by name")
+    batch_size: int = _positive(32, "mini-batch size per process (the paper's best: 32)")
+    epochs: int = _positive(15, "training epochs")
+    lr: float = _number(0.1, "SGD learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(5e-4, "SGD weight decay")
+    lr_milestones: tuple = option((0.5, 0.75), "fractions of the epochs where the lr is multiplied by lr_gamma",
+                                  must="fractions of the epochs in (0, 1]",
+                                  test=lambda v: all(type(f) in (int, float) and 0 < f <= 1 for f in v))  # fmt: skip
+    lr_gamma: float = option(0.1, "lr decay factor")
+    seed: int = option(0, "random seed (CPU runs are bit-for-bit repeatable)")
+    eval_split: str = option("test", "evaluate on test, or on val (then train on train without val)",
+                             choices=EVAL_SPLITS)
+    device: str = option("auto", "auto (CUDA when available), cpu or cuda", choices=DEVICES)
+    amp: bool = option(False, "bf16 autocast (CUDA only)")
+    channels_last: bool = option(True, "channels_last memory format")
+    compile: bool = option(False, "torch.compile the model")
+    cc_scope: str = option("global", "under torchrun: CC-Loss over the global batch or per process", choices=CC_SCOPES)
+    sync_bn: bool = option(False, "under torchrun: synchronised BatchNorm")
+    download: bool = option(False, "try torchvision's download where one exists")
+    out: str = option("runs/default", "run directory")
+    resume: bool = option(False, "continue from out/checkpoint.pt (a finished run is just loaded)")
+    overwrite: bool = option(False, "start again even if out/ holds a run")
+    quiet: bool = option(False, "no progress bar or per-epoch lines")
+    class_measures: bool = option(True, "after the last epoch: attention k-NN, linear probe, pair separation")
+    # fmt: on
 
     def validate(self, data: bool = True) -> TrainConfig:
-        """Raise ValueError with the valid choices for anything of the wrong type, unknown or out of range
+        """Raise ValueError naming anything of the wrong type, unknown (with the valid choices) or out of range
         (``data=False``: the dataset is not checked, for a run on loaders of your own)."""
-        _check_field_types(self)
-        for name, valid in (
-            ("dataset", tuple(DATASETS) if data else (self.dataset,)),
-            ("backbone", BACKBONES),
-            ("loss", tuple(LOSSES)),
-            ("device", DEVICES),
-            ("cc_scope", CC_SCOPES),
-            ("eval_split", EVAL_SPLITS),
-            ("cam_activation", ACTIVATIONS),
-            ("stem", (None, *STEMS)),
-        ):
-            value = getattr(self, name)
-            if value not in valid:
-                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(str(v) for v in valid if v)}")
-        for name in POSITIVE_INTEGERS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("lr", "width_mult"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in self.lr_milestones):
-            raise ValueError(f"lr_milestones are fractions of the epochs in (0, 1], got {self.lr_milestones!r}")
-        return self
+        return check(self, skip=() if data else ("dataset",))
 
-    @property
-    def last_stage_width(self) -> int:
-        return max(1, int(round(512 * self.width_mult)))
+    def resolved(self, num_classes: int) -> TrainConfig:
+        """This config with the model's layout written out: what config.json records, the one place it is chosen.
+
+        - ``head``: the losses of :data:`COSINE_HEAD_LOSSES` are defined on unit class vectors: cosine; else linear.
+        - ``last_stage_width``: 512 x width_mult, except MC-Loss, whose loss needs classes x xi channels grouped
+          per class: xi = ``loss_params["xi"]`` or max(3, 512 x width_mult // classes) (:func:`~ccloss.losses.mc_xi`).
+        """
+        head = self.head or ("cosine" if self.loss in COSINE_HEAD_LOSSES else "linear")
+        if self.loss in COSINE_HEAD_LOSSES and head != "cosine":
+            paper = loss_class(self.loss).paper_name
+            raise ValueError(f"{paper} needs the cosine head (bias-free, unit-norm class weights), got head={head!r}")
+        if self.loss == "cc" and not self.cam:
+            raise ValueError("CC-Loss needs the channel attention vectors: build the model with the CAM (cam=True)")
+        width, params = self.last_stage_width or max(1, round(512 * self.width_mult)), dict(self.loss_params)
+        if self.loss == "mcloss":
+            xi = params.setdefault("xi", mc_xi(width, num_classes))
+            if self.last_stage_width is not None and width < num_classes * xi:
+                raise ValueError(f"MC-Loss with xi={xi} needs a last stage of at least {num_classes} x {xi} = "
+                                 f"{num_classes * xi} channels, got last_stage_width={width}")  # fmt: skip
+            width = self.last_stage_width or num_classes * xi
+        return dataclasses.replace(self, head=head, last_stage_width=width, loss_params=params)
 
     def criterion_hparams(self, num_classes: int) -> dict:
-        """The loss's hyperparameters: ``loss_params`` with ``lam``/``form``/``group_size`` routed
-        in, and MC-Loss's xi = max(3, last-stage width // classes) unless given."""
-        params = routed_hparams(self.loss, self.loss_params, **{k: getattr(self, k) for k in ROUTED})
-        if self.loss == "mcloss" and "xi" not in params:
-            params["xi"] = mcloss_xi_for(None, num_classes, base_width=self.last_stage_width)
-        return params
+        """The loss's hyperparameters: the resolved ``loss_params`` with ``lam``/``form``/``group_size`` routed in."""
+        takes = loss_class(self.loss).defaults
+        routed = {k: getattr(self, k) for k in ROUTED if getattr(self, k) is not None and k in takes}
+        return {**self.resolved(num_classes).loss_params, **routed}
 
     def resolved_loss_hparams(self, num_classes: int | None = None) -> dict:
         """Every hyperparameter of this run's loss, defaults filled in (what metrics.json records);
@@ -140,78 +159,40 @@ class TrainConfig:
         return build_criterion(self.loss, num_classes, **self.criterion_hparams(num_classes)).hparams
 
     def for_loss(self, loss: str, **overrides: Any) -> TrainConfig:
-        """This config for ``loss`` (``overrides`` applied): ``lam``/``form``/``group_size`` that
-        the loss does not take are reset to None, so one base config serves a comparison of losses."""
+        """This config for ``loss`` (``overrides`` applied): ``lam``/``form``/``group_size`` that the loss does
+        not take are reset to None, so one base config serves a comparison of losses."""
         config = dataclasses.replace(self, loss=loss, **overrides)
         takes = LOSSES[config.loss].defaults if config.loss in LOSSES else {}
-        resets = {k: None for k in ROUTED if k not in takes and getattr(config, k) is not None}
-        return dataclasses.replace(config, **resets) if resets else config
+        return dataclasses.replace(config, **{k: None for k in ROUTED if k not in takes})
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
-        """The named settings of :data:`PRESETS` (e.g. ``"cc_v1"``), with ``overrides`` applied."""
+        """The named settings of :data:`PRESETS` (e.g. ``"paper"``), with ``overrides`` applied."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-        values = {**PRESETS[name], **overrides}
-        values["loss_params"] = {**PRESETS[name].get("loss_params", {}), **overrides.get("loss_params", {})}
-        return cls(**values)
+        params = {**PRESETS[name]["loss_params"], **overrides.get("loss_params", {})}
+        return cls(**{**PRESETS[name], **overrides, "loss_params": params})
 
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["lr_milestones"] = list(self.lr_milestones)
-        return out
+        return {**dataclasses.asdict(self), "lr_milestones": list(self.lr_milestones)}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {', '.join(sorted(known))}")
-        values = {**LEGACY_DEFAULTS, **values}  # run directories written before these fields existed
-        if "lr_milestones" in values:
-            values["lr_milestones"] = tuple(values["lr_milestones"])
-        return cls(**values)
-
-
-def _type_ok(value: Any, kind: str) -> bool:
-    base = kind.replace(" | None", "")
-    if value is None and kind.endswith("| None"):
-        return True
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    checks = {
-        "str": isinstance(value, str),
-        "bool": isinstance(value, bool),
-        "int": number and isinstance(value, int),
-        "float": number and math.isfinite(value),
-        "dict": isinstance(value, dict),
-        "tuple": isinstance(value, (tuple, list)),
-    }
-    return checks.get(base, True)
-
-
-def _check_field_types(config: TrainConfig) -> None:
-    """Each field's value is of its annotated type (an int passes for a float), else a ValueError naming it."""
-    for spec in dataclasses.fields(config):
-        if spec.name in POSITIVE_INTEGERS:  # checked with their range in validate()
-            continue
-        value = getattr(config, spec.name)
-        if not _type_ok(value, str(spec.type)):
-            raise ValueError(f"{spec.name} must be {spec.type} (a finite number for float), got {value!r}")
+        known = {f.name for f in fields(cls)}
+        if set(values) - known:
+            raise ValueError(f"unknown TrainConfig field(s) {sorted(set(values) - known)}; valid: {', '.join(known)}")
+        milestones = {"lr_milestones": tuple(values["lr_milestones"])} if "lr_milestones" in values else {}
+        return cls(**{**values, **milestones})
 
 
 def build_for_config(config: TrainConfig, info: DatasetInfo, device: torch.device):
-    """Criterion and model for a config (the model adjusted to what the loss needs)."""
+    """(criterion, model) of a config: the layout of :meth:`TrainConfig.resolved`, nothing decided elsewhere."""
+    config = config.resolved(info.num_classes)
     criterion = build_criterion(config.loss, info.num_classes, **config.criterion_hparams(info.num_classes))
-    kwargs = model_kwargs_for(criterion, info.num_classes, cam=config.cam, default_last_width=config.last_stage_width)
     model = build_model(
-        config.backbone,
-        info.num_classes,
-        in_channels=info.in_channels,
-        width_mult=config.width_mult,
-        stem=config.stem or info.stem,
-        pretrained=config.pretrained,
-        cam_activation=config.cam_activation,
+        config.backbone, info.num_classes, in_channels=info.in_channels, width_mult=config.width_mult,
+        stem=config.stem or info.stem, pretrained=config.pretrained, cam=config.cam, head=config.head,
+        last_stage_width=config.last_stage_width, cam_activation=config.cam_activation,
         cam_min_hidden=config.cam_min_hidden,
-        **kwargs,
-    )
+    )  # fmt: skip
     return criterion.to(device), model.to(device)

@@ -1,10 +1,6 @@
-"""The check behind every "Your turn" exercise of the notebooks: right answers pass, anything else
-says what is off.
-
-An exercise cell starts from ``answer = None`` (the copy in ``notebooks/exercises/`` stops there);
-the cell after it calls :func:`check`. Numbers and tensors are compared with a tolerance, other
-answers exactly.
-"""
+"""The check behind every "Your turn" exercise of the notebooks: an exercise cell starts from
+``answer = None`` (the copy in ``notebooks/exercises/`` stops there); the cell after it calls :func:`check`.
+Numbers and tensors are compared with a tolerance (``numpy.allclose``), other answers exactly."""
 
 from __future__ import annotations
 
@@ -16,17 +12,12 @@ import torch
 __all__ = ["check"]
 
 
-def _as_array(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().double().numpy()
-    return np.asarray(value, dtype=np.float64)
-
-
 def _matches(answer: Any, expected: Any, rtol: float, atol: float) -> tuple[bool, str]:
     if isinstance(expected, (str, bool)) or expected is None:
         return answer == expected, f"expected {expected!r}"
     try:
-        got, want = _as_array(answer), _as_array(expected)
+        got, want = (np.asarray(v.detach().cpu().double() if isinstance(v, torch.Tensor) else v, dtype=np.float64)
+                     for v in (answer, expected))  # fmt: skip
     except (TypeError, ValueError):
         return False, f"expected a number or an array like {type(expected).__name__}"
     if got.shape != want.shape:
@@ -36,9 +27,8 @@ def _matches(answer: Any, expected: Any, rtol: float, atol: float) -> tuple[bool
 
 
 def check(name: str, answer: Any, expected: Any, hint: str = "", rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    """Print a green tick when ``answer`` equals ``expected``; raise AssertionError saying what is off
-    (and ``hint``) when it does not, or when the exercise is not done yet (``answer`` is None, or a
-    tuple or list with a None in it)."""
+    """Print a tick when ``answer`` equals ``expected``; else raise AssertionError saying what is off (and
+    ``hint``), also when the exercise is not done yet (``answer`` is None, or a tuple or list holding a None)."""
     if answer is None or (isinstance(answer, (tuple, list)) and any(part is None for part in answer)):
         raise AssertionError(f"✗ {name}: not done yet (the answer is still None). {hint}".strip())
     ok, detail = _matches(answer, expected, rtol, atol)

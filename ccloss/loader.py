@@ -1,26 +1,25 @@
 """Shuffled, augmented, normalised batches from uint8 image tensors, on any device, without workers.
 
-``TensorLoader`` replaces a ``DataLoader``: the images stay uint8 on the device, every batch is
-gathered, cropped and flipped per sample with a few batched tensor ops, then normalised. Every
-random draw of an epoch depends only on ``(seed, epoch)``, so a fresh loader after
-``set_epoch(e)`` reproduces the same batches: that is what makes a resumed run exact.
+The images stay uint8 on the device; every batch is gathered, cropped and flipped per sample by a few
+batched tensor ops (torchvision's v2 transforms draw one crop per batch), then normalised. Every draw of
+an epoch depends only on ``(seed, epoch)``: a fresh loader after ``set_epoch(e)`` gives the same batches.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import AUGMENTS, DatasetInfo, dataset_info, load_tensors
+__all__ = ["AUGMENTS", "CROP_PADDING", "EpochPlan", "TensorLoader"]
 
-__all__ = ["CROP_PADDING", "EpochPlan", "TensorLoader", "loaders_for"]
-
-CROP_PADDING = 4  # zero padding of the "crop_flip" augmentation (the usual CIFAR recipe)
+#: ``crop_flip``: random crop of the zero-padded image and horizontal flip (the CIFAR recipe);
+#: ``crop_flip_nopad``: random ``image_size`` crop of larger stored images and flip (Cars-196).
+AUGMENTS = ("none", "crop_flip", "crop_flip_nopad")
+CROP_PADDING = 4  # zero padding of the "crop_flip" augmentation
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -30,13 +29,9 @@ def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
     return int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-@dataclass(frozen=True)
-class EpochPlan:
-    """All random choices of one epoch, indexed by position in the epoch (CPU tensors).
-
-    ``order[i]`` is the image shown at position ``i``; ``top[i]``/``left[i]`` the crop offset in
-    the (padded, for ``crop_flip``) image; ``flip[i]`` whether it is mirrored horizontally.
-    """
+class EpochPlan(NamedTuple):
+    """The random choices of one epoch by position ``i``: image ``order[i]``, its crop offset
+    ``(top[i], left[i])`` in the (padded) image, and whether it is mirrored (``flip[i]``)."""
 
     order: torch.Tensor
     top: torch.Tensor
@@ -44,90 +39,59 @@ class EpochPlan:
     flip: torch.Tensor
 
 
-def _check_arguments(
-    images, labels: torch.Tensor, batch_size: int, info: DatasetInfo, shard: tuple[int, int], augment: str
-) -> None:
+def _check(images, labels: torch.Tensor, batch_size: int, info, shard: tuple[int, int], augment: str) -> None:
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError("images must be a uint8 tensor N x C x S x S")
-    n, c, h, w = images.shape
-    if h != w:
-        raise ValueError(f"images must be square, got {h}x{w}")
-    if c != info.in_channels:
-        raise ValueError(f"images have {c} channels, {info.name} expects {info.in_channels}")
-    if labels.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    rank, world_size = shard
-    if int(world_size) < 1 or not 0 <= int(rank) < int(world_size):
+        raise ValueError("images must be a uint8 tensor N x C x S x S (ccloss.data.load_tensors gives one)")
+    if images.shape[1] != info.in_channels or images.shape[2] != images.shape[3]:
+        raise ValueError(f"{info.name} needs square images of {info.in_channels} channels, got {tuple(images.shape)}")
+    if labels.shape != images.shape[:1] or int(batch_size) < 1:
+        raise ValueError(f"labels must have shape ({len(images)},) and batch_size >= 1, got {tuple(labels.shape)}, "
+                         f"{batch_size}")  # fmt: skip
+    if int(shard[1]) < 1 or not 0 <= int(shard[0]) < int(shard[1]):
         raise ValueError(f"shard = (rank, world_size) needs 0 <= rank < world_size, got {tuple(shard)}")
     if augment not in AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}; valid: {', '.join(AUGMENTS)}")
 
 
 class TensorLoader:
-    """Shuffled, augmented, normalised batches from uint8 image tensors, on any device.
-
-    Images stay uint8 on ``device``; each batch is gathered, cropped/flipped per sample with
-    batched tensor ops, then converted to float32 and normalised with ``info.mean/std``.
-    Call ``set_epoch(e)`` before each epoch (like ``DistributedSampler``): the order and the
-    augmentation depend only on ``(seed, epoch)``.  With ``shard = (r, world_size)``, world_size > 1, every global batch
-    of ``batch_size * world_size`` positions is split contiguously, rank ``r`` taking
-    ``[r * batch_size, (r + 1) * batch_size)``; all ranks get the same number of batches.  With
-    ``drop_last=False`` the last, partial global batch is split as evenly as possible (shard sizes
-    differ by at most one), so every image is seen exactly once per epoch across ranks.
+    """Batches ``(x float32 B x C x S x S, y int64 B)`` of uint8 ``images`` kept on ``device``, normalised with
+    ``info`` (a :class:`~ccloss.data.DatasetInfo`): ``(x / 255 - mean) / std``. ``augment`` None: ``info.augment``
+    for training, ``"none"`` (centre crop) otherwise; ``drop_last`` None: True for training only.
+    Call ``set_epoch(e)`` before each epoch (like ``DistributedSampler``). With ``shard = (r, world_size)``,
+    rank ``r`` takes positions ``[r * batch_size, (r + 1) * batch_size)`` of every global batch of
+    ``batch_size * world_size``; a last, partial one (``drop_last=False``) is split as evenly as possible,
+    so every image is seen once per epoch and all ranks get as many batches.
     """
 
     def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        batch_size: int,
-        *,
-        train: bool,
-        info: DatasetInfo,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        shard: tuple[int, int] = (0, 1),
-        channels_last: bool = False,
-        augment: str | None = None,
-        drop_last: bool | None = None,
-    ) -> None:
-        """``shard = (rank, world_size)`` under torchrun; ``augment`` None = the dataset's for
-        training, ``none`` for evaluation; ``drop_last`` None = True for training only."""
+        self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool, info,
+        device: str | torch.device = "cpu", seed: int = 0, shard: tuple[int, int] = (0, 1),
+        channels_last: bool = False, augment: str | None = None, drop_last: bool | None = None,
+    ) -> None:  # fmt: skip
         labels = torch.as_tensor(labels)
         augment = (info.augment if train else "none") if augment is None else augment
-        _check_arguments(images, labels, batch_size, info, shard, augment)
-        self.info, self.train, self.augment = info, bool(train), augment
+        _check(images, labels, batch_size, info, shard, augment)
+        self.info, self.train, self.augment, self.channels_last = info, bool(train), augment, bool(channels_last)
         self.batch_size, self.seed, self.epoch = int(batch_size), int(seed), 0
         self.rank, self.world_size = int(shard[0]), int(shard[1])
         self.drop_last = self.train if drop_last is None else bool(drop_last)
-        self.channels_last = bool(channels_last)
-        self.device = torch.device(device)
-        self.stored_size, self.image_size = int(images.shape[-1]), int(info.image_size)
+        self.device, self.image_size = torch.device(device), int(info.image_size)
         self._pad = CROP_PADDING if augment == "crop_flip" else 0
-        self._max_offset = self.stored_size + 2 * self._pad - self.image_size
+        self._max_offset = images.shape[-1] + 2 * self._pad - self.image_size
         if self._max_offset < 0:
-            raise ValueError(
-                f"stored images are {self.stored_size}x{self.stored_size}, too small for "
-                f"{self.image_size}x{self.image_size} crops (augment={augment!r})"
-            )
+            raise ValueError(f"stored images are {images.shape[-1]}px, too small for {self.image_size}px crops")
         self.images = images.to(self.device)  # moved once; stays uint8
         self.labels = labels.to(device=self.device, dtype=torch.int64)
         self.num_samples = int(images.shape[0])
         self._global_batch = self.batch_size * self.world_size
-        rounding = math.floor if self.drop_last else math.ceil
-        self._num_batches = int(rounding(self.num_samples / self._global_batch))
+        self._num_batches = (self.num_samples // self._global_batch if self.drop_last
+                             else -(-self.num_samples // self._global_batch))  # fmt: skip
         if self._num_batches == 0 and self.num_samples > 0:
-            raise ValueError(
-                f"{self.num_samples} images give no full batch of {self.batch_size} x "
-                f"{self.world_size} rank(s) with drop_last=True; lower batch_size"
-            )
-        # (x / 255 - mean) / std folded into one multiply-add: x * scale + shift
-        mean = torch.tensor(info.mean, dtype=torch.float64).view(1, -1, 1, 1)
-        std = torch.tensor(info.std, dtype=torch.float64).view(1, -1, 1, 1)
-        self._scale = (1.0 / (255.0 * std)).to(device=self.device, dtype=torch.float32)
-        self._shift = (-mean / std).to(device=self.device, dtype=torch.float32)
+            raise ValueError(f"{self.num_samples} images give no full batch of {self.batch_size} x "
+                             f"{self.world_size} rank(s) with drop_last=True; lower batch_size")  # fmt: skip
+        mean, std = (torch.tensor(v, dtype=torch.float64).view(1, -1, 1, 1) for v in (info.mean, info.std))
+        self._scale = (1.0 / (255.0 * std)).to(self.device, torch.float32)  # (x / 255 - mean) / std
+        self._shift = (-mean / std).to(self.device, torch.float32)  # = x * scale + shift, in place
         self._ar = torch.arange(self.image_size, device=self.device)
 
     def set_epoch(self, epoch: int) -> None:
@@ -138,95 +102,45 @@ class TensorLoader:
         return self._num_batches
 
     def epoch_plan(self, epoch: int | None = None) -> EpochPlan:
-        """The order and per-position crop offsets/flips of ``epoch`` (default: current)."""
-        epoch = self.epoch if epoch is None else int(epoch)
-        n = self.num_samples
+        """The order and per-position crop offsets and flips of ``epoch`` (default: the current one)."""
+        epoch, n = self.epoch if epoch is None else int(epoch), self.num_samples
+        order = torch.arange(n)
         if self.train:
-            g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 0))
-            order = torch.randperm(n, generator=g)
-        else:
-            order = torch.arange(n)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 0)))
         if self.augment == "none":
-            centre = self._max_offset // 2
-            top = torch.full((n,), centre, dtype=torch.int64)
-            left = top.clone()
-            flip = torch.zeros(n, dtype=torch.bool)
-        else:
-            g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 1))
-            top = torch.randint(0, self._max_offset + 1, (n,), generator=g)
-            left = torch.randint(0, self._max_offset + 1, (n,), generator=g)
-            flip = torch.rand(n, generator=g) < 0.5
-        return EpochPlan(order=order, top=top, left=left, flip=flip)
+            top = torch.full((n,), self._max_offset // 2, dtype=torch.int64)
+            return EpochPlan(order, top, top.clone(), torch.zeros(n, dtype=torch.bool))
+        g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 1))
+        top = torch.randint(0, self._max_offset + 1, (n,), generator=g)
+        left = torch.randint(0, self._max_offset + 1, (n,), generator=g)
+        return EpochPlan(order, top, left, torch.rand(n, generator=g) < 0.5)
 
     def _bounds(self, i: int) -> tuple[int, int]:
-        """Positions [start, stop) of this rank's part of global batch ``i``."""
-        g0 = i * self._global_batch
-        size = min(self._global_batch, self.num_samples - g0)
-        if size == self._global_batch:
-            b = self.batch_size
-            return g0 + self.rank * b, g0 + (self.rank + 1) * b
-        # last, partial global batch (drop_last=False): split as evenly as possible
-        r, ws = self.rank, self.world_size
+        """Positions [start, stop) of this rank's part of global batch ``i`` (an even split of a partial one)."""
+        g0, r, ws = i * self._global_batch, self.rank, self.world_size
+        size = min(self._global_batch, self.num_samples - g0)  # = batch_size * ws but for the last batch
         return g0 + r * size // ws, g0 + (r + 1) * size // ws
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        plan = self.epoch_plan()
-        dev = self.device
-        order = plan.order.to(dev)
-        random_crop = self.augment != "none"
-        if random_crop:
-            top, left, flip = plan.top.to(dev), plan.left.to(dev), plan.flip.to(dev)
+        order, top, left, flip = (t.to(self.device) for t in self.epoch_plan())
         c0, out = self._max_offset // 2, self.image_size
         for i in range(self._num_batches):
             start, stop = self._bounds(i)
             idx = order[start:stop]
             x = self.images.index_select(0, idx)  # faster than images[idx] on CPU
-            if random_crop:
+            if self.augment != "none":
                 x = self._crop_flip(x, top[start:stop], left[start:stop], flip[start:stop])
             elif self._max_offset:  # centre crop (e.g. 224 of 256 at test time)
                 x = x[:, :, c0 : c0 + out, c0 : c0 + out]
-            yield self._normalise(x), self.labels.index_select(0, idx)
+            x = x.to(torch.float32).mul_(self._scale).add_(self._shift)  # (x / 255 - mean) / std
+            x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+            yield x, self.labels.index_select(0, idx)
 
     def _crop_flip(self, x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-        """Per-sample crop at (top, left) of the zero-padded image, then optional h-flip."""
-        if self._pad:
-            x = F.pad(x, (self._pad,) * 4)
-        b, c, s, _ = x.shape
-        out = self.image_size
-        rows = top[:, None] + self._ar  # B x out
-        cols = left[:, None] + self._ar
+        """Per-sample crop at (top, left) of the zero-padded image, then optional h-flip: one gather."""
+        x = F.pad(x, (self._pad,) * 4) if self._pad else x
+        (b, c, s, _), out = x.shape, self.image_size
+        rows, cols = top[:, None] + self._ar, left[:, None] + self._ar  # B x out each
         cols = torch.where(flip[:, None], cols.flip(1), cols)  # mirrored column order
         flat = (rows[:, :, None] * s + cols[:, None, :]).view(b, 1, out * out)
-        x = x.reshape(b, c, s * s).gather(2, flat.expand(b, c, out * out))  # one gather
-        return x.view(b, c, out, out)
-
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(torch.float32).mul_(self._scale).add_(self._shift)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-
-def loaders_for(
-    config, shard: tuple[int, int], device: torch.device, channels_last: bool
-) -> tuple[TensorLoader, TensorLoader]:
-    """The training and evaluation loaders of a :class:`~ccloss.config.TrainConfig`."""
-    info = dataset_info(config.dataset)
-    split = config.eval_split  # "val": train on train without val (nothing is chosen on test)
-    x_train, y_train = load_tensors(
-        config.dataset, "train", config.data_dir, config.download, holdout_val=split == "val"
-    )
-    x_eval, y_eval = load_tensors(config.dataset, split, config.data_dir, False)
-    train_loader = TensorLoader(
-        x_train,
-        y_train,
-        config.batch_size,
-        train=True,
-        info=info,
-        device=device,
-        seed=config.seed,
-        shard=shard,
-        channels_last=channels_last,
-    )
-    eval_loader = TensorLoader(x_eval, y_eval, 512, train=False, info=info, device=device, channels_last=channels_last)
-    return train_loader, eval_loader
+        return x.reshape(b, c, s * s).gather(2, flat.expand(b, c, out * out)).view(b, c, out, out)

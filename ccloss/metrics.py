@@ -1,62 +1,52 @@
-"""What an evaluation measures besides accuracy: the intra/inter ratio of a whole set, collapse, and
-the class structure of the attention vectors measured independently of the loss.
-
-The training loop records the ratio and collapse on the evaluation split every epoch
-(:func:`eval_record`), the class structure (:mod:`ccloss.separation`: attention k-NN and linear-probe
-accuracy, class-pair separation) after the last epoch (:func:`structure_record`), and the ``final``
-entry of a run's metrics.json (:func:`final_record`).
+"""What an evaluation measures besides accuracy: the intra/inter ratio of a whole set, collapse, and the
+class measures of :mod:`ccloss.measures` (:func:`eval_record` every epoch, :func:`structure_record` after
+the last, :func:`final_record` for metrics.json). Needs torch and numpy only: the class measures need
+``pip install ccloss[analysis]`` and are skipped with a warning without it.
 """
-
-from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
 
 from .cc_loss import check_attention_labels
-from .separation import class_structure
 
-__all__ = ["COLLAPSE_TOL", "STRUCTURE_KEYS", "dataset_intra_inter", "eval_record", "structure_record", "final_record"]
+__all__ = ["COLLAPSE_TOL", "STRUCTURE_KEYS", "RENAMED_KEYS", "dataset_intra_inter", "eval_record", "structure_record"]
+__all__ += ["final_record", "upgrade_keys"]
 
-#: Below this mean inter-class squared distance a set of attention vectors counts as collapsed: it
-#: is the CCLoss default ``eps``, so there the loss's denominator is mostly ``eps`` and the ratio
-#: form is minimised by shrinking every vector onto one point (docs/study_cc_default.md, notebook 06).
+#: Collapsed: d_inter at most this fraction of a reference (:func:`dataset_intra_inter`), relative so that a
+#: narrow-band attention (mobilenet_v3_small: [0.45, 0.55], d_inter ~1e-5 at the start) is not flagged.
 COLLAPSE_TOL = 1e-3
 
 
-def dataset_intra_inter(
-    attention: torch.Tensor,
-    labels: torch.Tensor,
-    eps: float = 0.0,
-    collapse_tol: float = COLLAPSE_TOL,
-) -> dict[str, float]:
+def dataset_intra_inter(attention, labels, eps=0.0, collapse_tol=COLLAPSE_TOL, reference=None) -> dict[str, float]:
     """Ratio-form CC statistic of a whole set (e.g. a test set) in O(N C) memory.
 
-    Uses sum_{i,j in S} ||a_i - a_j||^2 = 2 |S| sum_i ||a_i||^2 - 2 ||sum_i a_i||^2 over ordered
-    pairs, per class for the intra part and over the whole set for the total; inter = total -
-    intra. Returns {"d_intra", "d_inter", "ratio", "collapsed"} (means over unordered pairs,
-    squared distances), equal to ``cc_statistics(..., form="ratio")`` on the same vectors without
-    building N x N. ``ratio`` is NaN when d_inter + eps is 0 (0/0: every vector identical);
-    ``collapsed`` is True when d_inter < ``collapse_tol``, so a tiny ratio of collapsed vectors is
-    not mistaken for separated classes.
+    sum_{i,j in S} ||a_i - a_j||^2 = 2 |S| sum_i ||a_i||^2 - 2 ||sum_i a_i||^2 per class (intra) and over
+    the set (total; inter = total - intra): {"d_intra", "d_inter", "ratio", "collapsed"}, equal to
+    ``cc_statistics(..., form="ratio")`` without N x N (``ratio`` NaN when d_inter + eps is 0).
+    ``collapsed``: d_inter <= ``collapse_tol`` * ``reference``, the same split's d_inter at initialisation
+    (``fit`` passes it). Without one, the reference is the per-sample spread mean_i sum_c (a_ic - mean_c
+    a_ic)^2; then an attention that barely varies between images from the start is flagged too: a set
+    alone cannot tell narrow from shrunk.
     """
     if not (math.isfinite(collapse_tol) and collapse_tol >= 0):
         raise ValueError(f"collapse_tol must be a finite number >= 0, got {collapse_tol!r}")
+    if reference is not None and not (math.isfinite(reference) and reference >= 0):
+        raise ValueError(f"reference must be a finite d_inter >= 0 (or None), got {reference!r}")
     check_attention_labels(attention, labels)
     a = attention.detach().to(torch.float64).cpu()
+    if reference is None:
+        reference = float(((a - a.mean(dim=1, keepdim=True)) ** 2).sum(dim=1).mean())
     a = a - a.mean(dim=0, keepdim=True)
-    labels = labels.detach().cpu().long()
-    n = a.shape[0]
-    sq_norms = (a * a).sum(dim=1)
+    labels, n, sq_norms = labels.detach().cpu().long(), a.shape[0], (a * a).sum(dim=1)
 
     def pair_sum(rows: torch.Tensor, norms: torch.Tensor) -> float:
         return float(2 * rows.shape[0] * norms.sum() - 2 * (rows.sum(dim=0) ** 2).sum())
 
-    total = pair_sum(a, sq_norms)
-    intra = 0.0
-    intra_pairs = 0
+    total, intra, intra_pairs = pair_sum(a, sq_norms), 0.0, 0
     for cls in labels.unique():
         mask = labels == cls
         intra += pair_sum(a[mask], sq_norms[mask])
@@ -65,16 +55,17 @@ def dataset_intra_inter(
     d_intra = intra / intra_pairs if intra_pairs else 0.0
     d_inter = (total - intra) / inter_pairs if inter_pairs else 0.0
     ratio = d_intra / (d_inter + eps) if (d_inter + eps) > 0 else float("nan")
-    return {"d_intra": d_intra, "d_inter": d_inter, "ratio": ratio, "collapsed": bool(d_inter < collapse_tol)}
+    collapsed = bool(d_inter <= collapse_tol * reference)
+    return {"d_intra": d_intra, "d_inter": d_inter, "ratio": ratio, "collapsed": collapsed}
 
 
-def eval_record(evaluation: dict, split: str) -> dict:
-    """``<split>_acc`` and, with the CAM, ``<split>_intra_inter``, ``_d_inter``, ``_attention_collapsed``
-    (d_inter below 1e-3) and ``_se_dead_units`` (hidden units that fire on no image of the set)."""
+def eval_record(evaluation: dict, split: str, reference: float | None = None) -> dict:
+    """``<split>_acc`` and, with the CAM, ``_intra_inter``, ``_d_inter``, ``_attention_collapsed`` (against
+    ``reference``, the split's d_inter at initialisation: :func:`dataset_intra_inter`) and ``_se_dead_units``."""
     logits, labels = evaluation["logits"], evaluation["labels"]
     record = {f"{split}_acc": 100.0 * float((logits.argmax(1) == labels).float().mean())}
     if evaluation["attention"] is not None:
-        stats = dataset_intra_inter(evaluation["attention"], labels)
+        stats = dataset_intra_inter(evaluation["attention"], labels, reference=reference)
         record[f"{split}_intra_inter"] = stats["ratio"]
         record[f"{split}_d_inter"] = stats["d_inter"]
         record[f"{split}_attention_collapsed"] = stats["collapsed"]
@@ -84,31 +75,34 @@ def eval_record(evaluation: dict, split: str) -> dict:
     return record
 
 
-#: What :func:`structure_record` adds, after ``<split>_`` (see :func:`ccloss.separation.class_structure`).
-STRUCTURE_KEYS = (
-    "knn_acc",
-    "probe_acc",
-    "pair_sep_min",
-    "merged_pairs",
-    "class_pairs",
-    "merged_pair_list",
-    "classes",
-    "class_distances",
-)
+#: What :func:`structure_record` adds, after ``<split>_`` (:func:`ccloss.measures.class_structure`).
+STRUCTURE_KEYS = ("knn_acc", "probe_acc", "precision_at_1", "map_at_r", "unseparated_pairs", "unseparated_pair_list")
+STRUCTURE_KEYS += ("pair_accuracy_min", "class_pairs", "pair_geometry_min", "pair_geometry_below_2")
+STRUCTURE_KEYS += ("pair_geometry_below_2_list", "classes", "class_distances")
+#: Keys of runs recorded by ccloss 0.4 (after ``<split>_``) and their names now: read old results
+#: through :func:`upgrade_keys`. The old "merged" count was the geometry figure s < 2, not a classifier.
+RENAMED_KEYS = {"pair_sep_min": "pair_geometry_min", "merged_pairs": "pair_geometry_below_2"}
+RENAMED_KEYS["merged_pair_list"] = "pair_geometry_below_2_list"
+
+
+def upgrade_keys(record: dict) -> dict:
+    """``record`` with the keys of :data:`RENAMED_KEYS` renamed (``test_merged_pairs`` ->
+    ``test_pair_geometry_below_2``); other keys and all values unchanged."""
+    renamed = {key: key[: -len(o)] + n for key in record for o, n in RENAMED_KEYS.items() if key.endswith("_" + o)}
+    return {renamed.get(key, key): value for key, value in record.items()}
 
 
 def structure_record(train_evaluation: dict, evaluation: dict, split: str) -> dict:
-    """The class structure of the evaluation split's attention vectors, the training split's as the
-    reference of the k-NN and the probe (:func:`ccloss.separation.class_structure`), and
-    ``class_measures_seconds``, what computing it took (not the two evaluations)."""
+    """:func:`ccloss.measures.class_structure` of the evaluation split's attention (the training split's as
+    references) and ``class_measures_seconds``; without the ``analysis`` extra {} and one warning."""
+    try:
+        from .measures import class_structure
+    except ImportError as error:
+        warnings.warn(f"class measures skipped ({error}): pip install ccloss[analysis]", stacklevel=2)
+        return {}
     started = time.perf_counter()
-    record = class_structure(
-        train_evaluation["attention"],
-        train_evaluation["labels"],
-        evaluation["attention"],
-        evaluation["labels"],
-        split=split,
-    )
+    train, evaluated = (train_evaluation["attention"], train_evaluation["labels"]), evaluation["attention"]
+    record = class_structure(*train, evaluated, evaluation["labels"], split=split)
     record["class_measures_seconds"] = time.perf_counter() - started
     return record
 
@@ -125,15 +119,8 @@ def final_record(history: list[dict], best: dict, split: str = "test") -> dict:
         "seconds": sum(r["seconds"] for r in history),
         "images_per_sec": float(np.mean([r["images_per_sec"] for r in history])),
     }
-    for key in (
-        f"{split}_intra_inter",
-        f"{split}_d_inter",
-        f"{split}_attention_collapsed",
-        f"{split}_se_dead_units",
-        "se_hidden_units",
-        *(f"{split}_{key}" for key in STRUCTURE_KEYS),
-        "class_measures_seconds",
-    ):
+    kept = ("intra_inter", "d_inter", "attention_collapsed", "se_dead_units", *STRUCTURE_KEYS)
+    for key in (*(f"{split}_{key}" for key in kept), "se_hidden_units", "class_measures_seconds"):
         if key in last:
             final[key] = last[key]
     return final

@@ -1,13 +1,9 @@
-"""VGG16-BN and ResNet18 backbones with an optional channel attention module (CAM).
+"""``backbone -> [CAM] -> global average pool -> head`` around any trunk, and VGG16-BN / ResNet18 trunks.
 
-The layer names follow torchvision's ``resnet18`` and ``vgg16_bn`` so ImageNet weights load by
-name. The network is ``backbone -> [CAM] -> global average pool -> head``; the forward returns a
-:class:`ModelOutput` that carries what every loss of the paper's table needs.
-
-Choices the paper leaves open (recorded in the README): the CAM sits after the last stage
-(ResNet18 ``layer4``, VGG16 conv5 block) and stays in the network at test time; VGG16 uses one
-linear head after global average pooling (no 4096-wide FC layers); the ``cifar`` VGG16 stem drops
-the last max-pool so a 32x32 input leaves a 2x2 map instead of 1x1.
+Layer names follow torchvision's ``resnet18`` and ``vgg16_bn`` so ImageNet weights load by name; the forward
+returns a :class:`ModelOutput` with what every loss of the paper's table needs. Choices the paper leaves open
+(docs/paper_choices.md): the CAM sits after the last stage and stays at test time; VGG16 has one linear head
+after global average pooling; its ``cifar`` stem drops the last max-pool (a 32x32 input leaves 2x2, not 1x1).
 """
 
 from __future__ import annotations
@@ -22,17 +18,7 @@ from torch.nn import functional as F
 from .attention import CAM_MIN_HIDDEN, ChannelAttention
 from .pretrained import load_pretrained
 
-__all__ = [
-    "BACKBONES",
-    "STEMS",
-    "HEADS",
-    "ModelOutput",
-    "CCModel",
-    "CosineHead",
-    "backbone_channels",
-    "build_model",
-    "load_pretrained",
-]
+__all__ = ["BACKBONES", "STEMS", "HEADS", "ModelOutput", "CCModel", "CosineHead", "backbone_channels", "build_model"]
 
 BACKBONES = ("resnet18", "vgg16")
 STEMS = ("cifar", "imagenet")
@@ -48,7 +34,7 @@ class ModelOutput:
     """What a forward pass returns (a small object, so losses take what they need)."""
 
     logits: torch.Tensor  #: B x K; for the cosine head |x| cos(theta_j)
-    attention: torch.Tensor | None  #: B x C channel-attention vectors in (0, 1), None without CAM
+    attention: torch.Tensor | None  #: B x C channel-attention vectors in [0, 1], None without CAM
     features: torch.Tensor  #: B x C pooled features (the head's input, after CAM re-weighting)
     feature_map: torch.Tensor  #: the backbone's B x C x H x W map (or B x N x C tokens), CAM re-weighted
     head_weight: torch.Tensor  #: K x C class weights as the head uses them
@@ -74,9 +60,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))) + identity)
 
 
 class ResNet18Backbone(nn.Module):
@@ -87,12 +71,9 @@ class ResNet18Backbone(nn.Module):
         widths = [_scaled(c, width_mult) for c in _RESNET18_WIDTHS]
         if last_stage_width is not None:
             widths[3] = int(last_stage_width)
-        if stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False)
-            self.maxpool: nn.Module = nn.MaxPool2d(3, 2, 1)
-        else:
-            self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-            self.maxpool = nn.Identity()
+        big = stem == "imagenet"
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 7 if big else 3, 2 if big else 1, 3 if big else 1, bias=False)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if big else nn.Identity()
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         planes = widths[0]
@@ -119,9 +100,8 @@ class VGG16Backbone(nn.Module):
             if value == "M":
                 layers.append(nn.MaxPool2d(2, 2))
                 continue
-            width = _scaled(int(value), width_mult)
-            if last_stage_width is not None and position in conv_positions[-3:]:
-                width = int(last_stage_width)
+            last = last_stage_width is not None and position in conv_positions[-3:]
+            width = int(last_stage_width) if last else _scaled(int(value), width_mult)
             layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
             channels = width
         self.features = nn.Sequential(*layers)
@@ -132,10 +112,7 @@ class VGG16Backbone(nn.Module):
 
 
 class CosineHead(nn.Module):
-    """Bias-free classifier with unit-norm class weights: logit_j = x . w_j / ||w_j|| = |x| cos(theta_j).
-
-    The head of A-Softmax (SphereFace, Liu et al. 2017) and ICAL (Hao et al. 2019).
-    """
+    """Bias-free, unit-norm class weights: logit_j = x . w_j / ||w_j|| = |x| cos(theta_j) (A-Softmax, ICAL)."""
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
@@ -150,8 +127,7 @@ class CosineHead(nn.Module):
 
 
 def backbone_channels(backbone: nn.Module, channels: int | None = None) -> int:
-    """C of a backbone's output: ``channels`` if given, else its ``out_channels`` (ours) or
-    ``num_features`` (timm models, and a torchvision trunk ending in batch norm)."""
+    """C of a backbone's output: ``channels``, else its ``out_channels`` (ours) or ``num_features`` (timm's)."""
     for value in (channels, getattr(backbone, "out_channels", None), getattr(backbone, "num_features", None)):
         if value is not None:
             if isinstance(value, bool) or int(value) != value or int(value) < 1:
@@ -164,35 +140,25 @@ def backbone_channels(backbone: nn.Module, channels: int | None = None) -> int:
 
 
 class CCModel(nn.Module):
-    """backbone -> optional :class:`ChannelAttention` -> global average pool -> head.
+    """backbone -> optional :class:`ChannelAttention` -> global average pool -> head, returning a :class:`ModelOutput`.
 
-    ``backbone`` is any module returning a B x C x H x W map or B x N x C tokens (a ViT's; the CAM and
-    the pooling then average over the N tokens); C comes from ``channels``, else the backbone's
-    ``out_channels`` or ``num_features``. ``head`` is ``linear`` or ``cosine`` (:class:`CosineHead`);
-    ``reduction``, ``cam_activation`` and ``cam_min_hidden`` configure the CAM. The forward returns a
-    :class:`ModelOutput`.
-    """
+    ``backbone``: any module returning B x C x H x W maps or B x N x C tokens (the CAM and the pool then average
+    over the tokens); C is ``channels``, else its ``out_channels`` or ``num_features``. ``head``: ``linear`` or
+    ``cosine``; ``reduction``, ``cam_activation``, ``cam_min_hidden`` configure the CAM."""
 
+    # fmt: off
     def __init__(
-        self,
-        backbone: nn.Module,
-        num_classes: int,
-        *,
-        channels: int | None = None,
-        cam: bool = True,
-        head: str = "linear",
-        reduction: int = 16,
-        cam_activation: str = "relu",
-        cam_min_hidden: int = CAM_MIN_HIDDEN,
+        self, backbone: nn.Module, num_classes: int, *, channels: int | None = None, cam: bool = True,
+        head: str = "linear", reduction: int = 16, cam_activation: str = "relu", cam_min_hidden: int = CAM_MIN_HIDDEN,
     ) -> None:
+        # fmt: on
         super().__init__()
         _check_classes(num_classes)
         self.backbone = backbone
         self.channels = backbone_channels(backbone, channels)
         self.cam = ChannelAttention(self.channels, reduction, cam_activation, cam_min_hidden) if cam else None
-        head = _choice(head, HEADS, "head")
-        linear = nn.Linear(self.channels, num_classes)
-        self.head = CosineHead(self.channels, num_classes) if head == "cosine" else linear
+        cosine = _choice(head, HEADS, "head") == "cosine"
+        self.head = CosineHead(self.channels, num_classes) if cosine else nn.Linear(self.channels, num_classes)
         self.num_classes = int(num_classes)
 
     def head_weight(self) -> torch.Tensor:
@@ -210,13 +176,7 @@ class CCModel(nn.Module):
         if self.cam is not None:
             feature_map, attention = self.cam(feature_map)
         features = feature_map.mean(dim=1) if tokens else feature_map.mean(dim=(2, 3))
-        return ModelOutput(
-            logits=self.head(features),
-            attention=attention,
-            features=features,
-            feature_map=feature_map,
-            head_weight=self.head_weight(),
-        )
+        return ModelOutput(self.head(features), attention, features, feature_map, self.head_weight())
 
 
 def _choice(value: str, valid: tuple[str, ...], what: str) -> str:
@@ -230,33 +190,21 @@ def _check_classes(num_classes: int) -> None:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
 
 
+# fmt: off
 def build_model(
-    backbone: str | nn.Module = "resnet18",
-    num_classes: int = 10,
-    *,
-    channels: int | None = None,
-    in_channels: int = 3,
-    cam: bool = True,
-    width_mult: float = 1.0,
-    stem: str = "cifar",
-    head: str = "linear",
-    last_stage_width: int | None = None,
-    pretrained: None | str | os.PathLike = None,
-    reduction: int = 16,
-    cam_activation: str = "relu",
-    cam_min_hidden: int = CAM_MIN_HIDDEN,
+    backbone: str | nn.Module = "resnet18", num_classes: int = 10, *, channels: int | None = None, in_channels: int = 3,
+    cam: bool = True, width_mult: float = 1.0, stem: str = "cifar", head: str = "linear",
+    last_stage_width: int | None = None, pretrained: None | str | os.PathLike = None, reduction: int = 16,
+    cam_activation: str = "relu", cam_min_hidden: int = CAM_MIN_HIDDEN,
 ) -> CCModel:
+    # fmt: on
     """ResNet18 or VGG16-BN (+CAM) for ``num_classes`` classes, or :class:`CCModel` around your module.
 
-    ``backbone`` is ``"resnet18"``, ``"vgg16"`` or any module returning a B x C x H x W map or B x N x C
-    tokens (``channels`` gives C where the module has no ``out_channels`` / ``num_features``; the
-    other arguments below but the CAM's and the head's apply to the built-in backbones only).
-    ``width_mult`` scales every stage (1.0 = torchvision's widths, 0.25 for CPU demos);
-    ``last_stage_width`` overrides the width of the last stage (MC-Loss needs classes x xi);
-    ``pretrained`` is None, a local state-dict / checkpoint path, or ``"imagenet"`` (torchvision's
-    weights API; downloads when online, and only fits ``width_mult=1``). ``reduction``,
-    ``cam_activation`` and ``cam_min_hidden`` configure the CAM (:class:`ChannelAttention`; by default
-    max(32, C // 16) hidden units, so a narrow network's block cannot die whole: docs/study_cc_default.md).
+    ``backbone``: ``"resnet18"``, ``"vgg16"`` or a module (``channels``: its C, see :class:`CCModel`; the
+    arguments but the CAM's and the head's apply to the built-in trunks only). ``width_mult`` scales every
+    stage (1.0 = torchvision's widths); ``last_stage_width`` overrides the last stage's (MC-Loss needs classes
+    x xi); ``pretrained``: None, a state-dict / checkpoint path, or ``"imagenet"`` (torchvision's weights,
+    ``width_mult=1``). ``reduction``, ``cam_activation``, ``cam_min_hidden`` configure :class:`ChannelAttention`.
     """
     options = dict(
         cam=cam, head=head, reduction=reduction, cam_activation=cam_activation, cam_min_hidden=cam_min_hidden

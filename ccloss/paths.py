@@ -1,51 +1,34 @@
-"""Where the repository's folders are: notebooks, results, sweeps, figures, data.
-
-The notebooks and the experiment machinery read committed results and sweep files from the
-repository, never from ``../``: :func:`repo_root` finds it from the package (an editable install,
-as ``make`` and the notebooks' Colab cell make) or, failing that, from the working directory.
-"""
+"""Where the repository is: the notebooks and experiments read committed results, sweeps and figures from
+it, never from ``../``; :func:`repo_root` finds it from the package (an editable install) or the working folder."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-__all__ = ["PACKAGE_PARENT", "repo_root", "is_repo", "repo_url"]
+__all__ = ["PACKAGE_PARENT", "repo_root", "repo_url"]
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 
 
-def is_repo(folder: Path) -> bool:
-    """A checkout of this repository: the package, the notebooks and the sweep files side by side."""
-    return (
-        (folder / "ccloss" / "__init__.py").is_file()
-        and (folder / "notebooks").is_dir()
-        and (folder / "sweeps").is_dir()
-    )
-
-
 def repo_url() -> str:
-    """The repository's address: ``$CCLOSS_REPO_URL`` (forks, mirrors, tests), else ``[project.urls]
-    Repository`` of the installed package's metadata (pyproject.toml)."""
-    import os
+    """``$CCLOSS_REPO_URL`` (forks, mirrors, tests), else the installed package's ``Repository`` URL."""
     from importlib.metadata import PackageNotFoundError, metadata
 
-    if os.environ.get("CCLOSS_REPO_URL"):
-        return os.environ["CCLOSS_REPO_URL"]
     try:
         urls = metadata("ccloss").get_all("Project-URL") or []
-    except PackageNotFoundError:  # pragma: no cover - the package runs from a checkout without install
+    except PackageNotFoundError:  # run from a checkout without install
         urls = []
-    return next((u.split(",", 1)[1].strip() for u in urls if u.lower().startswith("repository")), "")
+    found = next((u.split(",", 1)[1].strip() for u in urls if u.lower().startswith("repository")), "")
+    return os.environ.get("CCLOSS_REPO_URL") or found
 
 
 def repo_root(start: Path | None = None) -> Path:
-    """The repository holding this package, else the first repository above ``start`` (default: the
-    working directory). Raises FileNotFoundError saying how to get one."""
-    if is_repo(PACKAGE_PARENT):
-        return PACKAGE_PARENT
+    """The repository holding this package, else the first one above ``start`` (default: the working
+    directory): a folder with the package and the notebooks side by side; else FileNotFoundError."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if is_repo(folder):
+    for folder in (PACKAGE_PARENT, here, *here.parents):
+        if (folder / "ccloss" / "__init__.py").is_file() and (folder / "notebooks").is_dir():
             return folder
     raise FileNotFoundError(
         f"ccloss is installed from {PACKAGE_PARENT}, which is not a checkout of the repository, and no checkout "

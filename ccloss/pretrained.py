@@ -3,46 +3,49 @@
 from __future__ import annotations
 
 import os
-import warnings
+import zipfile
 
 import torch
 from torch import nn
 
-__all__ = ["load_pretrained"]
+from .runtime import warn
+
+
+def check_weights_file(source: str | os.PathLike) -> None:
+    """A one-line FileNotFoundError / ValueError unless ``source`` is "imagenet" or a torch.save file (a zip)."""
+    path, advice = os.fspath(source), "give a state dict saved with torch.save, or 'imagenet'"
+    if path == "imagenet":
+        return
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--pretrained {path}: pretrained weights not found; {advice}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"--pretrained {path}: not a PyTorch weights file (truncated, or something else); {advice}")
 
 
 def _imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     from torchvision import models as tv_models
 
-    weights = (
-        tv_models.ResNet18_Weights.IMAGENET1K_V1 if backbone == "resnet18" else tv_models.VGG16_BN_Weights.IMAGENET1K_V1
-    )
+    weights = tv_models.ResNet18_Weights if backbone == "resnet18" else tv_models.VGG16_BN_Weights
     try:
-        return weights.get_state_dict(progress=False)
+        return weights.IMAGENET1K_V1.get_state_dict(progress=False)
     except Exception as error:  # offline, proxy, ...
-        raise RuntimeError(
-            f"could not download torchvision's ImageNet weights for {backbone} ({error}). Download them "
-            f"on a machine with internet (torchvision.models.{weights}) and pass the saved state dict "
-            f"file as pretrained=PATH (CLI: --pretrained PATH)."
-        ) from None
+        raise RuntimeError(f"could not download torchvision's ImageNet weights for {backbone} ({error}). Download "
+                           f"torchvision.models.{weights.IMAGENET1K_V1} on a machine with internet and pass the saved "
+                           "state dict file as pretrained=PATH (CLI: --pretrained PATH).") from None  # fmt: skip
 
 
 def load_pretrained(model: nn.Module, backbone: str, source: str | os.PathLike) -> list[str]:
-    """Load weights by name where shapes agree; returns the names that were loaded.
-
-    ``source`` is ``"imagenet"`` or a path to a state dict (ours, torchvision's, or a training
-    checkpoint with a ``"model"`` entry). Heads (``fc``, ``classifier``) are never taken from
-    torchvision; a 3-channel first conv is summed over its input channels for grey inputs.
-    """
-    if str(source) == "imagenet":
+    """Load ``source`` ("imagenet", or a state dict or checkpoint file) by name where shapes agree, never the
+    heads (fc, classifier); a 3-channel first conv is summed over its channels for grey inputs. The names loaded."""
+    check_weights_file(source)
+    if os.fspath(source) == "imagenet":
         state = _imagenet_state_dict(backbone)
     else:
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"pretrained weights not found: {path!r} (give a state-dict file or 'imagenet')")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception:
+            raise ValueError(f"--pretrained {source}: cannot be read as a state dict (truncated or garbled)") from None
+        state = state["model"] if isinstance(state, dict) and isinstance(state.get("model"), dict) else state
     if not any(key.startswith(("backbone.", "cam.", "head.")) for key in state):
         state = {f"backbone.{k}": v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
     own = model.state_dict()
@@ -53,14 +56,11 @@ def load_pretrained(model: nn.Module, backbone: str, source: str | os.PathLike) 
     if not any(k.startswith("backbone.") and not k.endswith("num_batches_tracked") for k in loadable):
         raise ValueError(
             f"none of the {len(state)} pretrained tensors fits this model (check backbone, width_mult "
-            f"and last_stage_width: ImageNet weights need width_mult=1.0)"
+            "and last_stage_width: ImageNet weights need width_mult=1.0)"
         )
     skipped = sorted(k for k in state if k not in loadable)
     if skipped:
-        warnings.warn(
-            f"pretrained: {len(skipped)} tensors skipped (name or shape differ): {', '.join(skipped[:8])}"
-            + (" ..." if len(skipped) > 8 else ""),
-            stacklevel=2,
-        )
+        more = " ..." if len(skipped) > 8 else ""
+        warn(f"pretrained: {len(skipped)} tensors skipped (name or shape differ): {', '.join(skipped[:8])}{more}")
     model.load_state_dict(loadable, strict=False)
     return sorted(loadable)

@@ -4,11 +4,18 @@ are checked by tests/tools/test_exercises.py instead."""
 collect_ignore_glob = ["exercises/*"]
 
 
+#: Notebooks that read the runs another one trains run after it, in the same worker.
+READS_RUNS_OF = {"05_embeddings.ipynb": "02_train.ipynb"}
+
+
 def notebook_scope(nodeid: str) -> str:
-    """The work unit of a test under pytest-xdist: every notebook cell in one ("notebooks"), so that they
-    run in one worker and in order (each notebook's cells share a kernel; 04 reads the runs 02 trains);
-    any other test on its own."""
-    return "notebooks" if ".ipynb::" in nodeid else nodeid
+    """The work unit of a test under pytest-xdist: every cell of a notebook in one (a notebook's cells share
+    a kernel), with the notebook whose runs it reads (05 reads the runs 02 trains); any other test on its
+    own. Independent notebooks may run in different workers at the same time."""
+    if ".ipynb::" not in nodeid:
+        return nodeid
+    name = nodeid.split(".ipynb::")[0].rsplit("/", 1)[-1] + ".ipynb"
+    return "notebook:" + READS_RUNS_OF.get(name, name)
 
 
 def pytest_xdist_make_scheduler(config, log):

@@ -17,8 +17,8 @@ import torch
 from ccloss import analysis, plots
 from ccloss.cc_loss import cc_statistics, pairwise_distances
 from ccloss.config import TrainConfig
+from ccloss.measures import pair_geometry
 from ccloss.metrics import dataset_intra_inter
-from ccloss.separation import pair_separation
 
 
 def _data(n=40, c=6, k=4, seed=0):
@@ -28,7 +28,7 @@ def _data(n=40, c=6, k=4, seed=0):
     return x, labels
 
 
-def _loop_class_distance(x, labels, k, squared=True):
+def _loop_class_distance(x, labels, k):
     out = np.full((k, k), np.nan)
     for a in range(k):
         for b in range(k):
@@ -38,8 +38,6 @@ def _loop_class_distance(x, labels, k, squared=True):
                 for j in range(len(x))
                 if labels[i] == a and labels[j] == b and i != j
             ]
-            if not squared:
-                values = [math.sqrt(v) for v in values]
             if values:
                 out[a, b] = np.mean(values)
     return out
@@ -50,13 +48,12 @@ def _loop_class_distance(x, labels, k, squared=True):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("squared", [True, False])
-def test_class_distance_matrix_matches_loop(squared):
+def test_class_distance_matrix_matches_loop():
     x, labels = _data()
     labels[0] = 4  # a class with a single sample: its diagonal entry is undefined
     k = 6  # class 5 is absent
-    got = analysis.class_distance_matrix(x, labels, num_classes=k, squared=squared)
-    want = _loop_class_distance(x, labels, k, squared=squared)
+    got = analysis.class_distance_matrix(x, labels, num_classes=k)
+    want = _loop_class_distance(x, labels, k)
     assert got.shape == (k, k)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], rtol=1e-9, atol=1e-9)
@@ -186,15 +183,24 @@ def test_variant_table_properties():
     assert len(table) == 6
 
 
-def test_imbalanced_labels():
-    labels = analysis.imbalanced_labels(10, 4)
-    assert labels.tolist() == [0, 1, 0, 2, 0, 3, 0, 1, 0, 2]
+def test_variant_table_rows_are_the_loss_on_each_set():
+    """One row by hand: a user's variant without a form is the paper's ratio, labelled so; the
+    imbalanced control puts class 0 on every even position and the other classes in turn."""
+    g = torch.Generator().manual_seed(1)
+    a, labels = torch.rand(10, 3, generator=g, dtype=torch.float64), torch.arange(10) % 4
+    row = analysis.variant_table(a, labels, [{"eps": 0.0}], seed=5).iloc[0]
+    random = torch.rand(a.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    skewed = torch.tensor([0, 1, 0, 2, 0, 3, 0, 1, 0, 2])
+    assert (row["form"], row["squared"], row["group_size"]) == ("ratio", True, "None")
+    for column, (x, y) in {"batch": (a, labels), "batch x10": (10 * a, labels), "random": (random, labels)}.items():
+        assert row[column] == pytest.approx(float(cc_statistics(x, y, form="ratio", eps=0.0).loss)), column
+    assert row["random, imbalanced"] == pytest.approx(float(cc_statistics(random, skewed, form="ratio", eps=0).loss))
 
 
-def test_naive_distances_match_gram():
+def test_broadcast_distances_match_gram():
     a = torch.rand(9, 5, dtype=torch.float64)
     loop = torch.tensor([[float(((a[i] - a[j]) ** 2).sum()) for j in range(9)] for i in range(9)], dtype=torch.float64)
-    torch.testing.assert_close(analysis.naive_pairwise_distances(a), loop)
+    torch.testing.assert_close(analysis._broadcast_distances(a), loop)
     torch.testing.assert_close(pairwise_distances(a), loop)
 
 
@@ -213,7 +219,9 @@ def _fake_run(root, loss, seed, values):
     run = root / f"{loss}_seed{seed}"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"loss": loss, "seed": seed, "cam": True}))
-    history = [{"epoch": e + 1, "loss": v, "test_acc": 10.0 * (e + 1), "lr": 0.1} for e, v in enumerate(values)]
+    history = [
+        {"epoch": e + 1, "loss": v, "test_acc": 10.0 * (e + 1), "test_merged_pairs": 2} for e, v in enumerate(values)
+    ]
     (run / "metrics.json").write_text(json.dumps({"status": "complete", "history": history, "final": {}}))
     return run
 
@@ -226,13 +234,15 @@ def test_load_histories_and_summary(tmp_path):
     ]
     frame = analysis.load_histories([*runs, tmp_path / "missing"])
     assert list(frame.columns) == ["run_dir", "loss", "seed", "cam", "epoch", "metric", "value"]
-    assert len(frame) == 3 * 2 * 3  # runs x epochs x metrics (loss, test_acc, lr)
+    assert len(frame) == 3 * 2 * 3  # runs x epochs x metrics (loss, test_acc, the renamed geometry count)
+    assert set(frame["metric"]) == {"loss", "test_acc", "test_pair_geometry_below_2"}  # ccloss 0.4's key upgraded
     summary = analysis.history_summary(frame).set_index(["loss", "metric", "epoch"])
     row = summary.loc[("ce", "loss", 1)]
     assert row["mean"] == 4.0 and row["std"] == pytest.approx(math.sqrt(2)) and row["n"] == 2
     assert summary.loc[("cc", "loss", 2), "std"] == 0.0
     fig = plots.plot_training_curves(frame)
     assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2  # only test_acc is a known panel here
+    assert_readable(fig, "training curves")
     matplotlib.pyplot.close(fig)
 
 
@@ -281,6 +291,15 @@ def test_test_embeddings_of_a_run(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
+def assert_readable(fig, name):
+    """Issue 25 item 6: every panel has a title and labelled axes, every colour bar a label."""
+    for ax in fig.axes:
+        if hasattr(ax, "_colorbar"):
+            assert ax.get_ylabel() or ax.get_xlabel(), f"{name}: a colour bar without a label"
+        elif ax.axison:
+            assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel(), f"{name}: {ax.get_title()!r} unlabelled"
+
+
 def test_plot_functions_return_figures_with_expected_axes(tmp_path):
     x, labels = _data(n=20, c=6, k=3)
     a = 1 / (1 + np.exp(-x))
@@ -300,7 +319,7 @@ def test_plot_functions_return_figures_with_expected_axes(tmp_path):
         "comparison": (plots.plot_distance_comparison({"P": (d, labels), "Q": (d, labels)}, {"P": m, "Q": m}), 8),
         "shared": (plots.plot_distance_comparison({"P": (d, labels)}, {"P": m}, shared=True), 4),
         "separation": (
-            plots.plot_pair_separation({"P": pair_separation(a, labels), "Q": pair_separation(a, labels)}),
+            plots.plot_pair_separation({"P": pair_geometry(a, labels), "Q": pair_geometry(a, labels)}),
             3,
         ),
         "heatmap": (plots.plot_class_channel_heatmaps({"P": cm, "Q": cm}, {"P": analysis.channel_order(cm)}), 4),
@@ -308,6 +327,7 @@ def test_plot_functions_return_figures_with_expected_axes(tmp_path):
     for name, (fig, n_axes) in figures.items():
         assert isinstance(fig, matplotlib.figure.Figure), name
         assert len(fig.axes) == n_axes, (name, len(fig.axes))
+        assert_readable(fig, name)
         matplotlib.pyplot.close(fig)
     gif = plots.animate_descent(descent, toy_labels.numpy(), tmp_path / "d.gif", frames=3)
     assert gif.read_bytes()[:6] == b"GIF89a"

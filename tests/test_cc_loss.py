@@ -11,6 +11,7 @@ from ccloss.cc_loss import normalize_attention
 
 
 def reference_pair_form(dist, members, form, eps, tau=0.1):
+    """``eps`` here is the group's floor e of the denominators (eps * d_all + 1e-12, or a fixed eps)."""
     """A class-pair form of one group by hand: dist(i, j), members = {class: [sample indices]}."""
     classes = sorted(members)
     intra = {}
@@ -35,9 +36,10 @@ def reference_pair_form(dist, members, form, eps, tau=0.1):
     return tau * math.log(sum(math.exp(s / (d + eps) / tau) for s, d in terms) / len(terms))  # pair_softmax
 
 
-def reference_cc(a, labels, form="ratio", squared=True, eps=1e-3, group_size=None):
+def reference_cc(a, labels, form="ratio", squared=True, eps=1e-3, group_size=None, relative=True):
     """Loop over groups and pairs; the definitions of docs/paper_choices.md (and of ccloss.cc_forms for the
-    class-pair forms) written out by hand."""
+    class-pair forms) written out by hand. The denominators get e = eps * d_all + 1e-12 with d_all the group's
+    mean distance over all pairs i != j (``relative``), else e = eps."""
     a = a.double().tolist()
     labels = [int(v) for v in labels]
     n = len(a)
@@ -64,6 +66,8 @@ def reference_cc(a, labels, form="ratio", squared=True, eps=1e-3, group_size=Non
                     c_inter += 1
         d_intra = s_intra / c_intra if c_intra else 0.0
         d_inter = s_inter / c_inter if c_inter else 0.0
+        d_all = (s_intra + s_inter) / (c_intra + c_inter)
+        floor = eps * d_all + 1e-12 if relative else eps
 
         def dist(i, j):
             d = sum((x - y) ** 2 for x, y in zip(a[i], a[j]))
@@ -71,15 +75,15 @@ def reference_cc(a, labels, form="ratio", squared=True, eps=1e-3, group_size=Non
 
         members = {c: [i for i in idx if labels[i] == c] for c in {labels[i] for i in idx}}
         if form.startswith("pair_"):
-            v = reference_pair_form(dist, members, form, eps)
+            v = reference_pair_form(dist, members, form, floor)
         elif form == "ratio":
-            v = d_intra / (d_inter + eps)
+            v = d_intra / (d_inter + floor)
         elif form == "sums":
-            v = s_intra / (s_inter + eps)
+            v = s_intra / (s_inter + floor)
         elif form == "difference":
             v = d_intra - d_inter
         else:
-            v = math.log(1 + d_intra / (d_inter + eps))
+            v = math.log(1 + d_intra / (d_inter + floor))
         values.append(v)
         intras.append(d_intra)
         inters.append(d_inter)
@@ -90,16 +94,18 @@ def reference_cc(a, labels, form="ratio", squared=True, eps=1e-3, group_size=Non
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("relative,eps", [(True, 1e-3), (False, 1e-3), (True, 0.5)])
 @pytest.mark.parametrize(
     "batch,classes,group_size",
     [(2, 2, None), (7, 3, None), (16, 4, None), (16, 4, 5), (33, 10, 8), (12, 2, 2), (9, 3, 4)],
 )
-def test_matches_loop_reference(form, squared, batch, classes, group_size):
+def test_matches_loop_reference(form, squared, relative, eps, batch, classes, group_size):
     gen = torch.Generator().manual_seed(batch * 31 + classes)
     a = torch.rand(batch, 6, generator=gen, dtype=torch.float64)
     labels = torch.randint(0, classes, (batch,), generator=gen)
-    stats = cc_statistics(a, labels, form=form, squared=squared, group_size=group_size)
-    loss, d_intra, d_inter = reference_cc(a, labels, form, squared, 1e-3, group_size)
+    options = dict(form=form, squared=squared, group_size=group_size, eps=eps, relative_eps=relative)
+    stats = cc_statistics(a, labels, **options)
+    loss, d_intra, d_inter = reference_cc(a, labels, form, squared, eps, group_size, relative)
     assert stats.loss.item() == pytest.approx(loss, abs=1e-6, rel=1e-6)
     assert stats.d_intra.item() == pytest.approx(d_intra, abs=1e-6, rel=1e-6)
     assert stats.d_inter.item() == pytest.approx(d_inter, abs=1e-6, rel=1e-6)
@@ -128,10 +134,31 @@ def test_float32_diagonal_exactly_zero_and_close_to_float64():
 @pytest.mark.parametrize("group_size", [None, 3])
 @pytest.mark.parametrize("normalize", NORMALIZATIONS)
 def test_gradcheck(form, squared, group_size, normalize):
+    """Finite differences against autograd, with a fixed eps (the relative eps detaches d_all: next test)."""
     gen = torch.Generator().manual_seed(0)
     a = torch.rand(8, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 0, 1, 1, 2, 0, 1, 2])
-    loss = CCLoss(form=form, squared=squared, group_size=group_size, normalize=normalize)
+    loss = CCLoss(form=form, squared=squared, group_size=group_size, normalize=normalize, relative_eps=False)
+    assert torch.autograd.gradcheck(lambda x: loss(x, labels), (a,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("group_size", [None, 3])
+def test_relative_eps_is_a_fixed_eps_of_the_batchs_own_scale_for_the_gradient(form, group_size):
+    """d_all is detached: the value and the gradient equal those of a fixed eps = eps * d_all + 1e-12 (per group)."""
+    gen = torch.Generator().manual_seed(5)
+    a = torch.rand(9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 0, 1, 2, 2])
+    relative = cc_statistics(a, labels, form=form, eps=0.01)  # one group: the whole batch
+    (grad,) = torch.autograd.grad(relative.loss, a)
+    if group_size is None:
+        d = relative.distances.detach()
+        floor = 0.01 * d.sum().item() / (9 * 8) + 1e-12
+        fixed = cc_statistics(a, labels, form=form, eps=floor, relative_eps=False).loss
+        (expected,) = torch.autograd.grad(fixed, a)
+        assert relative.loss.item() == pytest.approx(fixed.item(), rel=1e-12)
+        torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+    loss = CCLoss(form=form, group_size=group_size, eps=0.0)  # eps 0: the floor is a constant, gradcheck applies
     assert torch.autograd.gradcheck(lambda x: loss(x, labels), (a,), eps=1e-6, atol=1e-5)
 
 
@@ -257,19 +284,26 @@ def test_bad_inputs(attention, labels, message):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"form": "cosine"}, "ratio, sums, difference, log_ratio"),
-        ({"group_size": 1}, ">= 2"),
+        ({"form": "cosine"}, "unknown form 'cosine'; valid: " + ", ".join(FORMS)),
+        (
+            {"group_size": 1},
+            "group_size must be None (the whole batch) or an integer >= 2 (a group needs a pair), got 1",
+        ),
         ({"group_size": 0}, ">= 2"),
         ({"group_size": 2.5}, ">= 2"),
-        ({"group_size": True}, ">= 2"),
-        ({"eps": -1.0}, "eps"),
-        ({"eps": float("nan")}, "eps"),
-        ({"squared": "yes"}, "squared"),
+        ({"group_size": True}, "a pair), got True"),
+        ({"eps": -1.0}, "eps must be a finite number >= 0, got -1.0"),
+        ({"eps": float("nan")}, "eps must be a finite number >= 0, got nan"),
+        ({"squared": "yes"}, "squared must be bool, got 'yes'"),
+        ({"tau": 0}, "tau must be a finite number > 0, got 0"),
+        ({"ratio": True}, "unknown option(s) 'ratio' for CC-Loss; valid, with defaults: form='pair_ratio'"),
     ],
 )
 def test_bad_options(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        CCLoss(**kwargs)
+    for call in (lambda: CCLoss(**kwargs), lambda: cc_statistics(torch.rand(2, 3), torch.tensor([0, 1]), **kwargs)):
+        with pytest.raises(ValueError) as error:
+            call()
+        assert message in str(error.value)
 
 
 def test_gather_hook_is_applied():
@@ -288,7 +322,7 @@ def test_gather_hook_is_applied():
 
 
 def loop_ratio(a, labels, eps=1e-3):
-    """d_intra / (d_inter + eps) over ordered pairs i != j, written out with Python floats."""
+    """d_intra / (d_inter + eps * d_all + 1e-12) over ordered pairs i != j, written out with Python floats."""
     rows, labels = a.double().tolist(), [int(v) for v in labels]
     intra, inter = [], []
     for i, j in itertools.permutations(range(len(rows)), 2):
@@ -296,7 +330,8 @@ def loop_ratio(a, labels, eps=1e-3):
         (intra if labels[i] == labels[j] else inter).append(d)
     d_intra = sum(intra) / len(intra) if intra else 0.0
     d_inter = sum(inter) / len(inter) if inter else 0.0
-    return d_intra / (d_inter + eps)
+    d_all = (sum(intra) + sum(inter)) / (len(intra) + len(inter))
+    return d_intra / (d_inter + eps * d_all + 1e-12)
 
 
 @pytest.mark.parametrize("batch,classes,eps", [(2, 2, 1e-3), (9, 3, 1e-3), (24, 5, 0.0), (17, 4, 0.5)])
@@ -307,16 +342,19 @@ def test_cc_ratio_matches_loop_over_pairs(batch, classes, eps):
     labels[:2] = torch.tensor([0, 1])  # at least one inter pair
     assert cc_ratio(a, labels, eps=eps).item() == pytest.approx(loop_ratio(a, labels, eps), rel=1e-9, abs=1e-12)
     # the short definition is what cc_statistics computes with its defaults
-    assert cc_ratio(a, labels, eps=eps).item() == pytest.approx(cc_statistics(a, labels, eps=eps).loss.item(), rel=1e-9)
+    paper = cc_statistics(a, labels, form="ratio", eps=eps).loss.item()
+    assert cc_ratio(a, labels, eps=eps).item() == pytest.approx(paper, rel=1e-9)
 
 
 def test_cc_ratio_hand_computed_value():
     # intra pairs (0,1), (2,3): squared distances 1, 1 -> d_intra = 1;
-    # inter pairs (0,2) 4, (0,3) 9, (1,2) 5, (1,3) 10 -> d_inter = 28 / 4 = 7
+    # inter pairs (0,2) 4, (0,3) 9, (1,2) 5, (1,3) 10 -> d_inter = 28 / 4 = 7; all pairs: d_all = 30 / 6 = 5
     a = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, 3.0]], dtype=torch.float64)
     labels = torch.tensor([0, 0, 1, 1])
     assert cc_ratio(a, labels, eps=0.0).item() == pytest.approx(1 / 7, rel=1e-12)
-    assert cc_ratio(a, labels).item() == pytest.approx(1 / 7.001, rel=1e-12)
+    assert cc_ratio(a, labels).item() == pytest.approx(1 / (7 + 0.005 + 1e-12), rel=1e-12)
+    fixed = cc_statistics(a, labels, form="ratio", relative_eps=False).loss.item()
+    assert fixed == pytest.approx(1 / 7.001, rel=1e-12)  # the paper's fixed eps
     assert cc_ratio(a.float(), labels).dtype == torch.float32
 
 
@@ -324,8 +362,9 @@ def test_cc_ratio_edge_cases_and_gradient():
     a = torch.rand(5, 3, dtype=torch.float64)
     # no same-class pair: d_intra = 0
     assert cc_ratio(a, torch.arange(5)).item() == 0.0
-    # one class: no inter pair, d_inter = 0, so the ratio is d_intra / eps
+    # one class: no inter pair, d_inter = 0 and d_all = d_intra, so the ratio is about 1 / eps
     one = torch.zeros(5, dtype=torch.long)
+    assert cc_ratio(a, one, eps=0.5).item() == pytest.approx(2.0, rel=1e-9)
     assert cc_ratio(a, one, eps=0.5).item() == pytest.approx(loop_ratio(a, one, 0.5), rel=1e-9)
     # a batch of one: zero, still in the graph
     single = torch.rand(1, 3, requires_grad=True)
@@ -334,7 +373,7 @@ def test_cc_ratio_edge_cases_and_gradient():
     assert loss.item() == 0.0 and torch.equal(single.grad, torch.zeros_like(single))
     x = torch.rand(7, 4, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 1, 0, 1, 2, 2, 0])
-    assert torch.autograd.gradcheck(lambda t: cc_ratio(t, labels), (x,), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(lambda t: cc_ratio(t, labels, eps=0.0), (x,), eps=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -420,14 +459,10 @@ def test_unit_and_standardize_are_scale_invariant_none_is_not(scale, form):
     for normalize in ("unit", "standardize"):
         loss = CCLoss(form=form, normalize=normalize)
         assert loss(scale * a, labels).item() == pytest.approx(loss(a, labels).item(), rel=1e-7, abs=1e-10)
-    if form in ("ratio", "sums", "log_ratio") and scale > 0:
-        # without normalisation only eps breaks the invariance of the ratio forms: shrinking the
-        # vectors makes eps dominate the denominator
-        none = CCLoss(form=form)
-        small, big = none(0.01 * a, labels).item(), none(a, labels).item()
-        assert small != pytest.approx(big, rel=1e-2)
-        eps0 = CCLoss(form=form, eps=0.0)
-        assert eps0(scale * a, labels).item() == pytest.approx(eps0(a, labels).item(), rel=1e-9)
+    if form != "difference" and scale > 0:
+        # the paper's fixed eps breaks the invariance: shrinking the vectors makes eps dominate the denominator
+        fixed = CCLoss(form=form, relative_eps=False)
+        assert fixed(0.01 * a, labels).item() != pytest.approx(fixed(a, labels).item(), rel=1e-2)
     if form == "difference":
         none = CCLoss(form=form)
         assert none(scale * a, labels).item() == pytest.approx(scale**2 * none(a, labels).item(), rel=1e-9)
@@ -485,7 +520,7 @@ def test_normalize_under_bfloat16_autocast_matches_float64(normalize):
 
 def test_unknown_normalize_lists_the_valid_ones():
     valid = ", ".join(NORMALIZATIONS)
-    with pytest.raises(ValueError, match="unknown CC-Loss normalize 'l2'") as error:
+    with pytest.raises(ValueError, match="CC-Loss: unknown normalize 'l2'") as error:
         CCLoss(normalize="l2")
     assert valid in str(error.value)
     a, labels = torch.rand(4, 3), torch.tensor([0, 0, 1, 1])
@@ -495,3 +530,35 @@ def test_unknown_normalize_lists_the_valid_ones():
         normalize_attention(a, "Unit")
     with pytest.raises(ValueError, match=valid):
         CCLoss(normalize=None)
+
+
+@pytest.mark.parametrize("form", [f for f in FORMS if f != "difference"])
+@pytest.mark.parametrize("squared", [True, False])
+@pytest.mark.parametrize("group_size", [None, 5])
+@pytest.mark.parametrize("spread", [1e-3, 0.02, 7.0, 300.0])
+def test_relative_eps_makes_the_loss_invariant_to_the_attentions_spread(form, squared, group_size, spread):
+    """a -> m + s (a - m), m the batch mean: the loss does not change (float32, as a network emits it), also where
+    the attention lives in a narrow band around 0.5 (d_inter ~ 1e-6 for s = 1e-3), unlike the fixed eps."""
+    gen = torch.Generator().manual_seed(21)
+    a = torch.rand(20, 16, generator=gen)
+    labels = torch.arange(20) % 4
+    m = a.mean(dim=0, keepdim=True)
+    loss = CCLoss(form=form, squared=squared, group_size=group_size)
+    assert loss(m + spread * (a - m), labels).item() == pytest.approx(loss(a, labels).item(), rel=2e-4, abs=5e-5)
+    if spread == 1e-3 and squared:
+        fixed = CCLoss(form=form, squared=squared, group_size=group_size, relative_eps=False)
+        assert fixed(m + spread * (a - m), labels).item() != pytest.approx(fixed(a, labels).item(), rel=1e-2)
+
+
+def test_identical_vectors_one_class_and_one_sample_give_zero_or_finite_values():
+    """The absolute floor 1e-12: identical vectors give 0 (not 0 / 0) with zero gradients; one class gives
+    d_intra / (eps d_intra) = 1 / eps; one sample 0; every form, gradients finite."""
+    same = torch.full((6, 4), 0.5, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    for form in FORMS:
+        loss = CCLoss(form=form)(same, labels)
+        loss.backward()
+        assert loss.item() == 0.0 and torch.isfinite(same.grad).all(), form
+    one_class = torch.rand(5, 3, dtype=torch.float64)
+    assert CCLoss(form="ratio")(one_class, torch.zeros(5, dtype=torch.long)).item() == pytest.approx(1e3, rel=1e-6)
+    assert CCLoss()(torch.rand(1, 3), torch.tensor([4])).item() == 0.0

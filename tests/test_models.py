@@ -311,20 +311,16 @@ def test_build_for_config_honours_the_cam_fields():
     # a loss that changes the model (MC-Loss: classes x xi channels) keeps the CAM settings
     _, mc = build_for_config(TrainConfig(width_mult=0.125, loss="mcloss", cam_min_hidden=50), info, torch.device("cpu"))
     assert mc.cam is not None and mc.cam.hidden == max(mc.backbone.out_channels // 16, 50)
-    # the saved config rebuilds the same architecture (what load_run does); configs written before
-    # these fields existed mean relu and no floor
+    # the saved config rebuilds the same architecture (what load_run does)
     again = TrainConfig.from_dict(config.to_dict())
     assert (again.cam_activation, again.cam_min_hidden) == ("leaky_relu", 20)
-    old = config.to_dict()
-    del old["cam_activation"], old["cam_min_hidden"]
-    legacy = TrainConfig.from_dict(old)
-    assert (legacy.cam_activation, legacy.cam_min_hidden) == ("relu", 1)
 
 
 @pytest.mark.parametrize(
     "fields, message",
     [
         ({"cam_activation": "tanh"}, "unknown cam_activation 'tanh'; valid: relu, leaky_relu"),
+        ({"cam_activation": None}, "unknown cam_activation None; valid: relu, leaky_relu"),
         ({"cam_min_hidden": 0}, "cam_min_hidden must be a positive integer, got 0"),
         ({"cam_min_hidden": 8.0}, "cam_min_hidden must be a positive integer"),
         ({"cam_min_hidden": True}, "cam_min_hidden must be a positive integer"),
@@ -336,3 +332,15 @@ def test_train_config_validates_the_cam_fields(fields, message):
     with pytest.raises(ValueError) as error:
         TrainConfig(**fields).validate()
     assert message in str(error.value)
+
+
+def test_attention_takes_values_in_the_closed_interval_in_float32():
+    """sigmoid saturates in float32: exactly 1.0 for large inputs, exactly 0.0 for very negative ones, so the
+    attention lies in [0, 1], not (0, 1) (attention.py's docstring)."""
+    cam = ChannelAttention(4, reduction=1, min_hidden=1)
+    with torch.no_grad():
+        cam.fc2.weight.zero_()
+        cam.fc2.bias.copy_(torch.tensor([40.0, -200.0, 0.0, 16.0]))
+    _, a = cam(torch.randn(3, 4, 2, 2))
+    assert (a[:, 0] == 1.0).all() and (a[:, 1] == 0.0).all() and (a[:, 2] == 0.5).all() and (a[:, 3] < 1.0).all()
+    assert torch.isfinite(a).all() and a.min() >= 0 and a.max() <= 1

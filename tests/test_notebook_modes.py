@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ccloss.experiments.notebooks import NOTEBOOK_DIR, REPO_ROOT, execute_notebook
+from experiments.notebooks import NOTEBOOK_DIR, REPO_ROOT, execute_notebook
 
 #: Overrides that turn a paper-scale sweep into seconds on a CPU (see the notebooks' parameter notes).
 TINY = {"dataset": "digits", "epochs": 1, "width_mult": 0.125, "device": "cpu", "amp": False}
@@ -37,7 +37,7 @@ def _ungated_asserts(source: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("name", ["03_ablations.ipynb", "05_loss_comparison.ipynb"])
+@pytest.mark.parametrize("name", ["04_ablations.ipynb", "06_loss_comparison.ipynb"])
 def test_claims_are_asserted_only_under_check_claims(name):
     nb = _read(NOTEBOOK_DIR / name)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
@@ -63,14 +63,14 @@ def _outputs(nb) -> str:
 @pytest.mark.slow
 def test_03_runs_the_paper_lambda_sweep_shrunk_to_two_cpu_runs(tmp_path):
     """prefix=paper: the lambda sweep runs (2 points); the other paper sweeps have no results and are skipped."""
-    repo_figure = REPO_ROOT / "figures" / "03_lambda.png"
+    repo_figure = REPO_ROOT / "figures" / "04_lambda.png"
     before = repo_figure.stat().st_mtime_ns if repo_figure.exists() else None
     parameters = {
         "prefix": "paper", "run_sweeps": ["lambda"], "check_claims": False, "jobs": 2,
         "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "none"),
         "figures_dir": str(tmp_path / "figures"), "overrides": {**TINY, "seeds": [0], "lam": [0.0, 1.0]},
     }  # fmt: skip
-    output = execute_notebook(NOTEBOOK_DIR / "03_ablations.ipynb", tmp_path / "03_out.ipynb", parameters)
+    output = execute_notebook(NOTEBOOK_DIR / "04_ablations.ipynb", tmp_path / "04_out.ipynb", parameters)
     sweep_dir = tmp_path / "runs" / "paper_lambda"
     spec = json.loads((sweep_dir / "sweep.json").read_text())
     assert [p["name"] for p in spec["expanded"]] == ["dataset=digits,lam=0,seed=0", "dataset=digits,lam=1,seed=0"]
@@ -80,8 +80,8 @@ def test_03_runs_the_paper_lambda_sweep_shrunk_to_two_cpu_runs(tmp_path):
         assert setting == ("digits", 1, 0.125, "cpu"), setting
         assert config["lam"] == point["values"]["lam"] and config["backbone"] == "vgg16"  # the paper file's backbone
     assert "| dataset | lam | n |" in (sweep_dir / "report.md").read_text()  # written by the notebook
-    assert (tmp_path / "figures" / "03_lambda.png").exists()
-    assert not (tmp_path / "figures" / "03_batch_size.png").exists()  # not run, no results: skipped
+    assert (tmp_path / "figures" / "04_lambda.png").exists()
+    assert not (tmp_path / "figures" / "04_batch_size.png").exists()  # not run, no results: skipped
     text = _outputs(_read(output))
     assert "batch_size: no finished results of paper_batch_size.yaml" in text and "forms: no paper_forms.yaml" in text
     assert "all claims hold" not in text
@@ -102,11 +102,11 @@ def test_05_runs_the_paper_table_shrunk_to_three_cpu_runs(tmp_path):
         "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "none"),
         "figures_dir": str(tmp_path / "figures"), "overrides": {**TINY, "backbone": "resnet18"},
     }  # fmt: skip
-    output = execute_notebook(NOTEBOOK_DIR / "05_loss_comparison.ipynb", tmp_path / "05_out.ipynb", parameters)
+    output = execute_notebook(NOTEBOOK_DIR / "06_loss_comparison.ipynb", tmp_path / "06_out.ipynb", parameters)
     sweep_dir = tmp_path / "runs" / "paper_table1_losses"
     n = pd.read_csv(sweep_dir / "report.csv").set_index("loss")["n"].to_dict()
     assert n == {"ce": 1, "cc": 2}  # the points' own seeds
-    assert (tmp_path / "figures" / "05_losses.png").exists()
+    assert (tmp_path / "figures" / "06_losses.png").exists()
     text = _outputs(_read(output))
     assert "left out: ['asoftmax', 'fical', 'focal', 'ical', 'mcloss']" in text
     assert "all claims hold" not in text

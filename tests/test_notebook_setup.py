@@ -77,14 +77,14 @@ def test_simulated_colab_runs_01_and_03(tmp_path, monkeypatch):
     monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
     monkeypatch.setenv("CCLOSS_REPO_URL", ROOT.as_uri())
     monkeypatch.setenv("CCLOSS_HOME", str(clone))
-    for name in ("01_method.ipynb", "03_ablations.ipynb"):
+    for name in ("01_method.ipynb", "04_ablations.ipynb"):
         shutil.copy(ROOT / "notebooks" / name, work / name)
         params = {"make_gif": False, "timing_batch_sizes": [32, 64]} if name.startswith("01") else {}
         pm.execute_notebook(str(work / name), str(work / f"out_{name}"), parameters=params, kernel_name="python3",
                             cwd=str(work), progress_bar=False)  # fmt: skip
     assert (clone / "pyproject.toml").exists() and (clone / ".git").exists()
     assert (clone / "figures" / "01_distance_matrix.png").exists(), "01 wrote its figures outside the clone"
-    assert (clone / "figures" / "03_lambda.png").exists()
+    assert (clone / "figures" / "04_lambda.png").exists()
     executed = _read(work / "out_01_method.ipynb")
     assert str(clone) in "".join(str(o) for c in executed.cells for o in c.get("outputs", []))
 

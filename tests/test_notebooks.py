@@ -12,15 +12,15 @@ import nbformat
 import papermill
 import pytest
 
-from ccloss.experiments.notebooks import NOTEBOOK_DIR, execute_notebook
+from experiments.notebooks import NOTEBOOK_DIR, execute_notebook
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 #: The parameters of 02_train.ipynb that the sweeps (ccloss.sweep) and the README rely on.
 CONTRACT_02 = {
     "dataset": "mnist5k", "data_dir": "data", "backbone": "resnet18", "width_mult": 0.25, "cam": True,
-    "losses": ["ce", "cc"], "lam": None, "form": None, "group_size": None, "loss_params": {},
-    "batch_size": 32, "epochs": 3, "seeds": [0, 1, 2], "eval_split": "test", "train_options": {},
+    "losses": ["ce", "cc_ratio", "cc"], "lam": None, "form": None, "group_size": None, "loss_params": {},
+    "batch_size": 32, "epochs": 2, "seeds": [0, 1, 2], "eval_split": "test", "train_options": {},
     "device": "auto", "amp": False, "out_dir": "runs/02_train", "figures_dir": None, "pretrained": None,
     "check_claims": True,
 }  # fmt: skip
@@ -54,7 +54,7 @@ def unknown_parameters(notebook, names):
 
 def test_there_are_notebooks():
     names = [p.name for p in NOTEBOOKS]
-    assert {"01_method.ipynb", "02_train.ipynb", "04_embeddings.ipynb"} <= set(names), names
+    assert {"01_method.ipynb", "02_train.ipynb", "05_embeddings.ipynb"} <= set(names), names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -106,7 +106,7 @@ def test_02_parameter_contract():
 
 def test_04_uses_the_run_setting_of_02():
     values_02 = _parameter_values(_read(NOTEBOOK_DIR / "02_train.ipynb"))
-    values_04 = _parameter_values(_read(NOTEBOOK_DIR / "04_embeddings.ipynb"))
+    values_04 = _parameter_values(_read(NOTEBOOK_DIR / "05_embeddings.ipynb"))
     shared = set(values_04) & set(values_02)
     assert {"dataset", "data_dir", "backbone", "width_mult", "epochs", "seeds", "out_dir", "device"} <= shared
     assert {name: values_04[name] for name in shared} == {name: values_02[name] for name in shared}
@@ -114,7 +114,7 @@ def test_04_uses_the_run_setting_of_02():
 
 def test_nbval_checked_cells_exist():
     """Each of the tutorial notebooks checks some deterministic output with nbval."""
-    for name in ("01_method.ipynb", "02_train.ipynb", "04_embeddings.ipynb"):
+    for name in ("01_method.ipynb", "02_train.ipynb", "05_embeddings.ipynb"):
         nb = _read(NOTEBOOK_DIR / name)
         checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")]
         assert checked and all(c.outputs for c in checked), name

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ccloss import CCLoss, ChannelAttention, TrainConfig, cc_statistics
 from ccloss.cc_loss import FORMS, NORMALIZATIONS
 from ccloss.cli import build_parser, config_from_args
-from ccloss.experiments.sweep import load_sweep
+from experiments.sweep import load_sweep
 from tests.conftest import count_input
 from tests.test_cc_loss import reference_cc
 
@@ -120,7 +120,7 @@ def test_channel_attention_any_width_maps_and_tokens(channels, reduction, min_hi
     assert cam.hidden == max(min_hidden, channels // reduction)
     x = torch.randn(2, extra, channels) if tokens else torch.randn(2, channels, extra, extra + 1)
     y, a = cam(x)
-    assert y.shape == x.shape and a.shape == (2, channels) and ((a > 0) & (a < 1)).all()
+    assert y.shape == x.shape and a.shape == (2, channels) and ((a >= 0) & (a <= 1)).all()
     with pytest.raises(ValueError, match=f"expects a B x {channels} x H x W map or B x N x {channels} tokens"):
         cam(torch.randn(2, 3, channels + 1) if tokens else torch.randn(2, channels + 1, 2, 2))
 

@@ -3,6 +3,7 @@ test_cli.py, TrainConfig's in test_config.py."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from ccloss import config as config_module
 from ccloss import train as train_module
 from ccloss.config import TrainConfig
 from ccloss.losses import build_criterion
-from ccloss.runtime.atomic import read_json
+from ccloss.runtime.atomic import read_json, write_json
 from ccloss.train import NonFiniteLossError, RunExistsError, fit, is_complete, load_run
 from tests.helpers import cli, wait_for_epochs, without_timings
 
@@ -86,8 +87,9 @@ def test_load_run_rebuilds_the_trained_model(reference_run):
     images, labels = data.load_tensors("digits", "test")
     loader = TensorLoader(images, labels, 512, train=False, info=data.dataset_info("digits"))
     evaluation = train_module.evaluate(model, loader, torch.device("cpu"))
-    acc = 100.0 * float((evaluation["logits"].argmax(1) == evaluation["labels"]).float().mean())
-    assert acc == pytest.approx(metrics["final"]["test_acc"], abs=1e-9)
+    correct = sum(int(row.argmax()) == int(label) for row, label in zip(evaluation["logits"], evaluation["labels"]))
+    assert evaluation["accuracy"] == pytest.approx(100.0 * correct / len(labels), abs=1e-9)  # beside the tensors
+    assert evaluation["accuracy"] == pytest.approx(metrics["final"]["test_acc"], abs=1e-4)  # the record's: float32
 
 
 def test_existing_run_needs_resume_or_overwrite(reference_run, tmp_path):
@@ -100,14 +102,16 @@ def test_existing_run_needs_resume_or_overwrite(reference_run, tmp_path):
         fit(TrainConfig(**TINY, epochs=2, lr=0.05, out=str(out), resume=True))
 
 
-def test_a_run_trained_under_other_loss_defaults_is_not_silently_reused(reference_run, monkeypatch):
-    """config.json says lam = None (the default); when the default moves, resuming must refuse."""
-    from ccloss.losses.cc import CrossEntropyWithCC
-
-    out, _ = reference_run
-    trained_with = read_json(out / "metrics.json")["loss_hparams"]["lam"]
-    monkeypatch.setitem(CrossEntropyWithCC.__init__.__kwdefaults__, "lam", trained_with + 0.5)
-    with pytest.raises(ValueError, match=f"other loss hyperparameters \\(lam: {trained_with} -> {trained_with + 0.5}"):
+def test_a_run_trained_under_other_loss_defaults_is_not_silently_reused(reference_run, tmp_path):
+    """config.json says lam = None (the default); a run whose metrics.json records another lam (trained before
+    the default moved) must not be resumed as if it were this one."""
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[0], out)
+    metrics = read_json(out / "metrics.json")
+    now = metrics["loss_hparams"]["lam"]
+    metrics["loss_hparams"]["lam"] = now + 0.5
+    write_json(out / "metrics.json", metrics)
+    with pytest.raises(ValueError, match=f"other loss hyperparameters \\(lam: {now + 0.5} -> {now}\\)"):
         fit(TrainConfig(**TINY, epochs=2, out=str(out), resume=True))
 
 
@@ -198,20 +202,21 @@ def test_a_run_made_without_channels_last_is_loaded_with_the_new_default(tmp_pat
 
 
 def test_a_finished_run_records_the_class_structure_of_its_attention(reference_run):
-    """The measures of ccloss.separation, recomputed by hand from the saved model: the evaluation
+    """The measures of ccloss.measures, recomputed by hand from the saved model: the evaluation
     split's attention vectors against the training split's (no augmentation)."""
     from ccloss import data
     from ccloss.loader import TensorLoader
-    from ccloss.separation import class_structure
+    from ccloss.measures import class_structure
+    from ccloss.runtime.devices import to_channels_last
 
     out, metrics = reference_run
     final = metrics["final"]
-    _, _, model = load_run(out)
+    model, _ = to_channels_last(load_run(out)[2], "cpu")  # as the run evaluated it: the same rounding
     info = data.dataset_info("digits")
 
     def attention_of(split):
         images, labels = data.load_tensors("digits", split)
-        loader = TensorLoader(images, labels, 512, train=False, info=info)
+        loader = TensorLoader(images, labels, 512, train=False, info=info, channels_last=True)
         evaluation = train_module.evaluate(model, loader, torch.device("cpu"))
         return evaluation["attention"], evaluation["labels"]
 
@@ -231,6 +236,32 @@ def test_class_measures_can_be_skipped_and_use_train_minus_val_on_val(tmp_path):
     skipped = fit(TrainConfig(**TINY, epochs=1, out=str(tmp_path / "off"), class_measures=False))
     assert "test_knn_acc" not in skipped["final"] and "class_measures_seconds" not in skipped["final"]
     on_val = fit(TrainConfig(**TINY, epochs=1, eval_split="val", out=str(tmp_path / "val")))
-    assert {"val_knn_acc", "val_probe_acc", "val_merged_pairs", "val_pair_sep_min"} <= set(on_val["final"])
+    assert {"val_knn_acc", "val_probe_acc", "val_unseparated_pairs", "val_pair_geometry_min"} <= set(on_val["final"])
     ce = fit(TrainConfig(**TINY, epochs=1, loss="ce", cam=False, out=str(tmp_path / "nocam")))
     assert "test_knn_acc" not in ce["final"]  # no attention vectors: nothing to measure
+
+
+def test_the_attention_scale_at_initialisation_is_recorded_as_the_collapse_reference(reference_run):
+    """``test_d_inter_init``: d_inter (mean squared distance between the attention vectors of two images of
+    different classes, here by an explicit pair loop) of the model before its first step, seeded as fit seeds it."""
+    from ccloss import data
+    from ccloss.config import build_for_config
+    from ccloss.loader import TensorLoader
+    from ccloss.runtime.checkpoint import seed_everything
+
+    _, metrics = reference_run
+    seed_everything(0)
+    _, model = build_for_config(TrainConfig(**TINY), data.dataset_info("digits"), torch.device("cpu"))
+    images, labels = data.load_tensors("digits", "test")
+    loader = TensorLoader(images, labels, 512, train=False, info=data.dataset_info("digits"))
+    a = train_module.evaluate(model, loader)["attention"].double()
+    total, pairs = 0.0, 0
+    for i in range(len(a)):
+        other = labels != labels[i]
+        total += float(((a[other] - a[i]) ** 2).sum())
+        pairs += int(other.sum())
+    by_hand = total / pairs
+    assert 0 < by_hand < 1e-3  # the SE attention starts in a narrow band around 0.5
+    for record in metrics["history"]:
+        assert record["test_d_inter_init"] == pytest.approx(by_hand, rel=1e-4)
+        assert record["test_attention_collapsed"] is False

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 
 from ccloss.paths import repo_root
-from ccloss.runtime.atomic import atomic_write
+from experiments.files import atomic_write
 
 __all__ = ["NOTEBOOK_DIR", "EXERCISE_DIR", "SOLUTION_TAG", "solution_cells", "exercise_copy", "write_exercises"]
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ccloss.experiments.notebooks import NOTEBOOK_DIR, REPO_ROOT, NotebookFailed, execute_notebook
+from experiments.notebooks import NOTEBOOK_DIR, REPO_ROOT, NotebookFailed, execute_notebook
 
 __all__ = ["run_all"]
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from ccloss.experiments import study
-from ccloss.experiments import study_separation as part5
-from ccloss.experiments.study import REFERENCE
+from experiments import study
+from experiments import study_separation as part5
+from experiments.study import REFERENCE
 
 __all__ = ["finalists_sweep", "stage_three_sweep", "part5_sweep", "write_stage_file", "main"]
 

@@ -2,67 +2,50 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..cc_loss import CCLoss
-from .base import Criterion, LossOutput, ModelNeeds, as_compute, detached, require
+from ..cc_loss import CCLoss, CCOptions
+from ..models import ModelOutput
+from ..options import option
+from .base import NONNEGATIVE, Criterion, LossOutput, as_compute, detached, require
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from ..models import ModelOutput
+__all__ = ["CrossEntropyWithCC", "CCCriterionOptions"]
 
-__all__ = ["CrossEntropyWithCC"]
+_FRACTION = dict(must="a fraction of training in [0, 1]", test=lambda v: 0 <= v <= 1)
 
-#: The criterion's hyperparameters that configure its CCLoss (the others: lam and its schedule).
-CC_OPTIONS = ("form", "squared", "eps", "group_size", "normalize", "tau")
+
+@dataclass(frozen=True)
+class CCCriterionOptions(CCOptions):
+    """CC-Loss's options (:class:`~ccloss.cc_loss.CCOptions`), then the weight lam and its schedule."""
+
+    lam: float = option(
+        0.1, "weight of the CC term (the paper's 1 collapsed here: docs/study_cc_default.md)", **NONNEGATIVE
+    )
+    warmup: float = option(0.0, "lam is 0 for this fraction of training", **_FRACTION)
+    ramp: float = option(0.0, "then grows linearly to lam over this fraction", **_FRACTION)
 
 
 class CrossEntropyWithCC(Criterion):
     """CC-Loss: L = CE + lam(t) * CC(attention, labels) (Song et al., ICPR 2020; reconstruction).
 
-    CC = d_intra / (d_inter + eps) on the squared Euclidean distances between the
-    channel-attention vectors of the batch (default form; see :mod:`ccloss.cc_loss` for the
-    variants and ``normalize``). The inner :class:`~ccloss.cc_loss.CCLoss` is the attribute ``cc``.
-    Needs the CAM. ``warmup`` and ``ramp`` are fractions of training: lam(t) = 0 for the first
-    ``warmup``, then grows linearly to ``lam`` over the next ``ramp`` (both 0: lam throughout);
-    they need the number of training steps (:meth:`set_total_steps`, which the loop calls).
-    Parts: ce, cc (unweighted), d_intra, d_inter, and lam (the weight in use) with a schedule.
-    """
+    CC is the attribute ``cc``, a :class:`~ccloss.cc_loss.CCLoss` with this criterion's options (default: the
+    class-pair form, lam 0.1; the paper's: ``form="ratio"``). Needs the CAM. lam(t) is 0 for the first ``warmup``
+    of training, then grows linearly to ``lam`` over the next ``ramp`` (both 0: lam throughout; they need
+    :meth:`set_total_steps`, which the loop calls). Parts: ce, cc (unweighted), d_intra, d_inter (and lam)."""
 
-    name = "cc"
-    paper_name = "CC-Loss"
-    hparam_types: ClassVar[dict[str, type]] = {"group_size": int}
-    summary = "CE + lam * d_intra / (d_inter + eps) on the CAM's attention vectors"
+    name, paper_name, Options = "cc", "CC-Loss", CCCriterionOptions
+    summary = "CE + lam * CC on the CAM's attention vectors (pair_ratio; form=ratio: the paper's)"
 
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        lam: float = 0.1,
-        form: str = "ratio",
-        squared: bool = True,
-        eps: float = 1e-3,
-        group_size: int | None = None,
-        normalize: str = "none",
-        tau: float = 0.1,
-        warmup: float = 0.0,
-        ramp: float = 0.0,
-    ) -> None:
-        super().__init__(num_classes, **self.given(locals()))
-        require(self.lam >= 0, f"lam must be >= 0, got {self.lam}")
-        require(
-            self.warmup >= 0 and self.ramp >= 0 and self.warmup + self.ramp <= 1,
-            f"warmup and ramp are fractions of training: both >= 0 with a sum <= 1, got {self.warmup}, {self.ramp}",
-        )
-        self.cc = CCLoss(**{name: self.hparams[name] for name in CC_OPTIONS})
+    def __init__(self, num_classes: int, **hparams) -> None:
+        super().__init__(num_classes, **hparams)
+        both = f"{self.warmup}, {self.ramp}"
+        require(self.warmup + self.ramp <= 1, f"warmup and ramp are fractions of training with a sum <= 1, got {both}")
+        self.cc = CCLoss(**{f.name: self.hparams[f.name] for f in fields(CCOptions)})
         self.total_steps: int | None = None
-
-    @property
-    def needs(self) -> ModelNeeds:
-        return ModelNeeds(cam=True)
 
     @property
     def scheduled(self) -> bool:
@@ -78,10 +61,8 @@ class CrossEntropyWithCC(Criterion):
         if not self.scheduled:
             return self.lam
         if self.total_steps is None:
-            raise ValueError(
-                "CC-Loss with warmup/ramp needs the number of training steps: call "
-                "criterion.set_total_steps(epochs * steps_per_epoch) first (the training loop does)"
-            )
+            raise ValueError("CC-Loss with warmup/ramp needs the number of training steps: call criterion."
+                             "set_total_steps(epochs * steps_per_epoch) first (the training loop does)")  # fmt: skip
         start = self.warmup * self.total_steps
         if step < start:
             return 0.0

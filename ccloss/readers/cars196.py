@@ -1,116 +1,100 @@
-"""Stanford Cars (Cars-196) from torchvision's StanfordCars layout, placed by hand, cached at 256x256."""
+"""Stanford Cars (Cars-196) in torchvision's StanfordCars layout, placed by hand: torchvision reads the
+devkit's .mat annotations (with scipy); PIL decodes the JPEGs in threads at 256x256, cached once."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..runtime.atomic import save_torch
-from .common import DatasetMissingError, short
+from . import DatasetMissingError, require, short
 
-__all__ = ["load_cars196", "CARS_CACHE_VERSION"]
+__all__ = ["load_cars196"]
 
-CARS_CACHE_VERSION = 1
-
-
-_CARS_DEVKIT_URL = "https://github.com/pytorch/vision/files/11644847/car_devkit.tgz"
-_CARS_ISSUE_URL = "https://github.com/pytorch/vision/issues/7545"
+CACHE_VERSION = 1
+_DEVKIT_URL = "https://github.com/pytorch/vision/files/11644847/car_devkit.tgz"
+_ISSUE_URL = "https://github.com/pytorch/vision/issues/7545"
 
 
-def _cars_missing_message(root: Path, split: str, download: bool) -> str:
+def _missing_message(root: Path, split: str, download: bool) -> str:
     base = root.resolve() / "stanford_cars"
-    head = (
-        "Automatic download of Cars-196 is unavailable: the official Stanford host is gone and "
-        "torchvision disabled StanfordCars(download=True).\n"
-        if download
-        else ""
-    )
+    head = "Automatic download of Cars-196 is unavailable: the official Stanford host is gone and torchvision "
+    head = head + "disabled StanfordCars(download=True).\n" if download else ""
     return (
-        f"{head}Dataset 'cars196' ({split} split) not found. Expected this layout "
-        f"(torchvision StanfordCars):\n"
+        f"{head}Dataset 'cars196' ({split} split) not found. Expected this layout (torchvision StanfordCars):\n"
         f"    {base}/devkit/cars_meta.mat\n"
-        f"    {base}/devkit/cars_train_annos.mat\n"
-        f"    {base}/cars_test_annos_withlabels.mat\n"
+        f"    {base}/devkit/cars_train_annos.mat\n    {base}/cars_test_annos_withlabels.mat\n"
         f"    {base}/cars_train/*.jpg   (8,144 images, directly in this folder)\n"
         f"    {base}/cars_test/*.jpg    (8,041 images, directly in this folder)\n"
-        f"To get it by hand (no --download for Cars-196):\n"
-        f"  1. Images: the Kaggle dataset 'jessicali9530/stanford-cars-dataset' "
-        f"(kaggle datasets download -d jessicali9530/stanford-cars-dataset), or a Hugging Face "
-        f"dataset mirror of Stanford Cars that keeps the original file names; move the images "
+        f"To get it by hand (no --download for Cars-196):\n  1. Images: the Kaggle dataset "
+        f"'jessicali9530/stanford-cars-dataset' (kaggle datasets download -d jessicali9530/stanford-cars-dataset), "
+        f"or a Hugging Face dataset mirror of Stanford Cars that keeps the original file names; move the images "
         f"out of the nested cars_train/cars_train and cars_test/cars_test folders.\n"
-        f"  2. Devkit: car_devkit.tgz ({_CARS_DEVKIT_URL}), unpacked to {base}/devkit/.\n"
-        f"  3. Test labels: cars_test_annos_withlabels.mat (linked in {_CARS_ISSUE_URL}), "
-        f"placed in {base}/.\n"
+        f"  2. Devkit: car_devkit.tgz ({_DEVKIT_URL}), unpacked to {base}/devkit/.\n"
+        f"  3. Test labels: cars_test_annos_withlabels.mat (linked in {_ISSUE_URL}), placed in {base}/.\n"
         f"The first load writes a 256x256 cache ({base}/ccloss_cache_{{train,test}}_256.pt). "
         f"Use --data-dir to point at a different data folder."
     )
 
 
-def _cars_cache_path(root: Path, split: str) -> Path:
-    return root / "stanford_cars" / f"ccloss_cache_{split}_256.pt"
-
-
-def _decode_car(path: str, size: int = 256) -> np.ndarray:
+def _decode(paths: list[str], size: int = 256) -> torch.Tensor:
+    """The images at ``paths`` as uint8 N x 3 x size x size, bilinear-resized, decoded in threads."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that is still >= size
-        img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-        return np.array(img, dtype=np.uint8)  # writable copy
+    images = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)  # ~1.6 GB for the 8,144 train images
+
+    def fill(i: int) -> None:
+        with Image.open(paths[i]) as img:
+            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that is still >= size
+            rgb = np.array(img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+        images[i] = torch.from_numpy(rgb).permute(2, 0, 1)
+
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:  # PIL releases the GIL
+        list(pool.map(fill, range(len(paths))))
+    return images
 
 
 def load_cars196(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 8,144 train or 8,041 test images at 256x256, from the cache while it matches the annotations."""
+    base = root / "stanford_cars"
+    annos = base / "devkit" / "cars_train_annos.mat" if split == "train" else base / "cars_test_annos_withlabels.mat"
+    if not (annos.is_file() and (base / "devkit" / "cars_meta.mat").is_file() and (base / f"cars_{split}").is_dir()):
+        raise DatasetMissingError(_missing_message(root, split, download))
+    require("scipy", "cars196", "scipy")  # torchvision reads the .mat files with scipy.io
     from torchvision.datasets import StanfordCars
 
-    base = root / "stanford_cars"
-    if split == "train":
-        annos = base / "devkit" / "cars_train_annos.mat"
-    else:
-        annos = base / "cars_test_annos_withlabels.mat"
-    needed = (base / "devkit" / "cars_meta.mat", annos)
-    if not all(p.is_file() for p in needed) or not (base / f"cars_{split}").is_dir():
-        raise DatasetMissingError(_cars_missing_message(root, split, download))
-    try:  # torchvision reads the annotations; loader=str makes ds[i] = (path, 0-based label)
+    try:  # loader=str: ds[i] is (image path, 0-based label)
         ds = StanfordCars(str(root), split=split, download=False, loader=str)
-        samples = [ds[i] for i in range(len(ds))]
-    except RuntimeError:
-        raise DatasetMissingError(_cars_missing_message(root, split, download)) from None
+        pairs = [ds[i] for i in range(len(ds))]
     except Exception as exc:
         raise ValueError(
-            f"cars196 ({split}): could not read the annotations {annos} or "
-            f"{needed[0]}: {short(exc)}. Replace them with the devkit files "
-            f"({_CARS_DEVKIT_URL}, {_CARS_ISSUE_URL})."
+            f"cars196 ({split}): could not read the annotations {annos} or {base}/devkit/cars_meta.mat: "
+            f"{short(exc)}. Replace them with the devkit files ({_DEVKIT_URL}, {_ISSUE_URL})."
         ) from None
-
-    labels = torch.tensor([int(t) for _, t in samples], dtype=torch.int64)
-    cache = _cars_cache_path(root, split)
-    if cache.is_file():
-        try:
-            blob = torch.load(cache, map_location="cpu", weights_only=True)
-            # valid while it matches the annotations (same count, same labels in the same order)
-            if blob.get("version") == CARS_CACHE_VERSION and torch.equal(blob["labels"], labels):
-                return blob["images"], blob["labels"]
-        except Exception:  # unreadable or stale cache: rebuild it below
-            pass
-
-    missing = [p for p, _ in samples if not os.path.isfile(p)]
+    paths, labels = [p for p, _ in pairs], torch.tensor([int(t) for _, t in pairs], dtype=torch.int64)
+    cache = base / f"ccloss_cache_{split}_256.pt"
+    try:  # valid while it matches the annotations (same count, same labels in the same order)
+        blob = torch.load(cache, map_location="cpu", weights_only=True)
+        if blob.get("version") == CACHE_VERSION and torch.equal(blob["labels"], labels):
+            return blob["images"], blob["labels"]
+    except Exception:  # absent, unreadable or stale: rebuilt below
+        pass
+    missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise DatasetMissingError(
-            f"cars196 ({split}): {len(missing)} of {len(samples)} images named in the "
-            f"annotations are missing, e.g. {missing[0]}.\n" + _cars_missing_message(root, split, download)
+            f"cars196 ({split}): {len(missing)} of {len(paths)} images named in the annotations are "
+            f"missing, e.g. {missing[0]}.\n" + _missing_message(root, split, download)
         )
-    images = torch.empty(len(samples), 3, 256, 256, dtype=torch.uint8)  # ~1.6 GB for 8,144
-
-    def fill(i: int) -> None:
-        images[i] = torch.from_numpy(_decode_car(samples[i][0])).permute(2, 0, 1)
-
-    workers = max(1, min(16, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
-        list(pool.map(fill, range(len(samples))))
-
-    save_torch(cache, {"version": CARS_CACHE_VERSION, "images": images, "labels": labels})
+    images, tmp = _decode(paths), cache.with_name(f".{cache.name}.tmp")
+    try:  # written whole, then renamed: a reader never sees half a cache
+        torch.save({"version": CACHE_VERSION, "images": images, "labels": labels}, tmp)
+        os.replace(tmp, cache)
+    except OSError as exc:  # a read-only or full data folder: decoded again next time
+        warnings.warn(f"cars196: could not write the cache {cache}: {short(exc)}", stacklevel=2)
+    finally:
+        tmp.unlink(missing_ok=True)
     return images, labels

@@ -1,53 +1,37 @@
-"""MNIST from torchvision's on-disk layout (``<root>/MNIST/raw/`` IDX files), zero-padded to 32x32."""
+"""MNIST in torchvision's layout, ``<root>/MNIST/raw/`` IDX files (unpacked or ``.gz``), padded to 32x32.
+IDX: bytes 0, 0, 0x08 (uint8), ndim; ndim big-endian uint32 sizes; the values, row-major."""
 
 from __future__ import annotations
 
 import gzip
-import shutil
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..runtime.atomic import atomic_write
-from .common import DatasetMissingError, short
+from . import DatasetMissingError, short
 
-__all__ = ["load_mnist", "MNIST_FILES"]
+__all__ = ["load_mnist", "read_idx", "MNIST_FILES"]
 
-
-MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def _unpack(packed: Path, target: Path) -> None:
-    with gzip.open(packed, "rb") as source:
-        atomic_write(target, lambda out: shutil.copyfileobj(source, out), mode="wb")
+def read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """The uint8 ``ndim``-dimensional array of an IDX file, read from ``path`` or else ``path.gz``."""
+    blob = path.read_bytes() if path.is_file() else gzip.decompress(path.with_name(path.name + ".gz").read_bytes())
+    start, dims = 4 + 4 * blob[3], tuple(np.frombuffer(blob, dtype=">u4", count=blob[3], offset=4).tolist())
+    if blob[:4] != bytes([0, 0, 8, ndim]) or len(blob) != start + math.prod(dims):
+        raise ValueError(f"{path.name}: {len(blob)} bytes, not a uint8 {ndim}-d IDX file (header: sizes {dims})")
+    return torch.from_numpy(np.frombuffer(blob, dtype=np.uint8, offset=start).reshape(dims).copy())
 
 
-def _unpack_mnist_gz(raw: Path) -> None:
-    """torchvision only reads unpacked IDX files: unpack any ``.gz`` lacking its twin."""
-    for fname in MNIST_FILES:
-        target, packed = raw / fname, raw / f"{fname}.gz"
-        if not target.is_file() and packed.is_file():
-            try:
-                _unpack(packed, target)
-            except (OSError, EOFError) as exc:
-                raise DatasetMissingError(
-                    f"mnist: could not unpack {packed} ({exc}). Delete it and fetch it again "
-                    f"(--download) or replace it with a good copy."
-                ) from None
-
-
-def _mnist_missing_message(root: Path, extra: str = "") -> str:
+def _missing_message(root: Path, extra: str = "") -> str:
     raw = root.resolve() / "MNIST" / "raw"
     files = "\n".join(f"    {raw / f}   (or {f}.gz)" for f in MNIST_FILES)
     return (
-        f"Dataset 'mnist' not found. Expected the four IDX files (unpacked or .gz):\n{files}\n"
-        f"{extra}"
+        f"Dataset 'mnist' not found. Expected the four IDX files (unpacked or .gz):\n{files}\n{extra}"
         f"To get them: run with --download (python -m ccloss train --dataset mnist --download), "
         f"i.e. load_tensors('mnist', split, root, download=True), or copy the files from "
         f"another machine into {raw}/. Use --data-dir to point at a different data folder."
@@ -55,29 +39,25 @@ def _mnist_missing_message(root: Path, extra: str = "") -> str:
 
 
 def load_mnist(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    from torchvision.datasets import MNIST
-
+    """The 60,000 train or 10,000 test digits, zero-padded from 28x28 to 32x32."""
     raw = root / "MNIST" / "raw"
-    if raw.is_dir():
-        _unpack_mnist_gz(raw)
-    if download:
-        try:
+    present = all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in MNIST_FILES)
+    if download and not present:
+        from torchvision.datasets import MNIST
+
+        try:  # fetches the four .gz files, checks their md5 and unpacks them into raw/
             MNIST(str(root), train=True, download=True)
         except Exception as exc:  # network errors, 503s, checksum failures
-            raise DatasetMissingError(_mnist_missing_message(root, f"The download failed: {short(exc)}\n")) from None
-    if not all((raw / f).is_file() for f in MNIST_FILES):
-        raise DatasetMissingError(_mnist_missing_message(root))
+            raise DatasetMissingError(_missing_message(root, f"The download failed: {short(exc)}\n")) from None
+    elif not present:
+        raise DatasetMissingError(_missing_message(root))
+    prefix = "train" if split == "train" else "t10k"
     try:
-        ds = MNIST(str(root), train=split == "train", download=False)
-        images, labels = ds.data, ds.targets
-        if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
-            raise ValueError(f"{len(images)} images of shape {tuple(images.shape[1:])} for {len(labels)} labels")
-    except Exception as exc:  # a truncated or wrong IDX file: torchvision raises whatever its parser meets
-        prefix = "train" if split == "train" else "t10k"
-        names = ", ".join(f for f in MNIST_FILES if f.startswith(prefix))
+        images = F.pad(read_idx(raw / f"{prefix}-images-idx3-ubyte", 3)[:, None], (2, 2, 2, 2))  # 28x28 -> 32x32
+        labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte", 1).to(torch.int64)  # counts checked by load_tensors
+    except Exception as exc:  # truncated, not gzip (OSError, EOFError, zlib.error), not IDX, not MNIST's
         raise ValueError(
-            f"mnist: the IDX files {names} in {raw.resolve()} cannot be read ({short(exc)}): truncated or not "
-            "MNIST's. Delete them and fetch them again (--download), or copy good ones there."
+            f"mnist: the IDX files {prefix}-*-ubyte in {raw.resolve()} cannot be read ({short(exc)}): truncated or "
+            "not MNIST's. Delete them and fetch them again (--download), or copy good ones there."
         ) from None
-    images = F.pad(images[:, None], (2, 2, 2, 2))  # 28x28 -> 32x32, zero border
-    return images, labels.to(torch.int64)
+    return images, labels

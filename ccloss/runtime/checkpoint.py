@@ -1,95 +1,79 @@
-"""Run directories: check before a run, checkpoint after each epoch, resume after a crash.
-
-A run directory holds ``config.json``, ``metrics.json`` (``status``, ``history``, ``final``),
-``checkpoint.pt`` (model, optimiser, scheduler, criterion state, RNG states, history) and
-``checkpoint.prev.pt``, the checkpoint before it. Each is written atomically
-(:mod:`ccloss.runtime.atomic`), so a run killed at any moment resumes from the last finished epoch
-and, on the CPU, ends with exactly the metrics of an uninterrupted one. A file found truncated or
-garbled is named in a warning or an error that says what to do: an unreadable checkpoint falls back
-to the previous one, an unreadable config.json or metrics.json is rebuilt from the checkpoint, and
-nothing is restarted or overwritten without ``overwrite``.
-"""
+"""Run directories: ``config.json``, ``metrics.json``, ``checkpoint.pt`` and ``checkpoint.prev.pt``, written atomically.
+A killed run resumes from its last epoch (on the CPU to the same metrics); a killed write's temporary files go at
+the next start; an unreadable checkpoint falls back to the previous one, an unreadable JSON file is rebuilt."""
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import random
-import warnings
+import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from .atomic import read_json, replace_keeping_previous, write_json
-
-__all__ = [
-    "CONFIG_FILE",
-    "METRICS_FILE",
-    "CHECKPOINT_FILE",
-    "RESUME_FREE",
-    "PREVIOUS_CHECKPOINT_FILE",
-    "RunExistsError",
-    "CorruptRunError",
-    "read_checkpoint",
-    "load_checkpoint",
-    "seed_everything",
-    "rng_state",
-    "set_rng_state",
-    "prepare_run_dir",
-    "start_run_dir",
-    "save_epoch",
-    "is_complete",
-]
+from ..pretrained import check_weights_file
+from . import warn
+from .atomic import atomic_write, read_json, write_json
 
 CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE = "config.json", "metrics.json", "checkpoint.pt"
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"  #: the checkpoint before the last one
-#: What a checkpoint must hold to resume from it.
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "criterion", "epoch", "step", "history", "best", "rng")
-#: Config fields that may differ between a run and its resumption (or a sweep point's reruns):
-#: where and how it runs, not what it trains. ``compile`` and ``channels_last`` change only the
-#: order of floating-point operations, so run directories made before channels_last became the
-#: default stay loadable and resumable.
-RESUME_FREE = frozenset(
-    {
-        "out",
-        "out_dir",
-        "resume",
-        "overwrite",
-        "quiet",
-        "device",
-        "download",
-        "data_dir",
-        "compile",
-        "channels_last",
-        "class_measures",
-    }
-)
-
-#: Loss hyperparameters added after runs were saved, with the value that computes what those runs
-#: computed: a saved run without the key is the same run (``tau`` only acts in the pair_softmax form,
-#: which did not exist before it).
-ADDED_LOSS_HPARAMS = {"tau": 0.1}
+#: Config fields that may change between a run and its resumption: where and how it runs, not what it trains.
+RESUME_FREE = frozenset({"out", "out_dir", "resume", "overwrite", "quiet", "device", "download", "data_dir",
+                         "compile", "channels_last", "class_measures"})  # fmt: skip
+ADDED_LOSS_HPARAMS = {"tau": 0.1}  #: added after runs were saved: the value that computes what they did
 
 
 class RunExistsError(RuntimeError):
-    """The run directory already holds a run and neither resume nor overwrite was asked for."""
+    """The run directory holds a run and neither resume nor overwrite was asked for."""
 
 
 class CorruptRunError(ValueError):
-    """A run directory's files cannot be read back (truncated, garbled); the message says which and what to do."""
+    """A run directory's files cannot be read back; the message says which and what to do."""
+
+
+class PathArgumentError(ValueError):
+    """A path argument that cannot work; the one-line message names it and says what to do."""
+
+
+def check_paths(config) -> None:
+    """``--pretrained`` (a torch.save file), ``--data-dir`` and ``--out`` (writable folders) before anything loads."""
+    try:
+        if config.pretrained is not None:
+            check_weights_file(config.pretrained)
+    except (OSError, ValueError) as error:
+        raise PathArgumentError(str(error)) from None
+    data_dir, out = Path(config.data_dir), Path(config.out)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise PathArgumentError(f"--data-dir {data_dir}: a file, not a folder; give the folder of the datasets")
+    if out.exists() and not out.is_dir():
+        raise PathArgumentError(f"--out {out}: a file, not a folder; give a folder for the run (made if missing)")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise PathArgumentError(f"--out {out}: {existing} is a file, no folder can be made in it; give another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{CONFIG_FILE}.", suffix=".tmp", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise PathArgumentError(
+            f"--out {out}: cannot write there ({error.strerror}); give a folder you can write to"
+        ) from None
 
 
 def read_checkpoint(path: Path) -> dict:
-    """A checkpoint file, checked: a dict with every key of :data:`CHECKPOINT_KEYS`; else CorruptRunError."""
+    """A checkpoint holding every key of :data:`CHECKPOINT_KEYS`, else CorruptRunError naming the file."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise
-    except Exception as error:  # truncated zip, garbage bytes, a pickle of something else ...
-        raise CorruptRunError(f"{path} cannot be read ({type(error).__name__}: {str(error)[:200]})") from None
+    except Exception:  # truncated zip, garbage: torch's own words (miniz, pickle) would not help
+        raise CorruptRunError(f"{path} cannot be read (truncated or garbled, {path.stat().st_size} bytes)") from None
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise CorruptRunError(f"{path} is not a ccloss checkpoint (it lacks {', '.join(missing)})")
@@ -97,45 +81,37 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def load_checkpoint(out: Path) -> dict | None:
-    """The newest readable checkpoint of a run directory: ``checkpoint.pt``, else ``checkpoint.prev.pt``
-    (with a warning naming the unreadable file, which is set aside as ``<name>.unreadable`` so the
-    next save keeps the good one); None when neither exists. Raises CorruptRunError when the ones
-    there are all unreadable."""
+    """The newest readable checkpoint (an unreadable one set aside as ``<name>.unreadable``, with a warning);
+    None when there is none; CorruptRunError when none can be read."""
     problems: list[tuple[Path, str]] = []
-    for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):
-        if not (out / name).exists():
-            continue
+    for path in (out / CHECKPOINT_FILE, out / PREVIOUS_CHECKPOINT_FILE):
         try:
-            state = read_checkpoint(out / name)
+            state = read_checkpoint(path)
+        except FileNotFoundError:
+            continue
         except CorruptRunError as error:
-            problems.append((out / name, str(error)))
+            problems.append((path, str(error)))
             continue
         for bad, message in problems:
             os.replace(bad, bad.with_name(bad.name + ".unreadable"))
-            warnings.warn(
-                f"{message}; set aside as {bad.name}.unreadable, resuming from {out / name} "
-                f"(after epoch {state['epoch'] + 1})",
-                stacklevel=2,
-            )
+            warn(f"{message}; set aside as {bad.name}.unreadable, resuming from {path} (epoch {state['epoch'] + 1})")
         return state
     if problems:
-        raise CorruptRunError(
-            "; ".join(message for _, message in problems) + f". No readable checkpoint is left in {out}: delete "
-            "the folder or pass --overwrite (overwrite=True) to train it again"
-        )
+        found = "; ".join(message for _, message in problems)
+        raise CorruptRunError(f"{found}. No readable checkpoint is left in {out}: delete the folder or pass "
+                              "--overwrite (overwrite=True) to train it again")  # fmt: skip
     return None
 
 
-def _read_json_or_warn(path: Path, rebuilt_from: str) -> dict | None:
-    """``path`` read as JSON; None (with a warning naming it) when it is missing or unreadable."""
-    if not path.exists():
-        return None
+def _read_json_or_warn(path: Path) -> dict:
     try:
         data = read_json(path)
+    except FileNotFoundError:
+        return {}
     except (OSError, ValueError) as error:
-        warnings.warn(f"{path} cannot be read ({error}); it is rebuilt from {rebuilt_from}", stacklevel=3)
-        return None
-    return data if isinstance(data, dict) else None
+        warn(f"{path} cannot be read ({error}); it is rebuilt from the checkpoint")
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def seed_everything(seed: int) -> None:
@@ -145,10 +121,8 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    cuda = {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(), **cuda}
 
 
 def set_rng_state(state: dict) -> None:
@@ -159,69 +133,53 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def prepare_run_dir(
-    config: dict, out: Path, resume: bool, overwrite: bool, loss_hparams: dict | None = None
-) -> dict | None:
-    """Check ``out`` before a run: None (start afresh), ``{"complete": True}`` (a finished run:
-    only load it) or the checkpoint to resume from. Raises :class:`RunExistsError` for a run that
-    was neither resumed nor overwritten, :class:`CorruptRunError` when its files cannot be read back,
-    and ValueError when the saved config differs in a field outside :data:`RESUME_FREE`, or when the
-    loss's resolved hyperparameters (``loss_hparams``, e.g. after a change of the package's defaults)
-    differ from those the run was trained with."""
-    has_run = any((out / name).exists() for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, METRICS_FILE))
-    if has_run and overwrite:
+def prepare_run_dir(config, loss_hparams: dict | None = None) -> dict | None:
+    """Check the paths, remove a killed write's temporary files, then: None (start afresh), ``{"complete": True}``
+    (only load it) or the checkpoint to resume from; ValueError when the config (outside :data:`RESUME_FREE`) or
+    the loss's resolved hyperparameters differ from the run's."""
+    check_paths(config)
+    out = Path(config.out)
+    for leftover in out.glob(".*.tmp"):  # atomic_write's, of a process killed mid-write
+        leftover.unlink(missing_ok=True)
+    if config.overwrite or not any(
+        (out / n).exists() for n in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, METRICS_FILE)
+    ):
+        return None  # fmt: skip
+    if not config.resume:
+        raise RunExistsError(f"{out} already holds a run; pass --resume to continue (or load) it, "
+                             "or --overwrite to start again")  # fmt: skip
+    metrics = _read_json_or_warn(out / METRICS_FILE)
+    complete = metrics.get("status") == "complete"
+    checkpoint = None if complete else load_checkpoint(out)
+    if checkpoint is None and not complete:
+        if metrics.get("history"):
+            raise CorruptRunError(f"{out / METRICS_FILE} records {len(metrics['history'])} epoch(s) but no checkpoint "
+                                  f"is left in {out}: pass --overwrite (overwrite=True) to train it again")  # fmt: skip
         return None
-    if has_run and not resume:
-        raise RunExistsError(
-            f"{out} already holds a run; pass --resume to continue (or load) it, or --overwrite to start again"
-        )
-    if not has_run:
-        return None
-    metrics = _read_json_or_warn(out / METRICS_FILE, "the checkpoint")
-    checkpoint = None if metrics and metrics.get("status") == "complete" else load_checkpoint(out)
-    if checkpoint is None and not (metrics and metrics.get("status") == "complete"):
-        if metrics and metrics.get("history"):
-            raise CorruptRunError(
-                f"{out / METRICS_FILE} records {len(metrics['history'])} epoch(s) but no checkpoint is left in {out}: "
-                "pass --overwrite (overwrite=True) to train it again"
-            )
-        return None
-    _check_config(out, config, checkpoint)
-    _check_loss_hparams(
-        out, loss_hparams, (metrics or {}).get("loss_hparams") or (checkpoint or {}).get("loss_hparams")
-    )
+    saved, now = _read_json_or_warn(out / CONFIG_FILE), config.to_dict()
+    if not saved and checkpoint is not None and checkpoint.get("config"):
+        write_json(out / CONFIG_FILE, saved := checkpoint["config"])
+    saved = {k: v for k, v in saved.items() if k in now and k not in RESUME_FREE}
+    _same(out, "the config differs from the saved one", saved, {k: now[k] for k in saved}, "use another --out")
+    saved = metrics.get("loss_hparams") or (checkpoint or {}).get("loss_hparams")
+    if loss_hparams is not None and saved:
+        now = json.loads(json.dumps(loss_hparams))  # the form metrics.json holds (tuples as lists)
+        saved = {**{k: v for k, v in ADDED_LOSS_HPARAMS.items() if k in now}, **saved}
+        _same(out, "it was trained with other loss hyperparameters", saved, now,
+              "the defaults may have changed; use another --out, or --overwrite to train it again")  # fmt: skip
     return {"complete": True} if checkpoint is None else checkpoint
 
 
-def _check_config(out: Path, config: dict, checkpoint: dict | None) -> None:
-    saved = _read_json_or_warn(out / CONFIG_FILE, "the checkpoint")
-    if saved is None and checkpoint is not None and checkpoint.get("config"):
-        saved = checkpoint["config"]
-        write_json(out / CONFIG_FILE, saved)
-    saved = saved or {}
-    changed = sorted(k for k in config if k not in RESUME_FREE and k in saved and saved[k] != config[k])
-    if changed:
-        details = ", ".join(f"{k}: {saved[k]!r} -> {config[k]!r}" for k in changed)
-        raise ValueError(f"cannot resume {out}: the config differs from the saved one ({details}); use another --out")
-
-
-def _check_loss_hparams(out: Path, loss_hparams: dict | None, saved: dict | None) -> None:
-    if loss_hparams is None or not saved:
-        return
-    now = json.loads(json.dumps(loss_hparams))  # the form metrics.json holds (tuples as lists)
-    saved = {**{k: v for k, v in ADDED_LOSS_HPARAMS.items() if k in now}, **saved}
+def _same(out: Path, what: str, saved: dict, now: dict, advice: str) -> None:
+    """ValueError listing the keys whose values differ between ``saved`` and ``now``."""
     changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
-        raise ValueError(
-            f"cannot resume {out}: it was trained with other loss hyperparameters ({details}; the package's "
-            "defaults may have changed since); use another --out, or --overwrite to train it again"
-        )
+        raise ValueError(f"cannot resume {out}: {what} ({details}); {advice}")
 
 
 def start_run_dir(out: Path, config: dict, extra: dict) -> None:
     """A fresh run: remove a stale checkpoint and metrics, write the config and a running status."""
-    out.mkdir(parents=True, exist_ok=True)
     for stale in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, METRICS_FILE):
         (out / stale).unlink(missing_ok=True)
     write_json(out / CONFIG_FILE, config)
@@ -229,10 +187,12 @@ def start_run_dir(out: Path, config: dict, extra: dict) -> None:
 
 
 def save_epoch(out: Path, state: dict, metrics: dict) -> None:
-    """The checkpoint first (the one it replaces kept as ``checkpoint.prev.pt``), then the metrics: a
-    complete ``metrics.json`` implies its checkpoint. A full disk raises DiskFullError and leaves both
-    as they were."""
-    replace_keeping_previous(out / CHECKPOINT_FILE, out / PREVIOUS_CHECKPOINT_FILE, lambda f: torch.save(state, f))
+    """The checkpoint (serialised first, so its size is checked against the free space; the one it replaces
+    kept as ``checkpoint.prev.pt``), then metrics.json: a complete metrics.json implies its checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getbuffer()
+    atomic_write(out / CHECKPOINT_FILE, lambda f: f.write(data), "wb", out / PREVIOUS_CHECKPOINT_FILE, len(data))
     write_json(out / METRICS_FILE, metrics)
 
 
@@ -244,19 +204,15 @@ def is_complete(run_dir: str | os.PathLike) -> bool:
         return False
 
 
-def read_metrics(run_dir: str | os.PathLike) -> Any:
-    return read_json(Path(run_dir) / METRICS_FILE)
-
-
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
-    """Load a run directory: returns (config, metrics, model in eval mode on ``device``)."""
+    """(config, metrics, model in eval mode) of a run directory, with the loss hyperparameters it was trained with."""
+    from ..config import TrainConfig, build_for_config  # the run's config builds its model
+    from ..data import dataset_info
+
     run_dir = Path(run_dir)
     for name in (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE):
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"{run_dir / name} is missing: is {run_dir} a finished run directory?")
-    from ..config import TrainConfig, build_for_config  # the run's config builds its model
-    from ..data import dataset_info
-
     try:
         saved_config, metrics = read_json(run_dir / CONFIG_FILE), read_json(run_dir / METRICS_FILE)
         state = read_checkpoint(run_dir / CHECKPOINT_FILE)
@@ -265,19 +221,10 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
             f"cannot load {run_dir}: {error}. Resuming it (--resume) rebuilds config.json and metrics.json from "
             "its checkpoint; an unreadable checkpoint of a finished run means training it again (--overwrite)"
         ) from None
-    config = TrainConfig.from_dict(saved_config)
-    config.pretrained = None  # the checkpoint holds the weights
-    config = _with_saved_hparams(config, metrics)
+    config = dataclasses.replace(TrainConfig.from_dict(saved_config), pretrained=None)  # the checkpoint has the weights
+    if metrics.get("loss_hparams"):
+        saved = dict(metrics["loss_hparams"])
+        config = dataclasses.replace(config, lam=None, form=None, group_size=None, loss_params=saved)
     _, model = build_for_config(config, dataset_info(config.dataset), torch.device(device))
     model.load_state_dict(state["model"])
-    model.eval()
-    return config, metrics, model
-
-
-def _with_saved_hparams(config, metrics: dict):
-    """The loss hyperparameters the run was trained with (metrics.json records them), so a later
-    change of a loss's defaults does not change what a loaded run means."""
-    saved = metrics.get("loss_hparams")
-    if not saved:
-        return config
-    return dataclasses.replace(config, lam=None, form=None, group_size=None, loss_params=dict(saved))
+    return config, metrics, model.eval()

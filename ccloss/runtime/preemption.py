@@ -1,18 +1,13 @@
-"""Preemption: SIGTERM (what SLURM, Kubernetes and spot machines send before they stop a job) ends a
-training run cleanly after the epoch under way, whose checkpoint is written as usual; a second SIGTERM
-stops at once, the last checkpoint intact. A resumed run then equals an uninterrupted one.
-
-Give the scheduler's grace period at least one epoch (SLURM: ``#SBATCH --signal=TERM@300``).
-"""
+"""SIGTERM (SLURM's, Kubernetes' or a spot machine's notice) ends a run after the epoch under way, checkpoint
+written; a second one stops at once. Give the grace period one epoch (SLURM: ``#SBATCH --signal=TERM@300``)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-
-__all__ = ["Preempted", "sigterm_ends_after_epoch"]
 
 #: The exit code of a process ended by SIGTERM (128 + 15), which the CLI returns after a clean stop.
 EXIT_CODE = 143
@@ -23,9 +18,9 @@ class Preempted(RuntimeError):
 
 
 @contextlib.contextmanager
-def sigterm_ends_after_epoch() -> Iterator[Callable[[], bool]]:
-    """While inside, SIGTERM sets a flag instead of killing the process; yields the function that
-    reads it. Outside the main thread (where Python cannot take signals) the flag stays False."""
+def sigterm_ends_after_epoch(out: str | os.PathLike) -> Iterator[Callable[[], bool]]:
+    """Inside, SIGTERM sets a flag (yields its reader), the second exits with :data:`EXIT_CODE` saying so; outside
+    the main thread (no signals there) the flag stays False."""
     requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield requested.is_set
@@ -33,7 +28,9 @@ def sigterm_ends_after_epoch() -> Iterator[Callable[[], bool]]:
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame) -> None:
-        if requested.is_set():  # the second one: stop now (the last checkpoint is whole)
+        if requested.is_set():  # os.write: safe wherever the signal lands, a print to stderr included
+            os.write(2, f"stopped at once by a second SIGTERM; the last checkpoint in {out} is whole: rerun "
+                        "with --resume (resume=True) to continue from it\n".encode())  # fmt: skip
             raise SystemExit(EXIT_CODE)
         requested.set()
 

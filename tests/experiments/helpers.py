@@ -30,7 +30,7 @@ def fake_run(path, loss, seed, acc, ratio, status="complete", cam=True, collapse
 
 def write_json_file(path: Path, data) -> None:
     """The package's atomic JSON writer, with the folders made first."""
-    from ccloss.runtime.atomic import write_json
+    from experiments.files import write_json
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, data)
@@ -52,3 +52,15 @@ def study_folder(tmp_path: Path, runs: list[dict], final_of, name: str = "study"
             write_json_file(folder / point / "metrics.json", {"status": "complete", "history": [], "final": final})
     write_json_file(folder / "sweep.json", {"name": name, "expanded": expanded})
     return folder
+
+
+def experiments_cli(*args):
+    """``python -m experiments ARGS`` in a subprocess from the repository root, its output captured."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "experiments", *args], capture_output=True, text=True, cwd=root,
+                          env=env, timeout=600)  # fmt: skip

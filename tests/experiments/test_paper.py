@@ -1,8 +1,8 @@
-"""ccloss.experiments.paper: the paper's published numbers, looked up by our names."""
+"""experiments.paper: the paper's published numbers, looked up by our names."""
 
 import pytest
 
-from ccloss.experiments.paper import paper_accuracy, paper_table
+from experiments.paper import paper_accuracy, paper_table
 
 
 def test_paper_lookups():

@@ -1,6 +1,6 @@
-"""ccloss.experiments.report: aggregation over seeds against a hand computation, the paper join, the files
+"""experiments.report: aggregation over seeds against a hand computation, the paper join, the files
 written, the export of small result files, and the plots (report_plots). Sweep folders are built by hand (the
-files ccloss.experiments.sweep writes), so nothing trains and no notebook runs here."""
+files experiments.sweep writes), so nothing trains and no notebook runs here."""
 
 import math
 import subprocess
@@ -13,7 +13,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from ccloss.experiments.report import (  # noqa: E402
+from experiments.files import read_json, write_json  # noqa: E402
+from experiments.report import (  # noqa: E402
     export_results,
     format_report,
     group_label,
@@ -23,9 +24,8 @@ from ccloss.experiments.report import (  # noqa: E402
     report_table,
     write_report,
 )
-from ccloss.experiments.report_plots import plot_ablation, plot_categories  # noqa: E402
-from ccloss.experiments.sweep import Sweep  # noqa: E402
-from ccloss.runtime.atomic import read_json, write_json  # noqa: E402
+from experiments.report_plots import plot_ablation, plot_categories  # noqa: E402
+from experiments.sweep import Sweep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {
@@ -44,7 +44,7 @@ BASE = {
 
 
 def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=(), collapsed=None) -> Path:
-    """Write what ``ccloss.experiments.sweep.run_sweep`` leaves: sweep.json and one folder per point."""
+    """Write what ``experiments.sweep.run_sweep`` leaves: sweep.json and one folder per point."""
     sweep_dir = folder / sweep.name
     write_json(sweep_dir / "sweep.json", sweep.to_dict())
     for point in sweep.expand():
@@ -272,7 +272,7 @@ def test_categorical_sweep_baseline_per_backbone(tmp_path):
 def test_write_report_files_and_cli(tmp_path):
     sweep_dir = fake_sweep(tmp_path, lambda_sweep(stand_in={"dataset": "MNIST", "backbone": "VGG16+CAM"}), acc)
     result = subprocess.run(
-        [sys.executable, "-m", "ccloss", "report", str(sweep_dir)],
+        [sys.executable, "-m", "experiments", "report", str(sweep_dir)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -286,7 +286,7 @@ def test_write_report_files_and_cli(tmp_path):
     md = (sweep_dir / "report.md").read_text()
     assert md.startswith("# Sweep `lam`") and "ICPR 2020" in md and "Fixed: dataset digits" in md
     missing = subprocess.run(
-        [sys.executable, "-m", "ccloss", "report", str(tmp_path / "nope")],
+        [sys.executable, "-m", "experiments", "report", str(tmp_path / "nope")],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -298,14 +298,14 @@ def test_write_report_files_and_cli(tmp_path):
 def test_export_copies_only_small_files(tmp_path):
     sweep_dir = fake_sweep(tmp_path / "runs", lambda_sweep(), acc, incomplete=("lam=2,seed=0",))
     write_report(sweep_dir)
-    target = export_results(sweep_dir, tmp_path / "results", command="python -m ccloss sweep x.yaml")
+    target = export_results(sweep_dir, tmp_path / "results", command="python -m experiments sweep x.yaml")
     files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     assert "lam=0,seed=0/metrics.json" in files and "sweep.json" in files and "report.md" in files
     assert not any(f.endswith((".pt", ".ipynb")) for f in files)
     # a failed point keeps its record (a NaN loss is a result), but no config or metrics
     assert sorted(p.name for p in (target / "lam=2,seed=0").iterdir()) == ["point.json"]
     assert read_json(target / "lam=2,seed=0" / "point.json")["status"] == "failed"
-    assert (target / "COMMAND.txt").read_text() == "python -m ccloss sweep x.yaml\n"
+    assert (target / "COMMAND.txt").read_text() == "python -m experiments sweep x.yaml\n"
     assert "point_dir" not in read_json(target / "lam=0,seed=0" / "point.json")
     # the exported folder is itself a sweep folder the report reads
     table, _ = report_table(target)

@@ -1,9 +1,9 @@
-"""`python -m ccloss report` on a sweep evaluated on the validation split (the study's): val in the titles,
+"""`python -m experiments report` on a sweep evaluated on the validation split (the study's): val in the titles,
 no paper column (the paper reports test accuracy); it crashed with a KeyError before."""
 
 import json
 
-from ccloss.experiments.report import write_report
+from experiments.report import write_report
 
 
 def test_a_val_sweep_is_reported_as_val(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ccloss.experiments.study import (
+from experiments.study import (
     REFERENCE,
     budget_rule,
     finalists,
@@ -237,7 +237,7 @@ def test_only_labels_keeps_the_named_candidates_and_the_references(tmp_path):
 
 
 def test_study_command_ranks_only_the_named_candidates(tmp_path, capsys):
-    from ccloss.cli import main
+    from experiments.cli import main
 
     runs = REF + grid("strong", [[99.5, 99.5], [98.5, 98.5]], [[0.02, 0.02], [0.05, 0.05]])
     runs += grid("weak", [[99.1, 99.1], [98.1, 98.1]], [[0.02, 0.02], [0.05, 0.05]])

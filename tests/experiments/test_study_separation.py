@@ -1,4 +1,4 @@
-"""Part 5's tables and pre-registered rule (ccloss.experiments.study_separation) on hand-made sweep folders."""
+"""Part 5's tables and pre-registered rule (experiments.study_separation) on hand-made sweep folders."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ccloss.experiments import study_separation as part5
-from ccloss.experiments.study import REFERENCE, load_study
+from experiments import study_separation as part5
+from experiments.study import REFERENCE, load_study
+from tests.experiments.helpers import experiments_cli as cli
 from tests.experiments.helpers import study_folder
-from tests.helpers import cli
 
 
 def make_study(tmp_path: Path, runs: list[dict], split: str = "val", name: str = "study") -> Path:

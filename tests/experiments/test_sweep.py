@@ -1,12 +1,11 @@
-"""ccloss.experiments.sweep: sweep files, point expansion and naming, validation, resume, failure
-isolation, kill-and-rerun (the worker helpers have their own tests in test_workers.py). Most tests run
+"""experiments.sweep: sweep files, point expansion and naming, validation, resume, failure
+isolation, kill-and-rerun (the owned point processes: test_ownership.py). Most tests run
 a stand-in for notebooks/02_train.ipynb (same parameters, no training: it writes a metrics.json
 computed from its parameters), so a point takes a few seconds.
 """
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,10 +16,10 @@ import nbformat
 import pytest
 import yaml
 
-from ccloss.experiments import sweep as sweep_module
-from ccloss.experiments.sweep import load_sweep, point_name, point_status, run_sweep
-from ccloss.experiments.workers import notebook_parameters, notebook_values
-from ccloss.runtime.atomic import read_json
+from experiments import sweep as sweep_module
+from experiments.files import read_json
+from experiments.points import notebook_parameters, notebook_values
+from experiments.sweep import load_sweep, point_name, point_status, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_NOTEBOOK = ROOT / "notebooks" / "02_train.ipynb"
@@ -78,7 +77,7 @@ def write_json(path, data):  # atomic, like ccloss.runtime.atomic.write_json (no
 
 for loss in losses:
     for seed in seeds:
-        run = Path(out_dir) / f"{loss}{'' if cam else '_nocam'}_seed{seed}"  # ccloss.experiments.comparison.run_name
+        run = Path(out_dir) / f"{loss}{'' if cam else '_nocam'}_seed{seed}"  # experiments.comparison.run_name
         run.mkdir(parents=True, exist_ok=True)
         with open(run / "attempts.txt", "a") as handle:
             handle.write(f"{os.getpid()}\\n")
@@ -89,8 +88,8 @@ for loss in losses:
                       epochs=epochs, seed=seed, out=str(run))
         write_json(run / "config.json", config)
         write_json(run / "metrics.json", {"status": "running", "history": [], "final": None})
-        time.sleep(sleep_s)
-        healed = (Path(out_dir).parent / "HEALED").exists()  # the test's "bug fixed" switch
+        healed = (Path(out_dir).parent / "HEALED").exists()  # the test's "bug fixed" switch (and no sleep)
+        time.sleep(0 if healed else sleep_s)
         if die and not healed:
             import signal
             os.kill(os.getppid(), signal.SIGKILL)
@@ -134,7 +133,7 @@ def write_sweep(folder: Path, notebook: Path, **spec) -> Path:
 
 def cli(*args, cwd=ROOT, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "ccloss", *args],
+        [sys.executable, "-m", "experiments", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -153,7 +152,7 @@ def attempts(point_dir: Path) -> int:
 def check_consistent(sweep_dir: Path) -> dict:
     """Every point is either done (marker + config + point.json complete) or has no marker."""
     states = {}
-    for point_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name != "logs"):
+    for point_dir in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
         marker = point_dir / "metrics.json"
         if marker.exists():
             metrics = read_json(marker)  # parses: never half-written
@@ -336,12 +335,16 @@ def test_sweep_runs_every_point_and_skips_them_on_rerun(tmp_path, standin):
     assert set(check_consistent(sweep_dir).values()) == {"done"}
     point_dir = sweep_dir / "lam=1,seed=1"
     assert sorted(p.name for p in point_dir.iterdir()) == [
+        ".lock",
         "cc_seed1",
         "config.json",
+        "events.log",
+        "log.txt",
         "metrics.json",
         "notebook.ipynb",
         "point.json",
     ]
+    assert [line.split()[-1] for line in (point_dir / "events.log").read_text().splitlines()] == ["start", "complete"]
     assert read_json(point_dir / "metrics.json")["final"]["test_acc"] == 90.0 + 1.0 + 0.5
     record = read_json(point_dir / "point.json")
     assert (
@@ -371,7 +374,7 @@ def test_failed_or_dying_point_is_reported_and_does_not_stop_the_others(tmp_path
     assert result.returncode == 1, result.stdout + result.stderr
     assert "RuntimeError: stand-in failure for cc seed 0" in result.stdout
     assert "2 failed" in result.stdout and "FAILED lam=1,fail=true,seed=0" in result.stdout
-    assert "FAILED lam=0,die=true,seed=0: the worker process died" in result.stdout
+    assert "FAILED lam=0,die=true,seed=0: the point process exited with code -9" in result.stdout
     sweep_dir = tmp_path / "runs" / "demo"
     assert check_consistent(sweep_dir) == {
         "lam=0,die=true,seed=0": "not done",
@@ -408,52 +411,45 @@ def test_dry_run_lists_points_and_runs_nothing(tmp_path, standin):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    "fixed, message",
+    [
+        ({"lam": float("nan")}, "point lam=0,seed=0: lam must be"),
+        ({"epochs": 0}, "point lam=0,seed=0: epochs must be a positive integer, got 0"),
+        ({"batch_size": -1}, "point lam=0,seed=0: batch_size must be a positive integer, got -1"),
+        ({"width_mult": 0}, "point lam=0,seed=0: width_mult must be"),
+    ],
+)
+def test_dry_run_validates_every_value_as_a_run_would(tmp_path, standin, fixed, message):
+    """issue 26 item 5: each point's TrainConfig is built and validated before anything runs."""
+    grid = {"lam": [0.0]} if "lam" not in fixed else {}
+    path = write_sweep(tmp_path, standin, fixed={"loss": "cc", **fixed}, grid=grid, seeds=[0])
+    if "lam" in fixed:  # the nan sits in a grid value: the point's name says which
+        path = write_sweep(tmp_path, standin, fixed={"loss": "cc"}, grid={"lam": [0.0, float("nan")]}, seeds=[0])
+        message = "point lam=nan,seed=0: lam must be"
+    result = cli("sweep", str(path), "--out", str(tmp_path / "runs"), "--dry-run")
+    assert result.returncode == 2 and message in result.stderr, result.stdout + result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_jobs_2_finishes_a_sweep_as_one_process_does(tmp_path, standin):
+    path = write_sweep(tmp_path, standin, fixed={"loss": "cc"}, grid={"lam": [0.0, 1.0, 2.0]}, seeds=[0, 1])
+    for jobs, out in (("1", "one"), ("2", "two")):
+        result = cli("sweep", str(path), "--out", str(tmp_path / out), "--jobs", jobs, "--report")
+        assert result.returncode == 0 and "6 run, 0 already complete, 0 failed" in result.stdout, result.stderr
+    one, two = ((tmp_path / out / "demo" / "report.csv").read_text() for out in ("one", "two"))
+    assert one == two and one.count("\n") == 4  # header + three groups
+
+
 def _sweep_process(path: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ccloss", "sweep", str(path), "--out", str(out), "--jobs", "1", *extra],
+        [sys.executable, "-m", "experiments", "sweep", str(path), "--out", str(out), "--jobs", "1", *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-
-
-def test_two_sweep_processes_share_one_folder_and_run_each_point_once(tmp_path, standin):
-    """Points are claimed one by one: two processes started together split the points between them."""
-    path = write_sweep(tmp_path, standin, fixed={"sleep_s": 0.5}, grid={"lam": [0.0, 1.0, 2.0]}, seeds=[0, 1])
-    out = tmp_path / "runs"
-    first, second = _sweep_process(path, out), _sweep_process(path, out)
-    logs = [process.communicate(timeout=600)[0].decode() for process in (first, second)]
-    assert first.returncode == 0 and second.returncode == 0, logs
-    sweep_dir = out / "demo"
-    states = check_consistent(sweep_dir)
-    assert len(states) == 6 and set(states.values()) == {"done"}
-    assert all(attempts(sweep_dir / name) == 1 for name in states)  # every point ran exactly once
-    ran = [int(re.search(r"sweep demo: (\d+) run, ", log).group(1)) for log in logs]
-    assert sum(ran) == 6 and min(ran) >= 1, logs  # both took part, no point twice
-    assert not list(sweep_dir.glob("*/.claim"))  # every claim released
-
-
-def test_a_killed_sweeps_claimed_point_is_taken_again(tmp_path, standin):
-    path = write_sweep(tmp_path, standin, fixed={"sleep_s": 3.0}, grid={"lam": [0.0, 1.0]}, seeds=[0])
-    out = tmp_path / "runs"
-    sweep_dir = out / "demo"
-    doomed = _sweep_process(path, out)
-    try:
-        deadline = time.time() + 120
-        while not list(sweep_dir.glob("*/.claim")) or not list(sweep_dir.glob("*/*/attempts.txt")):
-            assert time.time() < deadline and doomed.poll() is None, "the first sweep never started a point"
-            time.sleep(0.05)
-    finally:
-        os.killpg(doomed.pid, signal.SIGKILL)
-        doomed.wait()
-    claimed = [p.parent.name for p in sweep_dir.glob("*/.claim")]
-    assert len(claimed) == 1  # the dead process's claim is still there
-    result = cli("sweep", str(path), "--out", str(out), "--jobs", "1")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert set(check_consistent(sweep_dir).values()) == {"done"}
-    assert attempts(sweep_dir / claimed[0]) == 2  # started by the killed sweep, finished by the second one
 
 
 def test_point_index_runs_one_point_as_a_job_array_task(tmp_path, standin):
@@ -610,7 +606,9 @@ def test_committed_results_match_their_sweep_files():
         else:  # a study stage may still be running: what is exported is finished or failed, never half
             exported = [p for p in sweep.expand() if (folder / p.name).exists()]
             assert exported and all(point_status(folder / p.name, p) in ("done", "failed") for p in exported), folder
-        assert (folder / "COMMAND.txt").read_text().startswith(f"python -m ccloss sweep sweeps/{folder.name}.yaml")
+        command = (folder / "COMMAND.txt").read_text()  # made by `python -m ccloss sweep` before the move
+        assert command.startswith((f"python -m experiments sweep sweeps/{folder.name}.yaml",
+                                   f"python -m ccloss sweep sweeps/{folder.name}.yaml"))  # fmt: skip
         assert not list(folder.rglob("*.pt")) and not list(folder.rglob("*.ipynb"))
 
 
@@ -624,12 +622,12 @@ def test_run_or_read_reads_finished_results_else_runs(tmp_path, standin):
     (tmp_path / "runs" / "demo").rename(tmp_path / "committed")
     (tmp_path / "results").mkdir()
     (tmp_path / "committed").rename(tmp_path / "results" / "demo")
-    (tmp_path / "results" / "demo" / "COMMAND.txt").write_text("python -m ccloss sweep demo.yaml\n")
+    (tmp_path / "results" / "demo" / "COMMAND.txt").write_text("python -m experiments sweep demo.yaml\n")
     lines.clear()
     folder = sweep_module.run_or_read(path, tmp_path / "runs", tmp_path / "results", run=False, log=lines.append)
     assert folder == tmp_path / "results" / "demo"
     assert lines == [
-        "reading demo from " + str(folder) + ": 1 point, all complete (made by: python -m ccloss sweep demo.yaml)"
+        "reading demo from " + str(folder) + ": 1 point, all complete (made by: python -m experiments sweep demo.yaml)"
     ]
     # results of other parameters are not read: the sweep runs
     changed = write_sweep(tmp_path, standin, grid={"lam": [0.0]}, seeds=[0], fixed={"epochs": 3})

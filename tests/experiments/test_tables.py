@@ -1,12 +1,12 @@
-"""ccloss.experiments.tables: run directories collected into result tables over seeds, and written out."""
+"""experiments.tables: run directories collected into result tables over seeds, and written out."""
 
 import statistics
 
 import pandas as pd
 import pytest
 
-from ccloss.experiments.comparison import run_name
-from ccloss.experiments.tables import aggregate, collect_runs, format_mean_std, markdown_table, write_table
+from experiments.comparison import run_name
+from experiments.tables import aggregate, collect_runs, format_mean_std, markdown_table, write_table
 
 from .helpers import fake_run
 
@@ -49,7 +49,7 @@ def test_write_table(tmp_path):
 
 
 def test_format_mean_std_with_one_run_or_none():
-    from ccloss.experiments.tables import format_mean_std
+    from experiments.tables import format_mean_std
 
     assert format_mean_std(97.4321, 0.456) == "97.43 ± 0.46"
     assert format_mean_std(20.44, float("nan")) == "20.44"  # one seed: no std, not "± nan"

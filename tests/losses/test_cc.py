@@ -124,13 +124,13 @@ def test_loss_in_warmup_is_plain_ce_then_ce_plus_lam_t_cc():
 @pytest.mark.parametrize(
     "hparams, message",
     [
-        ({"warmup": -0.1}, "both >= 0 with a sum <= 1, got -0.1, 0.0"),
-        ({"ramp": -0.5}, "both >= 0 with a sum <= 1, got 0.0, -0.5"),
-        ({"warmup": 0.6, "ramp": 0.5}, "both >= 0 with a sum <= 1, got 0.6, 0.5"),
-        ({"warmup": 1.5}, "fractions of training"),
-        ({"lam": -1.0}, "lam must be >= 0"),
-        ({"warmup": "0.1"}, "'warmup' of loss 'cc' must be float"),
-        ({"ramp": float("nan")}, "'ramp' of loss 'cc' must be float"),
+        ({"warmup": -0.1}, "warmup must be a fraction of training in [0, 1], got -0.1"),
+        ({"ramp": -0.5}, "ramp must be a fraction of training in [0, 1], got -0.5"),
+        ({"warmup": 0.6, "ramp": 0.5}, "fractions of training with a sum <= 1, got 0.6, 0.5"),
+        ({"warmup": 1.5}, "fraction of training"),
+        ({"lam": -1.0}, "lam must be a finite number >= 0"),
+        ({"warmup": "0.1"}, "warmup must be a fraction of training in [0, 1], got '0.1'"),
+        ({"ramp": float("nan")}, "ramp must be a fraction of training in [0, 1], got nan"),
     ],
 )
 def test_bad_schedules_say_what_is_wrong(hparams, message):

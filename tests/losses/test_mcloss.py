@@ -5,14 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from ccloss.losses import build_criterion
-from ccloss.losses.mcloss import (
-    MCLOSS_XI,
-    MCLoss,
-    mc_channel_mask,
-    mc_discriminality,
-    mc_diversity,
-    mcloss_xi_for,
-)
+from ccloss.losses.mcloss import MCLoss, mc_channel_mask, mc_discriminality, mc_diversity, mc_xi
 
 from .helpers import K, make_labels, make_output
 
@@ -91,13 +84,13 @@ def test_mcloss_too_few_channels():
         build_criterion("mcloss", K, xi=3)(out, make_labels())
 
 
-def test_mcloss_xi_choice():
-    assert mcloss_xi_for("digits", 10) == 51 and mcloss_xi_for("MNIST", 10) == 51
-    assert mcloss_xi_for("CIFAR-100", 100) == 5
-    assert mcloss_xi_for("cars_196", 196) == 3
-    assert mcloss_xi_for(None, 200) == 3  # the official CUB-200 setting
-    for dataset, xi in MCLOSS_XI.items():  # the table follows the rule
-        classes = {"digits": 10, "mnist": 10, "cifar100": 100, "cars196": 196}[dataset]
-        assert xi == mcloss_xi_for(None, classes)
-    assert build_criterion("mcloss", 100).xi == 5
-    assert build_criterion("mcloss", 10).needs.channels_per_class == 51
+def test_mcloss_xi_rule_and_default():
+    """xi = max(3, width // K): 512 channels give 51 for 10 classes, 5 for 100; 3 for 196 (the official CUB-200
+    floor); xi=None takes C // K of the feature map it is given."""
+    assert (mc_xi(512, 10), mc_xi(512, 100), mc_xi(512, 196), mc_xi(512, 200), mc_xi(128, 10)) == (51, 5, 3, 3, 12)
+    out, y = make_output(fmap_channels=K * 3 + 1), make_labels()  # C // K = 3, one channel left over
+    inferred = MCLoss(K, generator=torch.Generator().manual_seed(1))(out, y)
+    explicit = MCLoss(K, xi=3, generator=torch.Generator().manual_seed(1))(out, y)
+    assert build_criterion("mcloss", K).xi is None and torch.equal(inferred.loss, explicit.loss)
+    with pytest.raises(ValueError, match="at least 5 channels"):
+        MCLoss(K)(make_output(fmap_channels=K - 1), y)

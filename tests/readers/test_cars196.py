@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccloss.data import DatasetMissingError, load_tensors, read_class_names
+from ccloss.data import DatasetMissingError, load_tensors
 from ccloss.readers import cars196 as cars_reader
 
 _ANNO_DTYPE = [(f, "O") for f in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")]
@@ -67,13 +67,12 @@ def test_cars196_layout_and_cache(tmp_path, monkeypatch):
             assert torch.allclose(mean_rgb, torch.tensor(rgb, dtype=torch.float32), atol=4)
         assert (base / f"ccloss_cache_{split}_256.pt").is_file()
     assert not list(base.glob("*.tmp"))  # atomic write left no temp file
-    assert read_class_names("cars196", tmp_path)[:2] == ("Make Model 0", "Make Model 1")
 
     # The cache is reused: decoding again would fail.
     def no_decode(*args, **kwargs):
         raise AssertionError("decoded images although the cache is valid")
 
-    monkeypatch.setattr(cars_reader, "_decode_car", no_decode)
+    monkeypatch.setattr(cars_reader, "_decode", no_decode)
     x2, y2 = load_tensors("cars196", "train", root=tmp_path)
     assert x2.shape == (3, 3, 256, 256) and y2.tolist() == [2, 0, 195]
     monkeypatch.undo()
@@ -105,3 +104,22 @@ def test_cars196_download_explains_unavailable(tmp_path):
     msg = str(err.value)
     assert "unavailable" in msg and "torchvision" in msg and "Kaggle" in msg
     assert str((tmp_path / "stanford_cars").resolve()) in msg
+
+
+def test_cars196_unwritable_cache_warns_and_still_loads(tmp_path, monkeypatch):
+    _write_cars(tmp_path)
+
+    def full_disk(obj, path):
+        Path(path).write_bytes(b"partial")  # a half-written temporary file, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.warns(UserWarning, match="could not write the cache .*No space left"):
+        x, y = load_tensors("cars196", "test", root=tmp_path)
+    assert x.shape == (2, 3, 256, 256) and y.tolist() == [1, 4]
+    assert sorted(p.name for p in (tmp_path / "stanford_cars").iterdir()) == [
+        "cars_test",
+        "cars_test_annos_withlabels.mat",
+        "cars_train",
+        "devkit",
+    ]  # neither a cache nor a temporary file is left behind

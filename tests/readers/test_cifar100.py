@@ -1,4 +1,4 @@
-"""ccloss.readers.cifar100: CIFAR-100 from the official python pickles, and its class names."""
+"""ccloss.readers.cifar100: CIFAR-100 from the official python pickles."""
 
 import pickle
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccloss.data import DATASETS, DatasetMissingError, load_tensors, read_class_names
+from ccloss.data import DatasetMissingError, load_tensors
 
 
 def _write_cifar100(root: Path, n_train: int = 7, n_test: int = 5):
@@ -42,9 +42,6 @@ def test_cifar100_pickles(tmp_path):
         assert x.dtype == torch.uint8 and x.shape == imgs.shape
         assert torch.equal(x, torch.from_numpy(imgs))
         assert y.dtype == torch.int64 and y.tolist() == labels
-    names = read_class_names("cifar100", tmp_path)
-    assert names[0] == "class_000" and len(names) == 100
-    assert read_class_names("cifar100", tmp_path / "elsewhere") == DATASETS["cifar100"].class_names
 
 
 def test_cifar100_corrupt_file(tmp_path):

@@ -52,8 +52,8 @@ def test_mnist_idx(tmp_path, gz):
         border[:, :, 2:30, 2:30] = 0
         assert int(border.sum()) == 0  # zero padding of 2
         assert y.dtype == torch.int64 and y.tolist() == labels.tolist()
-    if gz:
-        assert (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    files = sorted(p.name for p in (tmp_path / "MNIST" / "raw").iterdir())
+    assert all(name.endswith(".gz") for name in files) == gz and len(files) == 4  # read as found, nothing written
 
 
 def test_mnist_download_when_present_is_noop(tmp_path):
@@ -74,3 +74,32 @@ def test_mnist_download_failure_is_clear(tmp_path, monkeypatch):
     msg = str(err.value)
     assert "download failed" in msg and "503" in msg and str(tmp_path.resolve()) in msg
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda blob: blob[:-1],  # truncated
+        lambda blob: b"\x00\x00\x0d\x03" + blob[4:],  # float32 IDX, not uint8
+        lambda blob: gzip.compress(blob)[:-8],  # a .gz cut short
+    ],
+    ids=["truncated", "wrong-type", "bad-gz"],
+)
+def test_mnist_damaged_idx_is_a_clear_error(tmp_path, damage):
+    _write_mnist(tmp_path, gz=False)
+    path = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    damaged = damage(path.read_bytes())
+    if damaged[:2] == b"\x1f\x8b":  # gzip magic: replace the file by a broken .gz
+        path.unlink()
+        path = path.with_name(path.name + ".gz")
+    path.write_bytes(damaged)
+    with pytest.raises(ValueError, match=r"t10k-\*-ubyte .* cannot be read .*--download"):
+        load_tensors("mnist", "test", root=tmp_path)
+    assert load_tensors("mnist", "train", root=tmp_path)[0].shape == (6, 1, 32, 32)  # the train files are fine
+
+
+def test_mnist_labels_out_of_range_are_refused(tmp_path):
+    _write_mnist(tmp_path, gz=False)
+    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(_idx_labels(np.array([0, 1, 10, 2])))
+    with pytest.raises(ValueError, match=r"mnist/test: labels span 0\.\.10, expected 0\.\.9"):
+        load_tensors("mnist", "test", root=tmp_path)

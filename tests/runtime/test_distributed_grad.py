@@ -136,7 +136,6 @@ def _run_rank(rank: int) -> dict:
     out["is_main"] = cdist.is_main_process()
     out["broadcast"] = cdist.broadcast_object({"from": rank})
     out["reduced"] = cdist.all_reduce_sum(torch.tensor([rank + 1.0]))
-    cdist.barrier()
     return out
 
 
@@ -291,7 +290,6 @@ def test_not_distributed_is_a_no_op(monkeypatch):
     assert cdist.broadcast_object([1, 2]) == [1, 2]
     t = torch.ones(2)
     assert cdist.all_reduce_sum(t) is t and torch.equal(t, torch.ones(2))
-    cdist.barrier()
     cdist.cleanup_distributed()
     # the gathered loss is the plain loss without a process group
     cc = CCLoss()

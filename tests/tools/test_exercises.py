@@ -14,7 +14,7 @@ from ccloss.exercises import check
 from tools.exercises import EXERCISE_DIR, NOTEBOOK_DIR, exercise_copy, solution_cells, write_exercises
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-WITH_EXERCISES = ["01_method.ipynb", "02_train.ipynb", "03_ablations.ipynb", "04_embeddings.ipynb"]
+WITH_EXERCISES = ["01_method.ipynb", "02_train.ipynb", "04_ablations.ipynb", "05_embeddings.ipynb"]
 
 
 def _read(path: Path) -> nbformat.NotebookNode:

@@ -41,3 +41,16 @@ def test_cells_of_the_notebooks_run_in_one_worker_in_order(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "44 passed" in result.stdout
+
+
+def test_a_notebook_that_reads_another_ones_runs_shares_its_worker():
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    try:
+        from conftest import notebook_scope
+    finally:
+        sys.path.pop(0)
+    scope = {
+        name: notebook_scope(f"notebooks/{name}.ipynb::Cell 3") for name in ("01_method", "02_train", "05_embeddings")
+    }
+    assert scope["05_embeddings"] == scope["02_train"] != scope["01_method"]
+    assert notebook_scope("tests/test_x.py::test_y") == "tests/test_x.py::test_y"

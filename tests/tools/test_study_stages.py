@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ccloss.experiments.study import REFERENCE
+from experiments.study import REFERENCE
 from tests.experiments.test_study_separation import REF, candidate, make_study
 from tools.study_stages import main, part5_sweep, stage_three_sweep
 
