@@ -1,7 +1,4 @@
-"""What the notebooks compute more than once: embeddings of a run, class-level matrices, t-SNE and scores,
-notebook 01's toy descent, variants and cost of the CC term, run histories. Functions take data and return
-NumPy arrays or pandas frames (:mod:`ccloss.plots` draws them); distances are squared Euclidean.
-"""
+"""What the notebooks compute more than once, as NumPy arrays or pandas frames; squared Euclidean distances."""
 
 import json
 import os
@@ -15,10 +12,11 @@ import torch
 
 from .cc_loss import cc_statistics, pairwise_distances
 from .measures import class_distance_matrix
-from .metrics import dataset_intra_inter, upgrade_keys
+from .metrics import upgrade_keys
+from .runtime.checkpoint import CONFIG_FILE, METRICS_FILE
 
 __all__ = ["collect_embeddings", "test_embeddings", "class_sorted", "stratified_subset", "class_distance_matrix"]
-__all__ += ["class_channel_matrix", "channel_order", "tsne_embed", "silhouette", "embedding_scores", "toy_attention"]
+__all__ += ["class_channel_matrix", "channel_order", "tsne_embed", "silhouette", "toy_attention"]
 __all__ += ["descend_cc", "variant_table", "time_distances", "load_histories", "history_summary"]
 
 
@@ -34,8 +32,7 @@ def _labels(labels) -> np.ndarray:
 
 
 def collect_embeddings(model, loader_or_images, labels=None, *, info=None, device="cpu", batch_size=512) -> dict:
-    """:func:`ccloss.train.evaluate`'s features, attention (None without CAM), logits, labels and predictions as
-    NumPy arrays, over a loader of ``(x, y)`` or a uint8 image tensor with ``labels`` and the dataset's ``info``."""
+    """:func:`ccloss.train.evaluate` as NumPy arrays, over a loader or uint8 images with ``labels``, ``info``."""
     from .loader import TensorLoader
     from .train import evaluate
 
@@ -51,8 +48,7 @@ def collect_embeddings(model, loader_or_images, labels=None, *, info=None, devic
 
 
 def test_embeddings(run_dir: str | os.PathLike, data_dir: str | None = None, device: str = "cpu") -> dict:
-    """A finished run (:func:`ccloss.train.load_run`) embedded on its dataset's test split:
-    :func:`collect_embeddings`'s arrays plus ``config``, ``metrics`` and ``test_acc`` (%)."""
+    """:func:`collect_embeddings` of a finished run on its test split, with ``config``, ``metrics``, ``test_acc``."""
     from .data import dataset_info, load_tensors
     from .train import load_run
 
@@ -71,8 +67,7 @@ def class_sorted(x, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def stratified_subset(labels, size: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices of about ``size`` samples with the class proportions of ``labels``: all of them
-    when ``size >= N``, else per class max(1, round(size n_k / N)) drawn with ``default_rng(seed)``."""
+    """Sorted indices of about ``size`` samples, per class max(1, round(size n_k / N)) (all when ``size >= N``)."""
     labels = _labels(labels)
     if size >= len(labels):
         return np.arange(len(labels))
@@ -86,8 +81,7 @@ def stratified_subset(labels, size: int, seed: int = 0) -> np.ndarray:
 
 
 def class_channel_matrix(attention, labels, num_classes: int | None = None) -> np.ndarray:
-    """K x C, row a = mu_a = (1 / n_a) sum_{i in a} attention_i, the class's mean channel profile
-    (NaN for a class without samples). CC-Loss pulls every vector of a class towards its row."""
+    """K x C, row a = mu_a = (1 / n_a) sum_{i in a} attention_i, the class's mean profile (NaN without samples)."""
     x, labels = _numpy(attention), _labels(labels)
     k = int(num_classes) if num_classes is not None else int(labels.max()) + 1
     sums = np.zeros((k, x.shape[1]))
@@ -97,15 +91,13 @@ def class_channel_matrix(attention, labels, num_classes: int | None = None) -> n
 
 
 def channel_order(class_channel) -> np.ndarray:
-    """A column order for a K x C heatmap: channels grouped by the class where their mean attention
-    is highest relative to the channel's mean over classes, strongest first."""
+    """Columns of a K x C heatmap grouped by the class where each is highest relative to its mean, strongest first."""
     centred = _numpy(class_channel) - np.nanmean(_numpy(class_channel), axis=0, keepdims=True)
     return np.lexsort((-np.nanmax(centred, axis=0), np.nanargmax(centred, axis=0)))
 
 
 def tsne_embed(x, seed: int = 0, max_iter: int = 1000, pca_dims: int = 50, perplexity: float = 30.0) -> np.ndarray:
-    """2-D t-SNE (van der Maaten and Hinton, 2008) of the rows of ``x`` after PCA to <= ``pca_dims``
-    (scikit-learn, ``init="pca"``, ``learning_rate="auto"``): the same seed and rows give the same map."""
+    """2-D t-SNE (van der Maaten and Hinton, 2008) of the rows of ``x`` after PCA to <= ``pca_dims`` (sklearn)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -121,33 +113,14 @@ def tsne_embed(x, seed: int = 0, max_iter: int = 1000, pca_dims: int = 50, perpl
 
 
 def silhouette(x, labels, metric: str = "euclidean") -> float:
-    """Mean silhouette coefficient (Rousseeuw, 1987) in [-1, 1]: (b - a) / max(a, b) per sample, a the
-    mean distance to its own class, b to the nearest other class (``sklearn.metrics``)."""
+    """Mean silhouette (Rousseeuw, 1987): (b - a) / max(a, b), a own-class, b nearest-class mean distance."""
     from sklearn.metrics import silhouette_score
 
     return float(silhouette_score(_numpy(x), _labels(labels), metric=metric))
 
 
-def embedding_scores(embeddings: Mapping[str, Mapping]) -> pd.DataFrame:
-    """One row per model (``embeddings[name]`` as :func:`collect_embeddings` returns): test accuracy,
-    silhouette and d_intra / d_inter (:func:`ccloss.metrics.dataset_intra_inter`) of attention and features."""
-    rows = []
-    for name, emb in embeddings.items():
-        labels, row = emb["labels"], {"model": name}
-        if "predictions" in emb:
-            row["test_acc (%)"] = 100.0 * float(np.mean(np.asarray(emb["predictions"]) == labels))
-        for kind in ("attention", "features"):
-            if emb.get(kind) is not None:
-                row[f"silhouette ({kind})"] = silhouette(emb[kind], labels)
-                stats = dataset_intra_inter(torch.as_tensor(emb[kind]), torch.as_tensor(labels))
-                row[f"intra/inter ({kind})"] = stats["ratio"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def toy_attention(n_per_class=8, num_classes=3, dim=2, spread=1.0, centre_scale=0.6, seed=0):
-    """Float64 ``(z, labels)``: class centres N(0, centre_scale^2), samples centre + N(0, spread^2),
-    z of shape (n_per_class num_classes) x dim; the attention is ``sigmoid(z)`` as in the SE block."""
+    """Float64 ``(z, labels)``: class centres N(0, centre_scale^2), samples centre + N(0, spread^2), N x dim."""
     g = torch.Generator().manual_seed(int(seed))
     centres = centre_scale * torch.randn(num_classes, dim, generator=g, dtype=torch.float64)
     labels = torch.arange(num_classes).repeat_interleave(n_per_class)
@@ -155,9 +128,7 @@ def toy_attention(n_per_class=8, num_classes=3, dim=2, spread=1.0, centre_scale=
 
 
 def descend_cc(vectors, labels, steps: int = 100, lr: float = 0.5, *, sigmoid: bool = True, **cc_options) -> dict:
-    """Plain gradient descent on CC-Loss alone, z <- z - lr dCC/dz, the vectors being sigmoid(z)
-    (``sigmoid=True``) or z; ``cc_options`` go to :func:`ccloss.cc_loss.cc_statistics`. Returns NumPy
-    ``trajectory`` ((steps + 1) x N x C vectors), ``loss``, ``d_intra``, ``d_inter`` (steps + 1)."""
+    """Gradient descent on CC-Loss alone, z <- z - lr dCC/dz (vectors sigmoid(z)): trajectory, loss and parts."""
     z = vectors.detach().clone().to(torch.float64).requires_grad_(True)
     labels, out = torch.as_tensor(labels), {"trajectory": [], "loss": [], "d_intra": [], "d_inter": []}
     for step in range(int(steps) + 1):
@@ -174,10 +145,7 @@ def descend_cc(vectors, labels, steps: int = 100, lr: float = 0.5, *, sigmoid: b
 
 
 def variant_table(attention, labels, variants: Iterable[Mapping] | None = None, seed: int = 0):
-    """CC-Loss variants (default: each form, unsquared, group_size 8) on one batch (``batch``), on it
-    scaled by 10 (``batch x10``: the ratios do not move, the difference grows 100-fold), on i.i.d.
-    uniform vectors with its labels (``random``: ratio ~1) and with half of the labels in class 0
-    (``random, imbalanced``: the ``sums`` form follows the pair counts, not the distances)."""
+    """CC-Loss variants on a batch, on it x10, on uniform vectors with its labels and with half of them in class 0."""
     if variants is None:
         variants = [{"form": f} for f in ("ratio", "sums", "difference", "log_ratio")]
         variants += [{"form": "ratio", "squared": False}, {"form": "ratio", "group_size": 8}]
@@ -201,8 +169,7 @@ def _broadcast_distances(a: torch.Tensor) -> torch.Tensor:
 
 
 def time_distances(batch_sizes: Sequence[int] = (32, 64, 128, 256, 512), channels=128, repeats=5, seed=0):
-    """Forward + backward time (best of ``repeats``, ms, float32 CPU) of the Gram-form distances
-    (:func:`ccloss.cc_loss.pairwise_distances`) and the naive broadcast, and their largest difference."""
+    """Forward + backward ms (best of ``repeats``, CPU) of the Gram-form and the broadcast distances, max |diff|."""
     g, rows = torch.Generator().manual_seed(int(seed)), []
     for b in batch_sizes:
         a, times = torch.rand(int(b), int(channels), generator=g), {}
@@ -216,14 +183,11 @@ def time_distances(batch_sizes: Sequence[int] = (32, 64, 128, 256, 512), channel
 
 
 def load_histories(run_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """Per-epoch metrics of run directories, one row per (run, epoch, metric): ``run_dir``, ``loss``,
-    ``seed``, ``cam``, ``epoch``, ``metric``, ``value``, read from each run's config.json and
-    metrics.json (``history``; older key names upgraded by :func:`ccloss.metrics.upgrade_keys`).
-    Directories without both files are skipped."""
+    """One row per (run, epoch, metric) of the runs' histories (old keys upgraded); runs without both files skipped."""
     columns, rows = ["run_dir", "loss", "seed", "cam", "epoch", "metric", "value"], []
     for run_dir in map(Path, run_dirs):
         try:
-            config, metrics = (json.loads((run_dir / f).read_text()) for f in ("config.json", "metrics.json"))
+            config, metrics = (json.loads((run_dir / f).read_text()) for f in (CONFIG_FILE, METRICS_FILE))
         except (OSError, ValueError):
             continue
         for record in map(upgrade_keys, metrics.get("history", [])):

@@ -1,15 +1,10 @@
 """The channel attention module (CAM) of CC-Loss: a squeeze-and-excitation block.
 
-a = sigmoid(W2 relu(W1 GAP(F)))  and  F' = F * a   (Hu et al., "Squeeze-and-Excitation
-Networks", CVPR 2018). The CC-Loss paper places a CAM after the last convolutional stage and
-applies its loss to the vectors ``a``; a third-party reading of the paper says the CAM is an SE
-block, which is the reconstruction used here (docs/paper_choices.md). For a transformer's B x N x C
-tokens the squeeze is the mean over the N tokens and every token is re-weighted by the same ``a``.
-
-Range: sigmoid maps to (0, 1) in exact arithmetic, but in float32 it rounds to exactly 1.0 for inputs
-above about 17 and to exactly 0 below about -90 to -104 (the kernel decides), so the attention takes values in
-[0, 1]; entries at exactly 0 or 1 occur on trained networks (efficientnet_b0: 230 evaluated entries).
-Nothing downstream divides by a or 1 - a.
+a = sigmoid(W2 relu(W1 GAP(F))), F' = F * a (Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018), after the
+last stage; CC-Loss takes the vectors ``a`` (an SE block, as reconstructed: docs/paper_choices.md). For B x N x C
+tokens the squeeze is the mean over N. Range: in float32 sigmoid rounds to exactly 1 above about 17 and to 0 below
+about -90 to -104, so a lies in [0, 1], not (0, 1) (efficientnet_b0: 230 evaluated entries at 0 or 1); nothing
+downstream divides by a or 1 - a.
 """
 
 from __future__ import annotations
@@ -20,19 +15,16 @@ from torch.nn import functional as F
 
 __all__ = ["ACTIVATIONS", "CAM_MIN_HIDDEN", "ChannelAttention"]
 
-#: The SE block's hidden activation: ``relu`` is Hu et al.'s; ``leaky_relu`` (slope 0.1) keeps a gradient for
-#: negative inputs, so a hidden unit cannot die, which is how CC-Loss's attention collapsed (docs/study_cc_default.md).
+#: The hidden activation: ``relu`` is Hu et al.'s; ``leaky_relu`` (slope 0.1) cannot die (docs/study_cc_default.md).
 ACTIVATIONS = ("relu", "leaky_relu")
 LEAKY_SLOPE = 0.1
-#: The floor on the hidden width, the default everywhere: 32 is what r = 16 gives at C = 512; at width 0.25
-#: (C = 128) it replaces 8 units, which could all die in the first epoch. ``min_hidden=1``: the block as published.
+#: Floor on the hidden width (32: r = 16 at C = 512; 8 units at C = 128 can all die). 1: the block as published.
 CAM_MIN_HIDDEN = 32
 
 
 class ChannelAttention(nn.Module):
-    """SE block: ``forward(x)`` takes a B x C x H x W map (or B x N x C tokens) and returns ``x * a`` and the
-    attention ``a`` (B x C, in [0, 1]). The hidden layer has max(``min_hidden``, C // ``reduction``) units;
-    ``activation`` is ``relu`` (SE as published) or ``leaky_relu``."""
+    """SE block: ``forward(x)`` (B x C x H x W, or B x N x C) returns ``x * a`` and ``a`` (B x C, in [0, 1]); the
+    hidden layer has max(``min_hidden``, C // ``reduction``) units, ``relu`` (as published) or ``leaky_relu``."""
 
     def __init__(self, channels: int, reduction: int = 16, activation: str = "relu", min_hidden: int = CAM_MIN_HIDDEN):
         super().__init__()

@@ -1,24 +1,17 @@
 r"""The forms of CC-Loss: per group of samples, the loss's value from the distance matrix D.
 
-Over *sample* pairs (P = same-class pairs i != j, Q = different-class pairs of the group, d_intra and d_inter
-their mean distances; e = eps * d_all + 1e-12, d_all the group's mean distance over all pairs, detached; or
-e = eps with ``relative_eps=False``): ``ratio`` d_intra / (d_inter + e), the paper's; ``sums`` sum_P D /
-(sum_Q D + e); ``difference`` d_intra - d_inter; ``log_ratio`` log(1 + d_intra / (d_inter + e)).
+Sample pairs (P = same-class pairs i != j, Q = different-class pairs, d_intra and d_inter their mean distances;
+e = eps * d_all + 1e-12, d_all the group's detached mean distance, or e = eps with ``relative_eps=False``):
+``ratio`` d_intra / (d_inter + e), the paper's; ``sums`` sum_P D / (sum_Q D + e); ``difference`` d_intra - d_inter;
+``log_ratio`` log(1 + d_intra / (d_inter + e)).
 
-Over *class* pairs, each counting once. The paper's ratio averages over sample pairs, so its denominator is
-dominated by the farthest class pairs: pushing a few classes far lowers it while the others stay merged
-(docs/study_cc_default.md). For classes a != b of one group:
-
-    d_ab = mean of D_ij over i in a, j in b              d_aa = mean over i != j in a
-    s_ab = mean of the d_aa, d_bb that exist (a class with one sample has none);   r_ab = s_ab / (d_ab + e)
-
-- ``pair_ratio``:     mean over class pairs of r_ab (the package's default)
-- ``pair_log_ratio``: mean of log((s_ab + e) / (d_ab + e)); 0, not its minimum, where every vector is alike
-- ``pair_softmax``:   tau * log(mean of exp(r_ab / tau)), a soft maximum of r_ab between the mean (tau -> inf)
-  and the worst pair (tau -> 0)
-
-A class pair counts when one of its classes has two samples in the group; a group without one gives 0. All in
-two B x B matrix products, no host synchronisation: (E D E)_ij sums D over the classes of i and j (E: same class).
+Class pairs a != b, each counting once (a sample-pair mean is dominated by the farthest classes:
+docs/study_cc_default.md): d_ab = mean D_ij over i in a, j in b; d_aa = mean over i != j in a; s_ab = mean of
+the d_aa, d_bb that exist; r_ab = s_ab / (d_ab + e). ``pair_ratio``: mean of r_ab (the default);
+``pair_log_ratio``: mean of log((s_ab + e) / (d_ab + e)); ``pair_softmax``: tau * log(mean of exp(r_ab / tau)),
+between the mean (tau -> inf) and the worst pair (tau -> 0). A class pair counts when one of its classes has two
+samples in the group (none: 0). Two B x B matrix products, no host sync: (E D E)_ij sums D over the classes of
+i and j (E: same class).
 """
 
 from __future__ import annotations
@@ -34,8 +27,7 @@ PAIR_FORMS = ("pair_ratio", "pair_log_ratio", "pair_softmax")
 
 
 def group_ids(n: int, group_size: int | None, device: torch.device) -> tuple[torch.Tensor, int]:
-    """The group of each of n samples ([0, g), [g, 2g), ...; one group without ``group_size``) and
-    the number of groups."""
+    """The group of each of n samples ([0, g), [g, 2g), ...; one without ``group_size``), the group count."""
     index = torch.arange(n, device=device)
     group_id = index // group_size if group_size is not None else torch.zeros_like(index)
     return group_id, -(-n // (group_size or n))
@@ -63,8 +55,7 @@ def group_sums(dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor,
 
 
 def sample_form_values(form: str, sums, means, floor: torch.Tensor) -> torch.Tensor:
-    """The per-group values of a sample-pair form from :func:`group_sums`' sums, their means and the
-    per-group floor e of the denominators."""
+    """A sample-pair form per group, from :func:`group_sums`' sums, their means and the floor e."""
     (sum_intra, sum_inter), (d_intra, d_inter) = sums, means
     if form == "ratio":
         return d_intra / (d_inter + floor)
@@ -76,8 +67,7 @@ def sample_form_values(form: str, sums, means, floor: torch.Tensor) -> torch.Ten
 
 
 def _class_pair_means(dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor):
-    """Per sample pair (i, j): the class-pair mean d_{c(i) c(j)}, the intra means of both classes,
-    whether each exists, and the weight 1 / (n_a n_b) that makes every class pair count once."""
+    """Per pair (i, j): d_{c(i) c(j)}, the classes' intra means, whether they exist, and the weight 1 / (n_a n_b)."""
     same_group = group_id[:, None] == group_id[None, :]
     same_class = (labels[:, None] == labels[None, :]) & same_group
     block = same_class.to(dist.dtype)
@@ -94,8 +84,7 @@ def _class_pair_means(dist: torch.Tensor, labels: torch.Tensor, group_id: torch.
 def pair_form_values(
     form: str, dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor, n_groups: int, floor, tau: float
 ) -> torch.Tensor:
-    """The per-group values of a class-pair form (see the module docstring), shape (n_groups,); ``floor``
-    is the per-group e of the denominators."""
+    """A class-pair form per group (the module docstring), shape (n_groups,); ``floor``: e per group."""
     with torch.autocast(device_type=dist.device.type, enabled=False):
         d_pair, d_self, has_intra, weight = _class_pair_means(dist, labels, group_id)
         eps = floor[group_id][:, None]

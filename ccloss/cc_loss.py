@@ -5,15 +5,9 @@ The paper released no code; :func:`cc_ratio` is its loss as reconstructed (docs/
     D_ij = ||a_i - a_j||^2 (Gram form, one matmul);  d_intra, d_inter = mean D_ij over same-class pairs i != j
     (0 without one) and over different-class pairs;  CC = d_intra / (d_inter + eps * d_all)
 
-The paper's eps is fixed; here it is relative to d_all, the batch's mean distance over all pairs (detached;
-plus 1e-12 for identical vectors), so the loss does not change when the attention's spread is scaled (a -> m
-+ s (a - m)): an attention in a narrow band (d_inter ~ 1e-5 on a MobileNetV3 trunk) is not dominated by eps,
-and shrinking every vector no longer lowers the loss. ``relative_eps=False``: the fixed eps of the committed runs.
-
-The default is not the paper's ratio but the class-pair form ``pair_ratio`` (:mod:`ccloss.cc_forms`): the
-study found the ratio merging classes (pushing a few far lowers its sample-pair mean) and the class-pair form
-separating every class at no measurable accuracy cost, on digits it never saw (docs/study_cc_default.md,
-Parts 5 and 6). The paper's formula is one argument away: ``CCLoss(form="ratio")`` (``--preset paper``).
+eps is relative to d_all, the batch's mean distance over all pairs (detached, + 1e-12), so rescaling the
+attention's spread leaves the loss unchanged (``relative_eps=False``: the paper's fixed eps). The default form is
+the class-pair ``pair_ratio`` (:mod:`ccloss.cc_forms`, docs/study_cc_default.md); ``form="ratio"``: the paper's.
 """
 
 from __future__ import annotations
@@ -41,8 +35,7 @@ EPS_FLOOR = 1e-12
 # fmt: off
 @dataclass(frozen=True)
 class CCOptions:
-    """CC-Loss's options, each written once: CCLoss, cc_statistics, the "cc" criterion, TrainConfig and the
-    CLI take their names, defaults, choices and help from here."""
+    """CC-Loss's options, written once: CCLoss, cc_statistics, the "cc" criterion, TrainConfig, the CLI."""
 
     form: str = option("pair_ratio", "CC-Loss form (pair_ratio: the default; ratio: the paper's)", choices=FORMS)
     squared: bool = option(True, "squared Euclidean distances (False: plain ones, safe gradient at 0)")
@@ -58,8 +51,7 @@ class CCOptions:
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """float64 stays float64 (gradcheck, references); everything else is computed in float32: a Gram
-    matrix in bf16 is badly wrong (docs/paper_choices.md, "Numerics"). Every loss uses this."""
+    """float64 stays; all else is float32 (a Gram matrix in bf16 is badly wrong: docs/paper_choices.md)."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
@@ -70,9 +62,8 @@ def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
 
 
 def pairwise_distances(attention: torch.Tensor, squared: bool = True) -> torch.Tensor:
-    """B x B distances from the Gram matrix, D = n 1^T + 1 n^T - 2 A A^T (n_i = ||a_i||^2), after subtracting the
-    batch mean (fewer cancellation errors), clamped at 0, exact zero diagonal; float32 (float64 stays) even under
-    autocast. ``squared=False``: sqrt(D), with a finite gradient at 0."""
+    """B x B D = n 1^T + 1 n^T - 2 A A^T (n_i = ||a_i||^2) of the centred A, clamped at 0, zero diagonal, float32
+    (float64 stays) even under autocast. ``squared=False``: sqrt(D), with a finite gradient at 0."""
     if attention.dim() != 2:
         raise ValueError(f"attention must be a 2-D B x C tensor, got shape {tuple(attention.shape)}")
     with torch.autocast(device_type=attention.device.type, enabled=False):
@@ -87,8 +78,7 @@ def pairwise_distances(attention: torch.Tensor, squared: bool = True) -> torch.T
 
 
 def cc_ratio(attention: torch.Tensor, labels: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """The paper's CC-Loss of one batch, d_intra / (d_inter + eps * d_all + 1e-12) on squared distances: what
-    :func:`cc_statistics` computes with ``form="ratio"``, written the short way for reading (notebook 01)."""
+    """The paper's CC-Loss, d_intra / (d_inter + eps * d_all + 1e-12): ``cc_statistics(form="ratio")``, short."""
     check_attention_labels(attention, labels)
     dist = pairwise_distances(attention)
     labels = labels.to(dist.device)
@@ -132,10 +122,8 @@ def normalize_attention(attention: torch.Tensor, how: str = "none") -> torch.Ten
 
 def cc_statistics(attention: torch.Tensor, labels: torch.Tensor, **options) -> CCStats:
     """CC-Loss and its pieces for attention A (B x C) and integer labels (B), with :class:`CCOptions`' ``options``.
-
-    ``normalize`` applies to the whole batch; with ``group_size=g`` samples [0, g), [g, 2g), ... form groups, each
-    with its own pairs and d_all, and the loss is the mean over the groups with a pair. ``d_intra`` / ``d_inter``
-    are sample-pair means whatever the form."""
+    ``group_size=g``: samples [0, g), [g, 2g), ... are groups with their own pairs and d_all; the loss is the mean
+    over the groups with a pair. ``normalize`` applies to the whole batch; d_intra / d_inter are sample-pair means."""
     check_attention_labels(attention, labels)
     o = build(CCOptions, options, "CC-Loss")
     dist = pairwise_distances(normalize_attention(attention, o.normalize), squared=o.squared)
@@ -149,8 +137,7 @@ def cc_statistics(attention: torch.Tensor, labels: torch.Tensor, **options) -> C
         values = pair_form_values(o.form, dist, labels, group_id, n_groups, floor, o.tau)
     else:
         values = sample_form_values(o.form, sums, (d_intra, d_inter), floor)
-    # sizes are known on the host (no device synchronisation): every group but the last has >= 2 members,
-    # so the groups with a pair are the first k (a trailing group of one is left out)
+    # known on the host (no sync): only a trailing group of one has no pair
     n = dist.shape[0]
     with_pairs = n_groups - (n - (n_groups - 1) * (o.group_size or n) < 2)
     if not with_pairs:  # a batch of one sample: no pair, a zero loss that still belongs to the graph
@@ -161,10 +148,8 @@ def cc_statistics(attention: torch.Tensor, labels: torch.Tensor, **options) -> C
 
 
 class CCLoss(nn.Module):
-    """CC-Loss as a module, ``CCLoss(**options)`` with :class:`CCOptions`' options (default: the class-pair form
-    ``pair_ratio``; ``form="ratio"``: the paper's). ``CCLoss()(attention, labels)`` is the scalar loss (add
-    ``lam *`` it to the cross-entropy), ``.statistics(...)`` a :class:`CCStats`. ``gather`` (default None): a
-    function ``(attention, labels) -> (attention, labels)`` applied first (ccloss.runtime.distributed's)."""
+    """``CCLoss(**options)`` (:class:`CCOptions`); ``CCLoss()(attention, labels)`` is the scalar loss, ``.statistics``
+    a :class:`CCStats`. ``gather``: ``(attention, labels) -> (attention, labels)`` applied first (under DDP)."""
 
     def __init__(self, **options) -> None:
         super().__init__()

@@ -1,9 +1,4 @@
-"""Command line: ``python -m ccloss train`` (sweeps, reports and the study: ``python -m experiments``).
-
-Every flag is generated from a :class:`ccloss.config.TrainConfig` field (``--width-mult`` sets ``width_mult``)
-with its help, choices and default. Plain argparse, not tyro or simple-parsing: the base install stays torch +
-torchvision + numpy, and one flat dataclass needs nothing more. All string parsing happens here.
-"""
+"""``python -m ccloss train``: one argparse flag per TrainConfig field, with its help, choices and default."""
 
 from __future__ import annotations
 
@@ -20,7 +15,7 @@ from .options import kind
 from .runtime.atomic import DiskFullError
 from .runtime.checkpoint import RunExistsError
 from .runtime.preemption import EXIT_CODE, Preempted
-from .train import NonFiniteLossError
+from .train import NonFiniteLossError, fit
 
 __all__ = ["main", "build_parser", "add_train_arguments", "config_from_args", "parse_loss_params", "describe_losses"]
 
@@ -52,9 +47,7 @@ def _typed(text: str, target: type, nullable: bool) -> Any:
 
 
 def parse_loss_params(pairs: Sequence[tuple[str, str]], losses: Sequence[str]) -> dict[str, Any]:
-    """``--loss-param NAME=VALUE`` strings typed by NAME's field in the first loss of ``losses`` that has it
-    ("1e-4" -> 0.0001, "false" -> False, "none" -> None). Names no loss has stay strings: ``build_criterion``
-    then lists the valid ones."""
+    """``--loss-param NAME=VALUE`` typed by NAME's field in the first of ``losses`` that has it (else a string)."""
     params: dict[str, Any] = {}
     for name, text in pairs:
         owner = next((LOSSES[loss] for loss in losses if loss in LOSSES and name in LOSSES[loss].defaults), None)
@@ -101,8 +94,7 @@ def _flag(spec: dataclasses.Field, default: Any) -> tuple[str, dict]:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
-    """One flag per TrainConfig field but those in ``skip``, named after it, with its help, choices and default;
-    and ``--preset`` unless "preset" is in ``skip``."""
+    """One flag per TrainConfig field, and ``--preset``, but those in ``skip``."""
     for spec in dataclasses.fields(TrainConfig):
         if spec.name not in skip:
             flag, keywords = _flag(spec, getattr(TrainConfig(), spec.name))
@@ -112,8 +104,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = (
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
-    """The TrainConfig of parsed flags; with ``--preset``, the preset's values wherever a flag was left at its
-    default (flags that differ from their defaults override the preset)."""
+    """The TrainConfig of parsed flags; with ``--preset``, flags that differ from their defaults override it."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     losses = getattr(args, "losses", None) or [overrides.get("loss", values.get("loss"))]
@@ -140,20 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import fit
-
-    final = fit(config_from_args(args)).get("final") or {}
-    split = args.eval_split
-    print(
-        f"done: {split}_acc {final.get(f'{split}_acc', float('nan')):.2f}%  "
-        f"best {final.get(f'best_{split}_acc', float('nan')):.2f}%  run directory {args.out}"
-    )
+    final, split = fit(config_from_args(args)).get("final") or {}, args.eval_split
+    acc, best = final.get(f"{split}_acc", float("nan")), final.get(f"best_{split}_acc", float("nan"))
+    print(f"done: {split}_acc {acc:.2f}%  best {best:.2f}%  run directory {args.out}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ccloss train ...``: 0 done, 1 missing data / a non-finite loss / a full disk, 2 bad input,
-    EXIT_CODE preempted (rerun with --resume), 130 interrupted."""
+    """``python -m ccloss train``: 0 done, 1 missing data, NaN or full disk, 2 bad input, EXIT_CODE preempted, 130."""
     args = build_parser().parse_args(argv)
     codes = ((datasets.DatasetMissingError, 1), (NonFiniteLossError, 1), (ValueError, 2), (RunExistsError, 2))
     try:

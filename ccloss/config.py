@@ -1,9 +1,5 @@
-"""Everything that defines a training run, as one dataclass, and the one place it becomes a model and a loss.
-
-Each field is written once with its default, help and valid values (:func:`ccloss.options.option`); the CLI,
-notebook 02 and config.json follow it (``form``, ``group_size``: from :class:`~ccloss.cc_loss.CCOptions`).
-Paper recipe (inferred): SGD lr 0.1, momentum 0.9, weight decay 5e-4, lr x0.1 at 50 % and 75 %, batch 32.
-"""
+"""Everything that defines a training run, and the one place it becomes a model and a loss. Paper recipe (inferred):
+SGD lr 0.1, momentum 0.9, weight decay 5e-4, lr x0.1 at 50 % and 75 %, batch 32."""
 
 from __future__ import annotations
 
@@ -20,18 +16,17 @@ from .losses import LOSSES, build_criterion, loss_class, mc_xi
 from .models import BACKBONES, HEADS, STEMS, build_model
 from .options import check, option
 from .runtime.devices import DEVICES
+from .runtime.distributed import SCOPES as CC_SCOPES
 
 __all__ = ["TrainConfig", "EVAL_SPLITS", "CC_SCOPES", "COSINE_HEAD_LOSSES", "PRESETS", "build_for_config"]
 
 EVAL_SPLITS = ("test", "val")
-CC_SCOPES = ("global", "local")
 #: Losses defined on the cosine head's unit class vectors (SphereFace's margin, ICAL's and FICAL's penalties).
 COSINE_HEAD_LOSSES = ("asoftmax", "ical", "fical")
 #: Hyperparameters with a field of their own; they reach only the losses that take them (CE has no lam).
 ROUTED = ("lam", "form", "group_size")
 _PUBLISHED_CC = {"squared": True, "eps": 1e-3, "relative_eps": False, "normalize": "none", "warmup": 0.0, "ramp": 0.0}
-#: Named settings, every CC-Loss choice explicit, so a preset does not move when the package's defaults do
-#: (docs/usage.md, "Presets"); all with the fixed eps of the paper and of the committed runs.
+#: Named settings, every CC-Loss choice explicit (docs/usage.md, "Presets"), with the fixed eps of the committed runs.
 # fmt: off
 PRESETS: dict[str, dict[str, Any]] = {
     name: {"loss": "cc", "lam": lam, "form": form, "group_size": None, "loss_params": {**_PUBLISHED_CC, **extra},
@@ -120,17 +115,12 @@ class TrainConfig:
     # fmt: on
 
     def validate(self, data: bool = True) -> TrainConfig:
-        """Raise ValueError naming anything of the wrong type, unknown (with the valid choices) or out of range
-        (``data=False``: the dataset is not checked, for a run on loaders of your own)."""
+        """ValueError naming a field of the wrong type, unknown or out of range (``data=False``: not the dataset)."""
         return check(self, skip=() if data else ("dataset",))
 
     def resolved(self, num_classes: int) -> TrainConfig:
-        """This config with the model's layout written out: what config.json records, the one place it is chosen.
-
-        - ``head``: the losses of :data:`COSINE_HEAD_LOSSES` are defined on unit class vectors: cosine; else linear.
-        - ``last_stage_width``: 512 x width_mult, except MC-Loss, whose loss needs classes x xi channels grouped
-          per class: xi = ``loss_params["xi"]`` or max(3, 512 x width_mult // classes) (:func:`~ccloss.losses.mc_xi`).
-        """
+        """This config with the model's layout written out, the one place it is chosen: ``head`` cosine for
+        :data:`COSINE_HEAD_LOSSES`, else linear; ``last_stage_width`` 512 x width_mult, for MC-Loss K x xi."""
         head = self.head or ("cosine" if self.loss in COSINE_HEAD_LOSSES else "linear")
         if self.loss in COSINE_HEAD_LOSSES and head != "cosine":
             paper = loss_class(self.loss).paper_name
@@ -153,14 +143,12 @@ class TrainConfig:
         return {**self.resolved(num_classes).loss_params, **routed}
 
     def resolved_loss_hparams(self, num_classes: int | None = None) -> dict:
-        """Every hyperparameter of this run's loss, defaults filled in (what metrics.json records);
-        ``num_classes`` defaults to the dataset's."""
+        """Every hyperparameter of this run's loss, defaults filled in (metrics.json's); default: the dataset's K."""
         num_classes = DATASETS[self.dataset].num_classes if num_classes is None else num_classes
         return build_criterion(self.loss, num_classes, **self.criterion_hparams(num_classes)).hparams
 
     def for_loss(self, loss: str, **overrides: Any) -> TrainConfig:
-        """This config for ``loss`` (``overrides`` applied): ``lam``/``form``/``group_size`` that the loss does
-        not take are reset to None, so one base config serves a comparison of losses."""
+        """This config for ``loss`` with ``overrides``; lam, form, group_size it does not take reset to None."""
         config = dataclasses.replace(self, loss=loss, **overrides)
         takes = LOSSES[config.loss].defaults if config.loss in LOSSES else {}
         return dataclasses.replace(config, **{k: None for k in ROUTED if k not in takes})

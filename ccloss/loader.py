@@ -1,9 +1,4 @@
-"""Shuffled, augmented, normalised batches from uint8 image tensors, on any device, without workers.
-
-The images stay uint8 on the device; every batch is gathered, cropped and flipped per sample by a few
-batched tensor ops (torchvision's v2 transforms draw one crop per batch), then normalised. Every draw of
-an epoch depends only on ``(seed, epoch)``: a fresh loader after ``set_epoch(e)`` gives the same batches.
-"""
+"""Shuffled, augmented, normalised batches of uint8 images kept on the device; draws depend on (seed, epoch)."""
 
 from __future__ import annotations
 
@@ -30,8 +25,7 @@ def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
 
 
 class EpochPlan(NamedTuple):
-    """The random choices of one epoch by position ``i``: image ``order[i]``, its crop offset
-    ``(top[i], left[i])`` in the (padded) image, and whether it is mirrored (``flip[i]``)."""
+    """One epoch's random choices by position ``i``: image ``order[i]``, crop offset (top, left), mirrored ``flip``."""
 
     order: torch.Tensor
     top: torch.Tensor
@@ -54,14 +48,10 @@ def _check(images, labels: torch.Tensor, batch_size: int, info, shard: tuple[int
 
 
 class TensorLoader:
-    """Batches ``(x float32 B x C x S x S, y int64 B)`` of uint8 ``images`` kept on ``device``, normalised with
-    ``info`` (a :class:`~ccloss.data.DatasetInfo`): ``(x / 255 - mean) / std``. ``augment`` None: ``info.augment``
-    for training, ``"none"`` (centre crop) otherwise; ``drop_last`` None: True for training only.
-    Call ``set_epoch(e)`` before each epoch (like ``DistributedSampler``). With ``shard = (r, world_size)``,
-    rank ``r`` takes positions ``[r * batch_size, (r + 1) * batch_size)`` of every global batch of
-    ``batch_size * world_size``; a last, partial one (``drop_last=False``) is split as evenly as possible,
-    so every image is seen once per epoch and all ranks get as many batches.
-    """
+    """Batches ``(x float32, y int64)`` of uint8 ``images`` on ``device``, ``(x / 255 - mean) / std`` with ``info``'s.
+    ``augment`` None: ``info.augment`` for training, else ``"none"`` (centre crop); ``drop_last`` None: ``train``.
+    Call ``set_epoch(e)`` before each epoch. ``shard = (r, world_size)``: rank r takes its ``batch_size`` slice of
+    every global batch (a last, partial one split evenly), so each image is seen once per epoch."""
 
     def __init__(
         self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool, info,
@@ -115,17 +105,13 @@ class TensorLoader:
         left = torch.randint(0, self._max_offset + 1, (n,), generator=g)
         return EpochPlan(order, top, left, torch.rand(n, generator=g) < 0.5)
 
-    def _bounds(self, i: int) -> tuple[int, int]:
-        """Positions [start, stop) of this rank's part of global batch ``i`` (an even split of a partial one)."""
-        g0, r, ws = i * self._global_batch, self.rank, self.world_size
-        size = min(self._global_batch, self.num_samples - g0)  # = batch_size * ws but for the last batch
-        return g0 + r * size // ws, g0 + (r + 1) * size // ws
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, top, left, flip = (t.to(self.device) for t in self.epoch_plan())
         c0, out = self._max_offset // 2, self.image_size
         for i in range(self._num_batches):
-            start, stop = self._bounds(i)
+            g0, r, ws = i * self._global_batch, self.rank, self.world_size  # this rank's part of global batch i
+            size = min(self._global_batch, self.num_samples - g0)  # a last, partial one split evenly
+            start, stop = g0 + r * size // ws, g0 + (r + 1) * size // ws
             idx = order[start:stop]
             x = self.images.index_select(0, idx)  # faster than images[idx] on CPU
             if self.augment != "none":

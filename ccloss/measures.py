@@ -1,15 +1,9 @@
-"""Class measures of a set of vectors (the attention), independent of the loss that trained them; the
-evaluation split's vectors are the queries, the training split's the references:
-
-- :func:`precision_at_1_and_map_at_r` (Musgrave, Belongie and Lim, "A Metric Learning Reality Check", 2020)
-  through pytorch-metric-learning: with R the references of the query's class and rel(i) = 1 when its i-th
-  neighbour shares it, MAP@R = mean over queries of (1/R) sum_{i<=R} P(i) rel(i), P@1 = mean rel(1);
-- :func:`knn_accuracy` (10-NN vote), :func:`probe_accuracy` (a linear probe), :func:`unseparated_pairs`
-  (per class pair a shrinkage LDA fit on the train split, balanced accuracy on the eval split < 95 %);
-- :func:`pair_geometry`, a geometry figure, not a separability measure: s_ab = D_ab / ((D_aa + D_bb) / 2) <
-  2 when the class means are closer than the pooled spread. 1/s is the class-pair form's own term, and two
-  Gaussians 12 sigma apart in d = 128 have s = 1 + 12^2 / (2d) < 2 yet separate perfectly (issue 25).
-"""
+"""Class measures of vectors (the attention), independent of the loss; eval vectors query, train vectors refer:
+:func:`precision_at_1_and_map_at_r` (Musgrave et al., "A Metric Learning Reality Check", 2020, via PML: MAP@R =
+mean over queries of (1/R) sum_{i<=R} P(i) rel(i), R the query's class's references), :func:`knn_accuracy`,
+:func:`probe_accuracy`, :func:`unseparated_pairs` (per class pair a shrinkage LDA, balanced accuracy < 95 %), and
+:func:`pair_geometry`, not a separability measure: s_ab = D_ab / ((D_aa + D_bb) / 2), the class-pair form's own
+term inverted (two Gaussians 12 sigma apart in d = 128 have s = 1 + 12^2 / (2d) < 2 yet separate perfectly)."""
 
 import math
 from dataclasses import dataclass
@@ -59,9 +53,7 @@ def _splits(train_vectors, train_labels, eval_vectors, eval_labels):
 
 
 def precision_at_1_and_map_at_r(train_vectors, train_labels, eval_vectors, eval_labels) -> dict[str, float]:
-    """``{"precision_at_1", "map_at_r"}`` in %, queries = eval vectors, references = train vectors,
-    Euclidean distance (PML's ``AccuracyCalculator(k="max_bin_count")``; formulas in the module
-    docstring). Queries whose class has no reference are left out, as PML does."""
+    """``precision_at_1``, ``map_at_r`` in % (PML, Euclidean; queries without a reference class left out)."""
     (xt, yt), (xe, ye) = _splits(train_vectors, train_labels, eval_vectors, eval_labels)
     if not np.isin(ye, yt).any():
         raise ValueError("no evaluation class occurs in the training split: nothing to retrieve")
@@ -74,8 +66,7 @@ def precision_at_1_and_map_at_r(train_vectors, train_labels, eval_vectors, eval_
 
 
 def knn_accuracy(train_vectors, train_labels, eval_vectors, eval_labels, k: int = KNN_K) -> float:
-    """Accuracy (%) of a k-NN classifier (Euclidean, uniform vote; a tied vote goes to the smallest
-    label) fit on ``train_*`` and scored on ``eval_*``. k is capped at the number of training vectors."""
+    """Accuracy (%) of a k-NN vote (Euclidean; ties to the smallest label; k at most the training vectors)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     train, eval_ = _splits(train_vectors, train_labels, eval_vectors, eval_labels)
@@ -84,9 +75,7 @@ def knn_accuracy(train_vectors, train_labels, eval_vectors, eval_labels, k: int 
 
 
 def probe_accuracy(train_vectors, train_labels, eval_vectors, eval_labels, *, C=1.0, max_iter=2000) -> float:
-    """Accuracy (%) of a linear probe: standardise (train statistics), then L2-regularised multinomial
-    logistic regression (scikit-learn, lbfgs, inverse strength ``C``) fit on ``train_*``, scored on
-    ``eval_*``. With one class in the training set every prediction is that class."""
+    """Accuracy (%) of a linear probe: standardised, L2 multinomial logistic regression (inverse strength ``C``)."""
     train, eval_ = _splits(train_vectors, train_labels, eval_vectors, eval_labels)
     if not (isinstance(C, (int, float)) and math.isfinite(C) and C > 0):
         raise ValueError(f"C must be a finite number > 0, got {C!r}")
@@ -124,20 +113,9 @@ def _summarise(matrix: np.ndarray, classes: np.ndarray, threshold: float) -> Pai
     return PairMeasure(matrix, np.asarray(classes), minimum, len(below), int(measured.sum()), pairs)
 
 
-def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a^-1 b; where a is singular (a collapsed pair) the minimum-norm least-squares solution, as sklearn's LDA."""
-    try:
-        return np.linalg.solve(a, b)
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(a, b, rcond=None)[0]
-
-
 def unseparated_pairs(train_vectors, train_labels, eval_vectors, eval_labels, threshold=SEPARATED_ABOVE):
-    """Per class pair (a, b): scikit-learn's ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")``
-    fit on the train vectors of a and b, balanced accuracy (%) = (recall_a + recall_b) / 2 on the eval
-    vectors of a and b; ``below`` counts the unseparated pairs (< ``threshold``); pairs with a class absent
-    from the eval split are NaN. That LDA's covariance is p_a S_a + p_b S_b, S_c the Ledoit-Wolf estimate
-    on class c's standardised vectors, so S_c is computed once per class, not once per pair."""
+    """Per class pair: sklearn's shrinkage LDA (lsqr, auto) on the pair's train vectors, balanced accuracy (%) on its
+    eval vectors (NaN if a class is absent); its covariance p_a S_a + p_b S_b is computed per class."""
     (xt, yt), (xe, ye) = _splits(train_vectors, train_labels, eval_vectors, eval_labels)
     classes = np.unique(yt)
     if len(classes) < 2:
@@ -150,7 +128,11 @@ def unseparated_pairs(train_vectors, train_labels, eval_vectors, eval_labels, th
     for i, j in zip(*np.triu_indices(len(classes), k=1)):
         if (ye == classes[i]).any() and (ye == classes[j]).any():
             prior = counts[[i, j]] / counts[[i, j]].sum()
-            coef = _solve(prior[0] * covs[i] + prior[1] * covs[j], np.stack([means[i], means[j]]).T).T
+            cov, centres = prior[0] * covs[i] + prior[1] * covs[j], np.stack([means[i], means[j]]).T
+            try:
+                coef = np.linalg.solve(cov, centres).T
+            except np.linalg.LinAlgError:  # a collapsed pair: the minimum-norm least squares, as sklearn's LDA
+                coef = np.linalg.lstsq(cov, centres, rcond=None)[0].T
             bias = -0.5 * (coef * np.stack([means[i], means[j]])).sum(axis=1) + np.log(prior)
             says_j = {c: xe[ye == c] @ (coef[1] - coef[0]) + bias[1] - bias[0] > 0 for c in classes[[i, j]]}
             recall = (~says_j[classes[i]]).mean() + says_j[classes[j]].mean()
@@ -159,11 +141,9 @@ def unseparated_pairs(train_vectors, train_labels, eval_vectors, eval_labels, th
 
 
 def class_distance_matrix(vectors, labels, num_classes: int | None = None) -> np.ndarray:
-    """K x K, D[a, b] = mean over i in a, j in b of ||x_i - x_j||^2 (over i != j when a = b; NaN for
-    a class with fewer than two samples, or absent), K = ``num_classes`` or the largest label + 1.
-    From class sums in O(N C): D_ab = m_a + m_b - 2 mu_a . mu_b (m the mean squared norm, mu the
-    mean), D_aa = (2 n S_a - 2 ||sum_a||^2) / (n (n - 1)) (S_a the sum of squared norms). The
-    pair-count-weighted mean of the diagonal is CC-Loss's d_intra on the same set."""
+    """K x K, D[a, b] = mean over i in a, j in b of ||x_i - x_j||^2 (i != j when a = b; NaN under two samples), in
+    O(N C): D_ab = m_a + m_b - 2 mu_a . mu_b (m mean squared norm, mu mean), D_aa = (2 n S_a - 2 ||sum_a||^2) /
+    (n (n - 1)) (S_a the sum of squared norms)."""
     x, y = _as_numpy(vectors, labels)
     k = int(num_classes) if num_classes is not None else int(y.max()) + 1
     if y.max() >= k:
@@ -181,8 +161,7 @@ def class_distance_matrix(vectors, labels, num_classes: int | None = None) -> np
 
 
 def geometry_from_distances(dist, classes=None, threshold: float = GEOMETRY_THRESHOLD) -> PairMeasure:
-    """s_ab = D_ab / ((D_aa + D_bb) / 2) from a class distance matrix (rows: ``classes``, default 0..K-1).
-    Where both classes are single points (D_aa = D_bb = 0), s is +inf for distinct points, 1 for one."""
+    """s_ab = D_ab / ((D_aa + D_bb) / 2) of a class distance matrix (two single points: +inf, or 1 if equal)."""
     dist = np.asarray(dist, dtype=np.float64)
     spread = (np.diag(dist)[:, None] + np.diag(dist)[None, :]) / 2.0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -200,8 +179,7 @@ pair_separation = pair_geometry  # ccloss 0.4's name
 
 
 def class_structure(train_vectors, train_labels, eval_vectors, eval_labels, split: str = "test", k: int = KNN_K):
-    """The flat record of a run, keys ``<split>_`` + :data:`ccloss.metrics.STRUCTURE_KEYS` (``classes``
-    and the K x K ``class_distances``, None for NaN, only up to :data:`MAX_STORED_CLASSES` classes)."""
+    """The flat record of a run, keys ``<split>_`` + :data:`ccloss.metrics.STRUCTURE_KEYS`."""
     train, eval_ = _splits(train_vectors, train_labels, eval_vectors, eval_labels)
     dist = class_distance_matrix(*eval_)
     geometry, pairs = geometry_from_distances(dist), unseparated_pairs(*train, *eval_)

@@ -6,12 +6,12 @@ the last, :func:`final_record` for metrics.json). Needs torch and numpy only: th
 
 import math
 import time
-import warnings
 
 import numpy as np
 import torch
 
 from .cc_loss import check_attention_labels
+from .runtime import warn
 
 __all__ = ["COLLAPSE_TOL", "STRUCTURE_KEYS", "RENAMED_KEYS", "dataset_intra_inter", "eval_record", "structure_record"]
 __all__ += ["final_record", "upgrade_keys"]
@@ -98,11 +98,15 @@ def structure_record(train_evaluation: dict, evaluation: dict, split: str) -> di
     try:
         from .measures import class_structure
     except ImportError as error:
-        warnings.warn(f"class measures skipped ({error}): pip install ccloss[analysis]", stacklevel=2)
+        warn(f"class measures skipped ({error}): pip install ccloss[analysis]")
         return {}
     started = time.perf_counter()
     train, evaluated = (train_evaluation["attention"], train_evaluation["labels"]), evaluation["attention"]
-    record = class_structure(*train, evaluated, evaluation["labels"], split=split)
+    try:
+        record = class_structure(*train, evaluated, evaluation["labels"], split=split)
+    except ValueError as error:  # e.g. a reference set of one class: the run stands, the measures do not
+        warn(f"class measures skipped: {error}")
+        return {}
     record["class_measures_seconds"] = time.perf_counter() - started
     return record
 

@@ -1,9 +1,6 @@
-"""``backbone -> [CAM] -> global average pool -> head`` around any trunk, and VGG16-BN / ResNet18 trunks.
-
-Layer names follow torchvision's ``resnet18`` and ``vgg16_bn`` so ImageNet weights load by name; the forward
-returns a :class:`ModelOutput` with what every loss of the paper's table needs. Choices the paper leaves open
-(docs/paper_choices.md): the CAM sits after the last stage and stays at test time; VGG16 has one linear head
-after global average pooling; its ``cifar`` stem drops the last max-pool (a 32x32 input leaves 2x2, not 1x1).
+"""``backbone -> [CAM] -> global average pool -> head`` around any trunk, and VGG16-BN / ResNet18 trunks named as
+torchvision's (ImageNet weights load by name). Open choices (docs/paper_choices.md): the CAM sits after the last
+stage, also at test time; VGG16 has one linear head; its ``cifar`` stem drops the last max-pool (32x32: 2x2 left).
 """
 
 from __future__ import annotations
@@ -140,11 +137,8 @@ def backbone_channels(backbone: nn.Module, channels: int | None = None) -> int:
 
 
 class CCModel(nn.Module):
-    """backbone -> optional :class:`ChannelAttention` -> global average pool -> head, returning a :class:`ModelOutput`.
-
-    ``backbone``: any module returning B x C x H x W maps or B x N x C tokens (the CAM and the pool then average
-    over the tokens); C is ``channels``, else its ``out_channels`` or ``num_features``. ``head``: ``linear`` or
-    ``cosine``; ``reduction``, ``cam_activation``, ``cam_min_hidden`` configure the CAM."""
+    """backbone -> optional :class:`ChannelAttention` -> average pool -> head, returning a :class:`ModelOutput`; the
+    backbone gives B x C x H x W maps or B x N x C tokens, C = ``channels``, ``out_channels`` or ``num_features``."""
 
     # fmt: off
     def __init__(
@@ -153,7 +147,7 @@ class CCModel(nn.Module):
     ) -> None:
         # fmt: on
         super().__init__()
-        _check_classes(num_classes)
+        check_classes(num_classes)
         self.backbone = backbone
         self.channels = backbone_channels(backbone, channels)
         self.cam = ChannelAttention(self.channels, reduction, cam_activation, cam_min_hidden) if cam else None
@@ -185,7 +179,7 @@ def _choice(value: str, valid: tuple[str, ...], what: str) -> str:
     return value
 
 
-def _check_classes(num_classes: int) -> None:
+def check_classes(num_classes: int) -> None:
     if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
 
@@ -198,14 +192,10 @@ def build_model(
     cam_activation: str = "relu", cam_min_hidden: int = CAM_MIN_HIDDEN,
 ) -> CCModel:
     # fmt: on
-    """ResNet18 or VGG16-BN (+CAM) for ``num_classes`` classes, or :class:`CCModel` around your module.
-
-    ``backbone``: ``"resnet18"``, ``"vgg16"`` or a module (``channels``: its C, see :class:`CCModel`; the
-    arguments but the CAM's and the head's apply to the built-in trunks only). ``width_mult`` scales every
-    stage (1.0 = torchvision's widths); ``last_stage_width`` overrides the last stage's (MC-Loss needs classes
-    x xi); ``pretrained``: None, a state-dict / checkpoint path, or ``"imagenet"`` (torchvision's weights,
-    ``width_mult=1``). ``reduction``, ``cam_activation``, ``cam_min_hidden`` configure :class:`ChannelAttention`.
-    """
+    """ResNet18 or VGG16-BN (+CAM) for ``num_classes`` classes, or :class:`CCModel` around your module (then only
+    ``channels`` and the CAM's and head's arguments apply). ``width_mult`` scales every stage (1.0: torchvision's);
+    ``last_stage_width`` overrides the last (MC-Loss: classes x xi); ``pretrained``: None, a state-dict /
+    checkpoint path, or ``"imagenet"`` (torchvision's weights, ``width_mult=1``)."""
     options = dict(
         cam=cam, head=head, reduction=reduction, cam_activation=cam_activation, cam_min_hidden=cam_min_hidden
     )
@@ -215,7 +205,7 @@ def build_model(
         return CCModel(backbone, num_classes, channels=channels, **options)
     _choice(backbone, BACKBONES, "backbone")
     _choice(stem, STEMS, "stem")
-    _check_classes(num_classes)
+    check_classes(num_classes)
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels!r}")
     if not width_mult > 0:

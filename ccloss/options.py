@@ -1,10 +1,4 @@
-"""Options that carry their own help, choices and range: each one written once, as a dataclass field.
-
-``option(default, help, choices=..., must=..., test=...)`` is a :func:`dataclasses.field` whose metadata
-holds the rest. :func:`check` checks every field of an instance against its annotation and metadata;
-:func:`build` makes an instance from keyword arguments (unknown names: a ValueError listing the valid
-ones). CC-Loss's options, every criterion's hyperparameters, TrainConfig and the CLI use these two.
-"""
+"""Options written once, as dataclass fields with help, choices and a test; :func:`check`, :func:`build`."""
 
 from __future__ import annotations
 
@@ -20,8 +14,7 @@ _TYPES = {"str": str, "bool": bool, "int": int, "float": float, "dict": dict, "t
 
 
 def option(default: Any, help: str, *, choices: tuple = (), must: str = "", test: Callable | None = None) -> Any:
-    """A dataclass field: its default, its help, the valid ``choices`` (a closed set), and a ``test`` a value of
-    the right type must pass, ``must`` saying in words what the type and the test ask."""
+    """A dataclass field with its help, valid ``choices``, and a ``test`` a value must pass (``must``: in words)."""
     metadata = {"help": help, "choices": tuple(choices), "must": must, "test": test}
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
@@ -40,17 +33,15 @@ def _valid(spec: dataclasses.Field, value: Any) -> tuple[bool, Any]:
         return nullable, value
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # an int passes for a float
-    if isinstance(value, bool) and target is not bool:
-        return False, value
-    if not isinstance(value, target) or (target is float and not math.isfinite(value)):
+    wrong_bool = isinstance(value, bool) and target is not bool
+    if wrong_bool or not isinstance(value, target) or (target is float and not math.isfinite(value)):
         return False, value
     choices, test = spec.metadata.get("choices", ()), spec.metadata.get("test")
     return (not choices or value in choices) and (test is None or bool(test(value))), value
 
 
 def check(obj: Any, owner: str = "", skip: tuple[str, ...] = ()) -> Any:
-    """``obj`` with each field checked (an int in a float field becomes a float), else a ValueError
-    naming the field, what it must be (the valid choices) and the value given."""
+    """``obj`` with each field checked (int -> float where float), else a ValueError naming field, rule and value."""
     where = f"{owner}: " if owner else ""
     for spec in dataclasses.fields(obj):
         if spec.name in skip:
@@ -83,8 +74,7 @@ def build(cls: type, values: dict[str, Any], owner: str) -> Any:
 
 
 def signature(cls: type, *leading: str) -> inspect.Signature:
-    """A signature with ``leading`` positional parameters, then the fields of ``cls`` keyword-only (so that
-    ``help()`` and ``inspect`` show every option with its default)."""
+    """``leading`` positional parameters, then the fields of ``cls`` keyword-only with defaults (for ``help()``)."""
     kinds = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
     first = [inspect.Parameter(name, kinds[0]) for name in leading]
     rest = [inspect.Parameter(k, kinds[1], default=v) for k, v in defaults(cls).items()]

@@ -1,5 +1,4 @@
-"""Where the repository is: the notebooks and experiments read committed results, sweeps and figures from
-it, never from ``../``; :func:`repo_root` finds it from the package (an editable install) or the working folder."""
+"""Where the repository is (the notebooks read results, sweeps and figures from it): :func:`repo_root`."""
 
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ def repo_url() -> str:
 
 
 def repo_root(start: Path | None = None) -> Path:
-    """The repository holding this package, else the first one above ``start`` (default: the working
-    directory): a folder with the package and the notebooks side by side; else FileNotFoundError."""
+    """The checkout holding this package, else the first above ``start`` (default: the working folder)."""
     here = (start or Path.cwd()).resolve()
     for folder in (PACKAGE_PARENT, here, *here.parents):
         if (folder / "ccloss" / "__init__.py").is_file() and (folder / "notebooks").is_dir():

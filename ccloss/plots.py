@@ -1,6 +1,4 @@
-"""Figures of the notebooks: one function per kind, each taking data (see :mod:`ccloss.analysis`) and
-returning a :class:`matplotlib.figure.Figure` with a title, labelled axes and labelled colour bars;
-:func:`save_figure` writes it under a stable name. No ``plt.show()``, no display needed (Agg)."""
+"""Figures of the notebooks: one function per kind, taking data (:mod:`ccloss.analysis`), returning a Figure."""
 
 import os
 from collections.abc import Mapping, Sequence
@@ -21,17 +19,14 @@ __all__ += ["plot_distance_comparison", "plot_class_channel_heatmaps"]
 #: metrics.json keys and their panel titles, in the order of the training-curve panels.
 CURVE_PANELS = (("ce", "cross-entropy (train)"), ("cc", "CC term (train, unweighted)"), ("train_acc", "train acc (%)"))
 _SPLIT_PANELS = (("acc", "accuracy (%)"), ("intra_inter", "intra/inter (attention)"))
-CURVE_PANELS += tuple(
-    (f"{split}_{key}", f"{split} {title}") for split in ("test", "val") for key, title in _SPLIT_PANELS
-)
+CURVE_PANELS += tuple((f"{s}_{key}", f"{s} {title}") for s in ("test", "val") for key, title in _SPLIT_PANELS)
 LOSS_LABELS = {"ce": "CE+CAM", "cc": "CC-Loss, class-pair", "cc_ratio": "CC-Loss, ratio (paper)"}
 LOSS_COLOURS = {"ce": "tab:blue", "cc": "tab:orange", "cc_ratio": "tab:green"}
 DISTANCE = "squared distance"
 
 
 def save_figure(fig: Figure, name: str, figures_dir="../figures", formats: Sequence[str] = ("png",), dpi=110):
-    """Write ``fig`` as ``<figures_dir>/<name>.<fmt>`` per format (a temporary file renamed into place);
-    SVGs get a fixed hash salt and no date, PNGs no software tag, so the same figure writes the same bytes."""
+    """``fig`` as ``<figures_dir>/<name>.<fmt>``, renamed into place; no date or tag: same figure, same bytes."""
     folder, paths = Path(figures_dir), []
     folder.mkdir(parents=True, exist_ok=True)
     for fmt in (f.lstrip(".").lower() for f in formats):
@@ -80,8 +75,7 @@ def plot_attention_batch(attention: np.ndarray, labels: np.ndarray, title: str =
 
 
 def plot_distance_matrix(distances, labels, title="", ax=None, vmin=None, vmax=None, cmap="magma", colorbar=True):
-    """A B x B distance matrix, rows and columns sorted by class: CC-Loss's goal reads as dark
-    diagonal blocks (small d_intra) on a bright background (large d_inter). Returns the figure."""
+    """A B x B distance matrix sorted by class: CC-Loss's goal is dark diagonal blocks on a bright background."""
     order = np.argsort(np.asarray(labels), kind="stable")
     fig, ax = plt.subplots(figsize=(4.6, 4)) if ax is None else (ax.figure, ax)
     d, title = np.asarray(distances)[np.ix_(order, order)], title or "distances, sorted by class"
@@ -91,8 +85,7 @@ def plot_distance_matrix(distances, labels, title="", ax=None, vmin=None, vmax=N
 
 
 def plot_distance_matrices(matrices: Mapping[str, tuple], vmax: float | None = None, panel_size=4.3) -> Figure:
-    """Class-sorted distance matrices side by side on one scale, 0 to ``vmax`` (default: the largest
-    entry of all); ``matrices[title] = (distances, labels)``."""
+    """``matrices[title] = (distances, labels)`` side by side on one scale, 0 to ``vmax`` (default: the largest)."""
     vmax = vmax if vmax is not None else max(float(np.nanmax(d)) for d, _ in matrices.values())
     fig, axes = plt.subplots(1, len(matrices), figsize=(panel_size * len(matrices), panel_size * 0.9), squeeze=False)
     for c, (title, (d, labels)) in enumerate(matrices.items()):
@@ -115,8 +108,7 @@ def _descent_panel(ax, traj, labels, step: int, loss: float, dims, paths: bool =
 
 
 def plot_descent(result: Mapping[str, np.ndarray], labels, steps: Sequence[int] | None = None, dims=(0, 1)) -> Figure:
-    """Snapshots of :func:`ccloss.analysis.descend_cc` (two channels, each vector's path traced) and
-    the loss, d_intra and d_inter per step."""
+    """Snapshots of :func:`ccloss.analysis.descend_cc` (two channels, paths traced) and the loss and its parts."""
     traj, labels = np.asarray(result["trajectory"]), np.asarray(labels)
     steps = list(steps) if steps is not None else [0, (len(traj) - 1) // 10, len(traj) - 1]
     fig, axes = plt.subplots(1, len(steps) + 1, figsize=(3.3 * (len(steps) + 1), 3.3))
@@ -164,8 +156,7 @@ def plot_timing(timings: pd.DataFrame) -> Figure:
 
 
 def plot_training_curves(histories: pd.DataFrame, panels: Sequence[tuple[str, str]] = CURVE_PANELS) -> Figure:
-    """Per-epoch mean over seeds of each loss, with a band from the lowest to the highest seed;
-    ``histories`` as :func:`ccloss.analysis.load_histories` returns; panels no run logged are left out."""
+    """Per-epoch mean over seeds of each loss, banded lowest to highest seed (``load_histories``)."""
     summary = history_summary(histories)
     present = [(m, t) for m, t in panels if (summary["metric"] == m).any()] or [("", "no metric logged")]
     fig, axes = plt.subplots(1, len(present), figsize=(3.3 * len(present), 3.1), squeeze=False)
@@ -190,8 +181,7 @@ def plot_training_curves(histories: pd.DataFrame, panels: Sequence[tuple[str, st
 
 
 def plot_embedding_grid(maps: Mapping[tuple[str, str], np.ndarray], labels, scores=None) -> Figure:
-    """2-D embeddings (e.g. t-SNE) in a grid, rows = kinds (attention, features), columns = models:
-    ``maps[(model, kind)]`` is N x 2 for the same N samples (``labels``); ``scores`` go in the titles."""
+    """``maps[(model, kind)]``, N x 2 embeddings of the same samples, in a grid (rows: kinds; columns: models)."""
     models, kinds = list(dict.fromkeys(m for m, _ in maps)), list(dict.fromkeys(k for _, k in maps))
     labels, cmap = np.asarray(labels), plt.get_cmap("tab10")
     fig, axes = plt.subplots(len(kinds), len(models), figsize=(4 * len(models), 3.8 * len(kinds)), squeeze=False)
@@ -211,9 +201,7 @@ def plot_embedding_grid(maps: Mapping[tuple[str, str], np.ndarray], labels, scor
 
 
 def plot_distance_comparison(samples: Mapping[str, tuple], classes: Mapping[str, np.ndarray], shared=False) -> Figure:
-    """Top: class-sorted sample distance matrices per model (``samples[model] = (N x N, labels)``);
-    bottom: class x class mean distances (``classes[model]``, K x K). Each panel has its own scale and
-    colour bar, so small distances stay readable; ``shared=True`` gives each row one scale."""
+    """Per model: class-sorted sample distances above, the K x K class means below (``shared``: one scale a row)."""
     fig, axes = plt.subplots(2, len(samples), figsize=(4.6 * len(samples), 8), squeeze=False)
     top = max(float(np.nanmax(d)) for d, _ in samples.values()) if shared else None
     bottom = max(float(np.nanmax(m)) for m in classes.values()) if shared else None
@@ -228,9 +216,7 @@ def plot_distance_comparison(samples: Mapping[str, tuple], classes: Mapping[str,
 
 
 def plot_pair_separation(geometries: Mapping[str, object], threshold: float = 2.0) -> Figure:
-    """The class-pair geometry s_ab = D_ab / ((D_aa + D_bb) / 2) per model (:func:`ccloss.measures.pair_geometry`)
-    on one log colour scale centred on ``threshold``: red (and crossed) pairs have s < 2, their means closer
-    than the pooled spread. A geometry figure: a classifier may still separate red pairs."""
+    """s_ab = D_ab / ((D_aa + D_bb) / 2) per model (:func:`~ccloss.measures.pair_geometry`), pairs < 2 crossed."""
     from matplotlib.colors import LogNorm
 
     shown = {m: np.clip(np.where(np.isinf(g.matrix), np.nan, g.matrix), 1e-3, None) for m, g in geometries.items()}
@@ -248,8 +234,7 @@ def plot_pair_separation(geometries: Mapping[str, object], threshold: float = 2.
 
 
 def plot_class_channel_heatmaps(matrices: Mapping[str, np.ndarray], orders=None, class_names=None) -> Figure:
-    """Class x channel mean attention per model (rows: classes; columns: channels, in ``orders[model]``
-    when given), on one colour scale [0, 1]."""
+    """Class x channel mean attention per model (columns in ``orders[model]`` when given), on [0, 1]."""
     rows = next(iter(matrices.values())).shape[0]
     fig, axes = plt.subplots(len(matrices), 1, figsize=(10, 2.2 + 0.25 * rows * len(matrices)), squeeze=False)
     xlabel = "channel" + (" (grouped by the class that uses it most)" if orders is not None else "")

@@ -35,8 +35,7 @@ def _imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained(model: nn.Module, backbone: str, source: str | os.PathLike) -> list[str]:
-    """Load ``source`` ("imagenet", or a state dict or checkpoint file) by name where shapes agree, never the
-    heads (fc, classifier); a 3-channel first conv is summed over its channels for grey inputs. The names loaded."""
+    """Load ``source`` by name where shapes agree, never the heads (grey inputs: first conv summed); names loaded."""
     check_weights_file(source)
     if os.fspath(source) == "imagenet":
         state = _imagenet_state_dict(backbone)

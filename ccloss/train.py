@@ -1,7 +1,4 @@
-"""The training loop, top to bottom: :func:`train_one_epoch` (forward, CE + lambda * CC, backward, step),
-:func:`evaluate` (outputs and accuracy), :func:`fit`: check the paths and run directory, build criterion and model
-(:func:`ccloss.config.build_for_config`), load the data, evaluate at initialisation (the collapse reference), train
-with a checkpoint per epoch. It resumes, stops on SIGTERM, runs under torchrun (plumbing: :mod:`ccloss.runtime`)."""
+"""The training loop: :func:`train_one_epoch`, :func:`evaluate`, :func:`fit` (resume, SIGTERM, torchrun)."""
 
 from __future__ import annotations
 
@@ -85,9 +82,8 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Iterable, op
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device | None = None, amp: bool = False, *,
              se_units: bool = False) -> dict[str, Any]:  # fmt: skip
-    """The model over ``loader`` in eval mode: CPU tensors ``logits``, ``labels``, ``features``, ``attention`` (None
-    without a CAM) and ``accuracy`` = 100 * mean(argmax logits == label); with ``se_units``, ``se_max``: each CAM
-    hidden unit's largest pre-activation over the set (a unit at <= 0 on every image is dead)."""
+    """CPU ``logits``, ``labels``, ``features``, ``attention`` (None without CAM) over ``loader``, and ``accuracy`` (%);
+    ``se_units``: ``se_max``, each CAM hidden unit's largest pre-activation (<= 0 everywhere: dead)."""
     model.eval()
     device = model_device(model) if device is None else torch.device(device)
     outputs: dict[str, list] = {"logits": [], "labels": [], "features": [], "attention": []}
@@ -142,9 +138,8 @@ class Run:
 def fit(config: TrainConfig, *, model: nn.Module | None = None, criterion: Criterion | None = None,
         train_loader: Iterable | None = None, eval_loader: Iterable | None = None,
         reference_loader: Iterable | None = None) -> dict:  # fmt: skip
-    """Train (or resume, or load) a run; metrics.json's dictionary. What is not given is built from ``config``; your
-    loaders are iterables of ``(x, y)``, ``reference_loader`` the training set unaugmented (for the class measures).
-    Under torchrun, DDP: rank 0 alone reads and writes the run directory."""
+    """Train (or resume, or load) a run; metrics.json's dictionary. What is not given is built from ``config``; loaders
+    yield ``(x, y)``, ``reference_loader`` the unaugmented training set. Under torchrun rank 0 writes the run."""
     if (train_loader is None) != (eval_loader is None):
         raise ValueError("give both train_loader and eval_loader, or neither (both are then built from the config)")
     config.validate(data=train_loader is None)
@@ -276,7 +271,7 @@ def _run_epoch(run: Run, epoch: int) -> None:
 
 
 def _class_measures(run: Run, evaluation: dict) -> dict:
-    """The class structure against the training set without augmentation (given, or the built loader's images)."""
+    """The class structure against the unaugmented training set (given, or the built loader's images)."""
     reference, train = run.reference_loader, run.train_loader
     if reference is None and isinstance(train, TensorLoader):
         reference = TensorLoader(train.images, train.labels, 512, train=False, info=train.info, device=run.device,

@@ -126,17 +126,6 @@ def test_silhouette_separated_and_mixed():
     assert abs(analysis.silhouette(mixed, labels)) < 0.2
 
 
-def test_embedding_scores_columns():
-    x, labels = _data()
-    emb = {"m": {"labels": labels, "predictions": labels, "attention": x, "features": x * 2}}
-    scores = analysis.embedding_scores(emb)
-    assert scores.loc[0, "test_acc (%)"] == 100.0
-    ratio = dataset_intra_inter(torch.as_tensor(x), torch.as_tensor(labels))["ratio"]
-    assert scores.loc[0, "intra/inter (attention)"] == pytest.approx(ratio)
-    assert scores.loc[0, "intra/inter (features)"] == pytest.approx(ratio)  # scale-invariant
-    assert scores.loc[0, "silhouette (features)"] == pytest.approx(scores.loc[0, "silhouette (attention)"])
-
-
 # ---------------------------------------------------------------------------------------------
 # toy descent, variants, cost
 # ---------------------------------------------------------------------------------------------

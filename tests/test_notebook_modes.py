@@ -61,7 +61,7 @@ def _outputs(nb) -> str:
 
 
 @pytest.mark.slow
-def test_03_runs_the_paper_lambda_sweep_shrunk_to_two_cpu_runs(tmp_path):
+def test_04_runs_the_paper_lambda_sweep_shrunk_to_two_cpu_runs(tmp_path):
     """prefix=paper: the lambda sweep runs (2 points); the other paper sweeps have no results and are skipped."""
     repo_figure = REPO_ROOT / "figures" / "04_lambda.png"
     before = repo_figure.stat().st_mtime_ns if repo_figure.exists() else None
@@ -89,7 +89,7 @@ def test_03_runs_the_paper_lambda_sweep_shrunk_to_two_cpu_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_05_runs_the_paper_table_shrunk_to_three_cpu_runs(tmp_path):
+def test_06_runs_the_paper_table_shrunk_to_three_cpu_runs(tmp_path):
     """The paper's table-1 sweep file with its points cut to CE and CC-Loss (overrides cannot drop points),
     their seeds cut to one and two, and the overrides making each run a one-epoch digits run on the CPU."""
     sweep = yaml.safe_load((REPO_ROOT / "sweeps" / "paper_table1_losses.yaml").read_text())

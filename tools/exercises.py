@@ -11,6 +11,7 @@ committed ones differ.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import nbformat
@@ -24,6 +25,8 @@ NOTEBOOK_DIR = repo_root() / "notebooks"
 EXERCISE_DIR = NOTEBOOK_DIR / "exercises"
 SOLUTION_TAG = "solution"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+#: A Colab link to a solution notebook; the copies' badges must open the copy itself.
+COLAB_NOTEBOOK = re.compile(r"(colab\.research\.google\.com/github/[^/\s]+/[^/\s]+/blob/[^/\s]+/notebooks/)(?!exercises/)")
 
 
 def solution_cells(nb: nbformat.NotebookNode) -> list[int]:
@@ -48,6 +51,8 @@ def exercise_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in out.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+        elif cell.cell_type == "markdown":
+            cell.source = COLAB_NOTEBOOK.sub(r"\1exercises/", cell.source)
     out.metadata.pop("papermill", None)
     return out
 

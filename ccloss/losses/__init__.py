@@ -1,11 +1,7 @@
-"""Every training objective of the CC-Loss paper's comparison behind one interface (``base.py``):
-
-``ce`` CE and ``focal`` Focal (``ce.py``); ``cc`` CC-Loss, CE + lam * CC (``cc.py``); ``asoftmax`` A-Softmax,
-SphereFace's margin on the cosine head (``asoftmax.py``); ``mcloss`` MC-Loss (``mcloss.py``); ``ical`` ICAL
-and ``fical`` FICAL, a reconstruction from its abstract (``ical.py``).
-
-``build_criterion(name, num_classes, **hparams)`` builds one (``base.py`` has the interface). Which head
-and last-stage width a loss trains with is decided in ``ccloss.config``, not here.
+"""Every objective of the CC-Loss paper's comparison behind one interface (``base.py``): ``ce`` and ``focal``
+(``ce.py``); ``cc`` CE + lam * CC (``cc.py``); ``asoftmax`` SphereFace's margin on the cosine head (``asoftmax.py``);
+``mcloss`` (``mcloss.py``); ``ical`` and ``fical``, a reconstruction from its abstract (``ical.py``).
+``build_criterion(name, num_classes, **hparams)`` builds one; ccloss.config chooses the model's head and width.
 """
 
 from __future__ import annotations
@@ -39,9 +35,5 @@ def loss_class(name: str) -> type[Criterion]:
 
 
 def build_criterion(name: str, num_classes: int, **hparams: Any) -> Criterion:
-    """The criterion called ``name`` (a key of LOSSES: ``"cc"`` is CC-Loss) with ``hparams``.
-
-    Unknown names and hyperparameters raise ValueError listing the valid ones; a value of the wrong type
-    or range raises too (strings are parsed by the CLI, ``ccloss.cli.parse_loss_params``).
-    """
+    """The criterion ``LOSSES[name]`` with ``hparams``; a bad name or value raises a ValueError listing valid ones."""
     return loss_class(name)(num_classes, **hparams)

@@ -17,13 +17,8 @@ __all__ = ["ASoftmaxLoss", "sphereface_psi_from_cos", "annealed_lambda", "asoftm
 
 
 def sphereface_psi_from_cos(cos_theta: Tensor, m: int) -> Tensor:
-    """psi(theta) = (-1)^k cos(m theta) - 2k on [k pi/m, (k+1) pi/m], k = floor(m theta / pi), from cos(theta).
-
-    SphereFace's monotonically decreasing extension of cos(m theta) to [0, pi] (m = 1: cos theta), computed as
-    the official code does: cos(m theta) is the Chebyshev polynomial T_m(cos theta) (three-term recurrence), so
-    the gradient never goes through acos (infinite derivative at cos = +-1); k is a constant for autograd,
-    clamped to [0, m - 1] so that theta = pi stays on the last interval.
-    """
+    """psi(theta) = (-1)^k cos(m theta) - 2k on [k pi/m, (k+1) pi/m], k = floor(m theta / pi) clamped to [0, m - 1],
+    from cos(theta), as SphereFace's code: cos(m theta) = T_m(cos theta) (Chebyshev), no gradient through acos."""
     m = int(m)
     k = torch.floor(m * torch.acos(cos_theta.detach().clamp(-1.0, 1.0)) / math.pi).clamp(0, m - 1)
     previous, chebyshev = torch.ones_like(cos_theta), cos_theta
@@ -38,8 +33,7 @@ def annealed_lambda(step: int | float, lambda_base: float, lambda_gamma: float, 
 
 
 def asoftmax_logits(logits: Tensor, features: Tensor, labels: Tensor, margin: int, lambda_a: float) -> Tensor:
-    """The cosine head's logits |x| cos(theta_j), the target's replaced by |x| (lambda_a cos + psi) / (1 + lambda_a);
-    ``features`` are the head's input x."""
+    """Cosine logits |x| cos(theta_j), the target's replaced by |x| (lambda_a cos + psi) / (1 + lambda_a)."""
     check_labels(logits, labels)
     logits = as_compute(logits)
     norm = features.to(logits.dtype).norm(dim=1, keepdim=True)
@@ -57,14 +51,8 @@ class ASoftmaxOptions:
 
 
 class ASoftmaxLoss(Criterion):
-    """A-Softmax (SphereFace, Liu et al. CVPR 2017): CE on logits whose target entry is
-    f_y = |x| (lambda_a cos theta_y + psi(theta_y)) / (1 + lambda_a).
-
-    lambda_a = max(lambda_min, lambda_base / (1 + lambda_gamma * step)) anneals from plain softmax to the
-    margin, as in the official code (github.com/wy1iu/sphereface) and its PyTorch port (clcarwin/
-    sphereface_pytorch, which counts iterations from 1; here ``step`` is 0-based). Needs the cosine head; at
-    test time its plain cosine logits are the prediction. Parts: ce (of the plain logits), asoftmax, lambda_a.
-    """
+    """A-Softmax (SphereFace, Liu et al. CVPR 2017): CE on logits whose target is |x| (lambda_a cos + psi) / (1 +
+    lambda_a), lambda_a annealed (:func:`annealed_lambda`). Needs the cosine head. Parts: ce, asoftmax, lambda_a."""
 
     name, paper_name, Options = "asoftmax", "A-Softmax", ASoftmaxOptions
     summary = "SphereFace margin psi(theta) on the cosine head, annealed lambda"

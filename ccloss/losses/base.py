@@ -1,9 +1,6 @@
-"""The interface of every objective: ``criterion(model_output, labels, step) -> LossOutput(loss, parts)``.
-
-``parts`` holds ``"ce"`` (the plain cross-entropy of the logits) and each *unweighted* extra term, detached
-(no host sync inside a criterion); losses run in float32 (float64 stays) whatever the autocast. A criterion
-never chooses the model's layout (ccloss.config does, in one visible place); it only checks what it needs.
-"""
+"""The interface of every objective: ``criterion(model_output, labels, step) -> LossOutput(loss, parts)``; ``parts``:
+``"ce"`` and each *unweighted* extra term, detached; float32 (float64 stays) under any autocast. A criterion only
+checks the model's layout (ccloss.config chooses it)."""
 
 from __future__ import annotations
 
@@ -14,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..cc_loss import compute_dtype
-from ..models import ModelOutput
+from ..models import ModelOutput, check_classes
 from ..options import build, defaults, signature
 
 __all__ = ["LossOutput", "Criterion", "NoOptions", "NONNEGATIVE", "as_compute", "check_labels", "detached", "require"]
@@ -59,10 +56,8 @@ def require(condition: bool, message: str) -> None:
 
 
 class Criterion(nn.Module):
-    """Base class: ``forward(output, labels, step=0) -> LossOutput``. Subclasses set ``name`` (the registry key),
-    ``paper_name``, ``summary`` and ``Options``, a frozen dataclass of :func:`ccloss.options.option` fields: the one
-    place a hyperparameter is written. ``Criterion(num_classes, **hparams)`` checks them and sets each as an
-    attribute (``self.lam`` ...); ``hparams`` holds them all."""
+    """Base class: ``forward(output, labels, step=0) -> LossOutput``; subclasses set ``name``, ``paper_name``,
+    ``summary`` and ``Options`` (:func:`ccloss.options.option` fields), checked and set as attributes."""
 
     name: ClassVar[str] = ""
     paper_name: ClassVar[str] = ""
@@ -77,8 +72,7 @@ class Criterion(nn.Module):
 
     def __init__(self, num_classes: int, **hparams: Any) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or int(num_classes) != num_classes or int(num_classes) < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        check_classes(num_classes)
         self.num_classes = int(num_classes)
         self.hparams: dict[str, Any] = asdict(build(self.Options, hparams, f"loss {self.name!r} ({self.paper_name})"))
         for key, value in self.hparams.items():
@@ -93,10 +87,8 @@ class Criterion(nn.Module):
     def _logits(self, output: ModelOutput, labels: Tensor) -> Tensor:
         logits = output.logits
         check_labels(logits, labels)
-        k = logits.shape[1]
-        require(
-            k == self.num_classes, f"{self.paper_name} was built for {self.num_classes} classes, the logits have {k}"
-        )
+        k, built = logits.shape[1], self.num_classes
+        require(k == built, f"{self.paper_name} was built for {built} classes, the logits have {k}")
         return logits
 
     def _check_cosine_head(self, output: ModelOutput) -> None:

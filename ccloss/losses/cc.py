@@ -30,12 +30,8 @@ class CCCriterionOptions(CCOptions):
 
 
 class CrossEntropyWithCC(Criterion):
-    """CC-Loss: L = CE + lam(t) * CC(attention, labels) (Song et al., ICPR 2020; reconstruction).
-
-    CC is the attribute ``cc``, a :class:`~ccloss.cc_loss.CCLoss` with this criterion's options (default: the
-    class-pair form, lam 0.1; the paper's: ``form="ratio"``). Needs the CAM. lam(t) is 0 for the first ``warmup``
-    of training, then grows linearly to ``lam`` over the next ``ramp`` (both 0: lam throughout; they need
-    :meth:`set_total_steps`, which the loop calls). Parts: ce, cc (unweighted), d_intra, d_inter (and lam)."""
+    """CC-Loss: L = CE + lam(t) * CC(attention, labels) (Song et al., ICPR 2020), CC the :class:`CCLoss` ``cc``; lam(t)
+    is 0 for the first ``warmup`` of training, then grows to ``lam`` over ``ramp``. Parts: ce, cc, d_intra, d_inter."""
 
     name, paper_name, Options = "cc", "CC-Loss", CCCriterionOptions
     summary = "CE + lam * CC on the CAM's attention vectors (pair_ratio; form=ratio: the paper's)"

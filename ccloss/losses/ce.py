@@ -1,5 +1,4 @@
-"""Cross-entropy, L = -log softmax(z)_y (with the CAM: the paper's CE+CAM row), and the focal loss
-FL = -alpha (1 - p_t)^gamma log p_t (Lin et al., ICCV 2017)."""
+"""Cross-entropy (with the CAM: the paper's CE+CAM row) and the focal loss (Lin et al., ICCV 2017)."""
 
 from __future__ import annotations
 
@@ -28,8 +27,7 @@ class CrossEntropy(Criterion):
 
 
 def focal_loss(logits: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float = 1.0) -> Tensor:
-    """FL = batch mean of -alpha (1 - p_t)^gamma log p_t; the gradient flows through the modulating factor
-    too (as in the paper); gamma=0, alpha=1 is the cross-entropy."""
+    """FL = batch mean of -alpha (1 - p_t)^gamma log p_t (gradient through the modulator too; gamma=0: CE)."""
     check_labels(logits, labels)
     log_pt = F.log_softmax(as_compute(logits), dim=1).gather(1, labels[:, None].long()).squeeze(1)
     if gamma == 0:
@@ -46,8 +44,7 @@ class FocalOptions:
 
 
 class FocalLoss(Criterion):
-    """Focal loss (Lin et al., ICCV 2017): FL = -alpha (1 - p_t)^gamma log p_t, batch mean; scalar alpha (no
-    class balancing), gamma = 2, alpha = 1 (docs/baselines.md). Parts: ce, focal."""
+    """Focal loss (Lin et al., ICCV 2017), scalar alpha, gamma 2 (docs/baselines.md). Parts: ce, focal."""
 
     name, paper_name, Options = "focal", "Focal", FocalOptions
     summary = "-alpha (1 - p_t)^gamma log p_t"

@@ -1,5 +1,4 @@
-"""ICAL (Inter-Class Angular Loss, Hao et al., AAAI 2019): push the unit class vectors apart in angle; and
-FICAL (Focal ICAL, VCIP 2019), a reconstruction from its abstract: confusion-weighted class cosines."""
+"""ICAL (Hao et al., AAAI 2019): unit class vectors apart in angle; FICAL (VCIP 2019), confusion-weighted."""
 
 from __future__ import annotations
 
@@ -23,15 +22,13 @@ def unit_rows(head_weight: Tensor) -> Tensor:
 
 
 def ical_penalty(head_weight: Tensor) -> Tensor:
-    """||sum_j w_j||^2 / K^2 for the unit class vectors w_j (rows re-normalised): the mean of cos(w_i, w_j) over
-    all K^2 ordered pairs, diagonal included, = 1/K + (K - 1)/K * (mean off-diagonal cosine). O(K C)."""
+    """||sum_j w_j||^2 / K^2, w_j the unit class vectors: mean cos(w_i, w_j) over all K^2 ordered pairs, O(K C)."""
     w = unit_rows(head_weight)
     return w.sum(dim=0).pow(2).sum() / (w.shape[0] ** 2)
 
 
 def fical_penalty(head_weight: Tensor, confusion: Tensor) -> Tensor:
-    """sum_{i != j} W_ij cos_ij / sum_{i != j} W_ij with W = (R + R^T) / 2 detached (uniform R: the mean
-    off-diagonal cosine of the class vectors)."""
+    """sum_{i != j} W_ij cos_ij / sum_{i != j} W_ij, W = (R + R^T) / 2 detached."""
     w = unit_rows(head_weight)
     rates = confusion.detach().to(w.dtype)
     weights = (0.5 * (rates + rates.T)).masked_fill(torch.eye(w.shape[0], dtype=torch.bool, device=w.device), 0.0)
@@ -60,8 +57,7 @@ class FICALOptions(ICALOptions):
 
 
 class ICALoss(Criterion):
-    """ICAL (Hao et al., AAAI 2019): L = CE + (lam / K^2) ||sum_j w_j||^2, w_j the unit class vectors of the
-    cosine head (:func:`ical_penalty`). Needs the cosine head. Parts: ce, ical (the unweighted penalty)."""
+    """ICAL (Hao et al., AAAI 2019): L = CE + lam :func:`ical_penalty`; needs the cosine head. Parts: ce, ical."""
 
     name, paper_name, Options = "ical", "ICAL", ICALOptions
     summary = "CE + lam * mean pairwise cosine of unit class vectors (||sum w||^2 / K^2)"
@@ -77,11 +73,8 @@ class ICALoss(Criterion):
 
 
 class FICALoss(ICALoss):
-    """FICAL (Focal ICAL, VCIP 2019), a reconstruction from the abstract (class-pair cosines weighted by a confusion
-    rate evaluated at each iteration): L = CE + lam * :func:`fical_penalty`, R_ij = mean softmax probability of
-    class j on the batch's class-i samples, an EMA (``momentum``; absent classes keep their row) in the buffer
-    ``confusion`` (checkpointed, initialised to 1/K), updated in training mode with gradients only. Needs the
-    cosine head. Parts: ce, fical (the unweighted penalty)."""
+    """FICAL (VCIP 2019), a reconstruction from the abstract: L = CE + lam :func:`fical_penalty`, R_ij the EMA
+    (``momentum``) of the mean softmax of class j on class-i samples. Needs the cosine head. Parts: ce, fical."""
 
     name, paper_name, Options = "fical", "FICAL", FICALOptions
     summary = "reconstruction from the abstract: CE + lam * confusion-weighted pairwise cosine"

@@ -17,16 +17,12 @@ __all__ = ["MCLoss", "mc_xi", "mc_channel_mask", "mc_discriminality", "mc_divers
 
 
 def mc_xi(width: int, num_classes: int) -> int:
-    """Channels per class for a last stage of ``width`` channels: max(3, width // K). The paper's table keeps one
-    backbone, so K xi fits its width (512: 51 for 10 classes, 5 for 100); the official code uses xi = 3 for
-    CUB's 200 classes (a last stage of 600), hence the floor (Cars-196: 588). ``ccloss.config`` applies it."""
+    """Channels per class of a ``width``-channel last stage: max(3, width // K) (official code: 3 for 200 classes)."""
     return max(3, int(width) // int(num_classes))
 
 
 def mc_channel_mask(num_classes: int, xi: int, mask_fraction: float = 0.5, generator=None, device=None) -> Tensor:
-    """Random channel mask of MC-Loss, (num_classes * xi,) 0/1 floats: in each group of xi channels floor(xi *
-    mask_fraction), chosen uniformly, are 0 (the official code keeps 2 of 3). Drawn on the CPU from ``generator``
-    (default: the global RNG), then moved to ``device``."""
+    """MC-Loss's random 0/1 mask: floor(xi * mask_fraction) zeros per group of xi, drawn on the CPU."""
     n_drop = int(math.floor(int(xi) * float(mask_fraction)))
     ranks = torch.rand(int(num_classes), int(xi), generator=generator).argsort(dim=1).argsort(dim=1)
     mask = (ranks >= n_drop).float().reshape(-1)
@@ -45,8 +41,7 @@ def _grouped(feature_map: Tensor, num_classes: int, xi: int) -> Tensor:
 
 
 def mc_discriminality(feature_map: Tensor, labels: Tensor, num_classes: int, xi: int, mask: Tensor) -> Tensor:
-    """L_dis: CE on B x K scores = spatial mean of the cross-channel max of each masked group (group k: channels
-    [k xi, (k + 1) xi); masked channels are multiplied by 0 before the max, as in the official code)."""
+    """L_dis: CE on the spatial mean of each masked group's cross-channel max (masked channels times 0)."""
     fmap = _grouped(feature_map, num_classes, xi)
     b, _, h, w = fmap.shape
     masked = fmap * mask.to(fmap)[None, :, None, None]
@@ -55,8 +50,7 @@ def mc_discriminality(feature_map: Tensor, labels: Tensor, num_classes: int, xi:
 
 
 def mc_diversity(feature_map: Tensor, num_classes: int, xi: int) -> Tensor:
-    """Mean diversity, in [1, min(xi, H W)]: per channel a softmax over the H W positions, per group the max over
-    its channels, summed over positions; mean over classes and batch (xi: the channels peak apart; 1: together)."""
+    """Mean diversity in [1, xi]: per group, the sum over positions of the max over its channels' spatial softmax."""
     fmap = _grouped(feature_map, num_classes, xi)
     b, _, h, w = fmap.shape
     spatial = F.softmax(fmap.reshape(b, num_classes * xi, h * w), dim=2)
@@ -72,11 +66,8 @@ class MCOptions:
 
 
 class MCLoss(Criterion):
-    """MC-Loss (Chang et al., TIP 2020): L = CE + alpha_dis L_dis + beta_div (1 - div / xi) on the first K xi
-    channels of the last map, xi per class (:func:`mc_discriminality`, one random mask per call; :func:`mc_diversity`),
-    as the official code (PRIS-CV/Mutual-Channel-Loss: alpha 1.5, beta 20, a mask keeping 2 of 3). ``xi=None``:
-    C // K of the map it is given. Masks come from ``generator`` (default: the global RNG, which the loop seeds).
-    Parts: ce, mc_dis, mc_div_loss (1 - div / xi), mc_diversity (div, in [1, xi])."""
+    """MC-Loss (Chang et al., TIP 2020): L = CE + alpha_dis L_dis + beta_div (1 - div / xi) on the first K xi channels
+    (``xi=None``: C // K). Parts: ce, mc_dis, mc_div_loss, mc_diversity."""
 
     name, paper_name, Options = "mcloss", "MC-Loss", MCOptions
     summary = "CE + alpha_dis L_dis + beta_div (1 - div/xi); xi=None: C // K of the last stage"

@@ -1,5 +1,4 @@
-"""How each dataset's files become ``(images uint8 N x C x S x S, labels int64 N)``, and what the readers
-share: the missing-dataset error, the check for an optional package, stratified picks."""
+"""Readers of each dataset's files, and what they share: the missing-dataset error, stratified picks."""
 
 from __future__ import annotations
 
@@ -34,8 +33,7 @@ def short(exc: BaseException, limit: int = 400) -> str:
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(picked, rest)``: the sorted indices of ``round(fraction * n_k)`` (at most ``n_k - 1``) random samples
-    of each class k (one ``torch.randperm`` per class, in class order, seeded with ``seed``), and the others."""
+    """``(picked, rest)``: round(fraction n_k) (< n_k) seeded random indices of each class k, sorted; the others."""
     if not 0.0 < float(fraction) < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
     labels, generator = torch.as_tensor(labels).to(torch.int64), torch.Generator().manual_seed(int(seed))

@@ -1,5 +1,4 @@
-"""Stanford Cars (Cars-196) in torchvision's StanfordCars layout, placed by hand: torchvision reads the
-devkit's .mat annotations (with scipy); PIL decodes the JPEGs in threads at 256x256, cached once."""
+"""Stanford Cars (Cars-196) in torchvision's StanfordCars layout, placed by hand, cached at 256x256."""
 
 from __future__ import annotations
 
@@ -22,22 +21,15 @@ _ISSUE_URL = "https://github.com/pytorch/vision/issues/7545"
 
 def _missing_message(root: Path, split: str, download: bool) -> str:
     base = root.resolve() / "stanford_cars"
-    head = "Automatic download of Cars-196 is unavailable: the official Stanford host is gone and torchvision "
-    head = head + "disabled StanfordCars(download=True).\n" if download else ""
+    head = "Automatic download of Cars-196 is unavailable (the Stanford host is gone; torchvision disabled it).\n"
     return (
-        f"{head}Dataset 'cars196' ({split} split) not found. Expected this layout (torchvision StanfordCars):\n"
-        f"    {base}/devkit/cars_meta.mat\n"
-        f"    {base}/devkit/cars_train_annos.mat\n    {base}/cars_test_annos_withlabels.mat\n"
-        f"    {base}/cars_train/*.jpg   (8,144 images, directly in this folder)\n"
-        f"    {base}/cars_test/*.jpg    (8,041 images, directly in this folder)\n"
-        f"To get it by hand (no --download for Cars-196):\n  1. Images: the Kaggle dataset "
-        f"'jessicali9530/stanford-cars-dataset' (kaggle datasets download -d jessicali9530/stanford-cars-dataset), "
-        f"or a Hugging Face dataset mirror of Stanford Cars that keeps the original file names; move the images "
-        f"out of the nested cars_train/cars_train and cars_test/cars_test folders.\n"
-        f"  2. Devkit: car_devkit.tgz ({_DEVKIT_URL}), unpacked to {base}/devkit/.\n"
-        f"  3. Test labels: cars_test_annos_withlabels.mat (linked in {_ISSUE_URL}), placed in {base}/.\n"
-        f"The first load writes a 256x256 cache ({base}/ccloss_cache_{{train,test}}_256.pt). "
-        f"Use --data-dir to point at a different data folder."
+        f"{head if download else ''}Dataset 'cars196' ({split} split) not found. Expected (torchvision StanfordCars):\n"
+        f"    {base}/devkit/cars_meta.mat\n    {base}/devkit/cars_train_annos.mat\n"
+        f"    {base}/cars_test_annos_withlabels.mat\n    {base}/cars_train/*.jpg and {base}/cars_test/*.jpg\n"
+        f"To get it by hand: 1. the images of the Kaggle dataset 'jessicali9530/stanford-cars-dataset' (or a Hugging "
+        f"Face mirror keeping the file names), moved out of their nested folders; 2. car_devkit.tgz ({_DEVKIT_URL}) "
+        f"unpacked to {base}/devkit/; 3. cars_test_annos_withlabels.mat ({_ISSUE_URL}) in {base}/. The first load "
+        f"writes a 256x256 cache. Use --data-dir to point at a different data folder."
     )
 
 

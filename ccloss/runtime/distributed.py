@@ -1,9 +1,6 @@
-"""torch.distributed plumbing and the CC term's gradient-carrying all-gather. CC is a statistic over pairs: scope
-``"global"`` gathers every rank's attention vectors and labels (gradients flowing back to their rank), ``"local"``
-nothing (= one process with ``group_size`` = the per-rank batch). The backward *sums* over ranks: W ranks hold equal
-shards A_r of A and compute L_r = CE_r + lam * CC(A); rank r gets rows r of sum_s dCC/dA = W dCC/dA_r, and DDP's
-average (1/W) leaves lam dCC/dtheta, the single-process gradient (without the sum CC would weigh 1/W). Per-rank
-batch sizes must be equal (checked: a ValueError on every rank)."""
+"""torch.distributed plumbing and CC's gradient-carrying all-gather: scope ``"global"`` gathers every rank's attention
+and labels, ``"local"`` nothing (``group_size`` = per-rank batch). The backward *sums* over ranks: rank r gets rows r
+of sum_s dCC/dA = W dCC/dA_r, and DDP's 1/W average leaves the single-process gradient. Equal per-rank batches."""
 
 from __future__ import annotations
 
@@ -21,7 +18,7 @@ import torch.distributed as dist
 from .devices import cpu_threads_per_process
 
 SCOPES = ("global", "local")  #: the CC-Loss scopes under data parallelism
-# ``all_gather_single`` is the current name; ``all_gather_into_tensor`` (older releases) warns in this torch
+# ``all_gather_into_tensor`` (older releases) warns in this torch
 _all_gather_single = getattr(dist, "all_gather_single", None) or getattr(dist, "all_gather_into_tensor", None)
 
 
@@ -49,8 +46,7 @@ def _on_comm_device(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _gather_rows(tensor: torch.Tensor, check: str = "") -> torch.Tensor:
-    """Every rank's ``tensor`` concatenated along dim 0 in rank order; with ``check`` (the caller's name), a
-    ValueError on every rank first unless all shapes are equal."""
+    """Every rank's ``tensor`` along dim 0; with ``check``, a ValueError on every rank unless shapes agree."""
     if check:
         shapes: list = [None] * dist.get_world_size()
         dist.all_gather_object(shapes, tuple(tensor.shape))
@@ -104,9 +100,7 @@ def make_cc_gather(scope: str) -> Callable | None:
 
 
 def init_distributed(device_type: str | torch.device, timeout_s: float = 1800.0) -> DistInfo:
-    """The default process group from torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE), reused when it exists
-    and destroyed at exit: nccl for ``cuda``; gloo for ``cpu``, each process then using its share of the cores.
-    A trivial DistInfo for WORLD_SIZE <= 1."""
+    """The process group of torchrun's environment (nccl / gloo), destroyed at exit; trivial when WORLD_SIZE <= 1."""
     env = {k: os.environ.get(k) or "0" for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     if not all(v.isdigit() for v in env.values()):
         raise ValueError(f"torchrun's environment must hold non-negative integers, got {env}")
@@ -154,8 +148,7 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def call_on_rank0(fn: Callable[[], Any]) -> Any:
-    """``fn()`` on rank 0 only, its result or its exception on every rank (what touches the run directory
-    runs here, so no rank races rank 0 on its files)."""
+    """``fn()`` on rank 0 only, its result or its exception on every rank (the run directory's writes)."""
     if not is_distributed():
         return fn()
     outcome = None

@@ -1,5 +1,4 @@
-"""SIGTERM (SLURM's, Kubernetes' or a spot machine's notice) ends a run after the epoch under way, checkpoint
-written; a second one stops at once. Give the grace period one epoch (SLURM: ``#SBATCH --signal=TERM@300``)."""
+"""SIGTERM ends a run after the epoch under way (checkpoint written), a second at once (SLURM: --signal=TERM@300)."""
 
 from __future__ import annotations
 
@@ -19,8 +18,7 @@ class Preempted(RuntimeError):
 
 @contextlib.contextmanager
 def sigterm_ends_after_epoch(out: str | os.PathLike) -> Iterator[Callable[[], bool]]:
-    """Inside, SIGTERM sets a flag (yields its reader), the second exits with :data:`EXIT_CODE` saying so; outside
-    the main thread (no signals there) the flag stays False."""
+    """Inside, SIGTERM sets a flag (yields its reader); a second exits with :data:`EXIT_CODE`."""
     requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield requested.is_set
