@@ -36,8 +36,7 @@ class ChannelAttention(nn.Module):
             raise ValueError(f"min_hidden must be an integer >= 1, got {min_hidden!r}")
         self.channels, self.reduction, self.activation = int(channels), int(reduction), activation
         self.hidden = max(int(min_hidden), self.channels // self.reduction)
-        self.fc1 = nn.Linear(self.channels, self.hidden)
-        self.fc2 = nn.Linear(self.hidden, self.channels)
+        self.fc1, self.fc2 = nn.Linear(self.channels, self.hidden), nn.Linear(self.hidden, self.channels)
 
     def hidden_activations(self, squeezed: torch.Tensor) -> torch.Tensor:
         """The SE block's hidden layer, relu(W1 z + b1) (or leaky): B x hidden."""

@@ -20,10 +20,8 @@ import torch
 
 __all__ = ["SAMPLE_FORMS", "PAIR_FORMS", "group_ids", "group_sums", "sample_form_values", "pair_form_values"]
 
-#: Forms over sample pairs (the paper's ``ratio`` first).
-SAMPLE_FORMS = ("ratio", "sums", "difference", "log_ratio")
-#: Forms over class pairs.
-PAIR_FORMS = ("pair_ratio", "pair_log_ratio", "pair_softmax")
+SAMPLE_FORMS = ("ratio", "sums", "difference", "log_ratio")  #: forms over sample pairs (the paper's ``ratio`` first)
+PAIR_FORMS = ("pair_ratio", "pair_log_ratio", "pair_softmax")  #: forms over class pairs
 
 
 def group_ids(n: int, group_size: int | None, device: torch.device) -> tuple[torch.Tensor, int]:
@@ -45,13 +43,9 @@ def group_sums(dist: torch.Tensor, labels: torch.Tensor, group_id: torch.Tensor,
     def per_group(values: torch.Tensor) -> torch.Tensor:
         return torch.zeros(n_groups, dtype=values.dtype, device=device).index_add(0, group_id, values)
 
-    zero = dist.new_zeros(())
-    sums = (
-        per_group(torch.where(intra_mask, dist, zero).sum(dim=1)),
-        per_group(torch.where(inter_mask, dist, zero).sum(dim=1)),
-    )
-    counts = (per_group(intra_mask.sum(dim=1).to(dist.dtype)), per_group(inter_mask.sum(dim=1).to(dist.dtype)))
-    return sums, counts
+    masks, zero = (intra_mask, inter_mask), dist.new_zeros(())
+    sums = tuple(per_group(torch.where(mask, dist, zero).sum(dim=1)) for mask in masks)
+    return sums, tuple(per_group(mask.sum(dim=1).to(dist.dtype)) for mask in masks)
 
 
 def sample_form_values(form: str, sums, means, floor: torch.Tensor) -> torch.Tensor:

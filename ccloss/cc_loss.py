@@ -24,12 +24,9 @@ from .options import build, option, signature
 __all__ = ["FORMS", "NORMALIZATIONS", "CCOptions", "CCStats", "CCLoss", "cc_ratio", "cc_statistics"]
 __all__ += ["check_attention_labels", "compute_dtype", "normalize_attention", "pairwise_distances"]
 
-#: The CC-Loss variants: the paper's ``ratio`` and the other sample-pair forms, then the class-pair forms.
-FORMS = SAMPLE_FORMS + PAIR_FORMS
-#: What is done to the attention vectors before the distances (see :func:`normalize_attention`).
-NORMALIZATIONS = ("none", "unit", "standardize")
-#: The absolute floor of every denominator: a batch of identical vectors gives 0 / 1e-12 = 0, not 0 / 0.
-EPS_FLOOR = 1e-12
+FORMS = SAMPLE_FORMS + PAIR_FORMS  #: the sample-pair forms (the paper's ``ratio`` first), then the class-pair forms
+NORMALIZATIONS = ("none", "unit", "standardize")  #: of the attention before the distances (:func:`normalize_attention`)
+EPS_FLOOR = 1e-12  #: the absolute floor of every denominator: identical vectors give 0 / 1e-12 = 0, not 0 / 0
 
 
 # fmt: off
@@ -121,9 +118,8 @@ def normalize_attention(attention: torch.Tensor, how: str = "none") -> torch.Ten
 
 
 def cc_statistics(attention: torch.Tensor, labels: torch.Tensor, **options) -> CCStats:
-    """CC-Loss and its pieces for attention A (B x C) and integer labels (B), with :class:`CCOptions`' ``options``.
-    ``group_size=g``: samples [0, g), [g, 2g), ... are groups with their own pairs and d_all; the loss is the mean
-    over the groups with a pair. ``normalize`` applies to the whole batch; d_intra / d_inter are sample-pair means."""
+    """CC-Loss of attention A (B x C), labels (B) and :class:`CCOptions`' ``options``: the mean over groups with a pair
+    (``group_size=g``: samples [0, g), [g, 2g), ...), each with its own d_all; d_intra / d_inter: sample-pair means."""
     check_attention_labels(attention, labels)
     o = build(CCOptions, options, "CC-Loss")
     dist = pairwise_distances(normalize_attention(attention, o.normalize), squared=o.squared)
@@ -140,10 +136,8 @@ def cc_statistics(attention: torch.Tensor, labels: torch.Tensor, **options) -> C
     # known on the host (no sync): only a trailing group of one has no pair
     n = dist.shape[0]
     with_pairs = n_groups - (n - (n_groups - 1) * (o.group_size or n) < 2)
-    if not with_pairs:  # a batch of one sample: no pair, a zero loss that still belongs to the graph
-        zero = dist.sum() * 0.0
-        return CCStats(loss=zero, d_intra=zero, d_inter=zero, distances=dist, group_values=values)
-    means = [v[:with_pairs].mean() for v in (values, d_intra, d_inter)]
+    zero = None if with_pairs else dist.sum() * 0.0  # one sample, no pair: a zero loss that stays in the graph
+    means = [v[:with_pairs].mean() if with_pairs else zero for v in (values, d_intra, d_inter)]
     return CCStats(loss=means[0], d_intra=means[1], d_inter=means[2], distances=dist, group_values=values)
 
 
@@ -157,9 +151,7 @@ class CCLoss(nn.Module):
             setattr(self, name, value)
         self.gather: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
-    @property
-    def options(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(CCOptions)}
+    options = property(lambda self: {f.name: getattr(self, f.name) for f in fields(CCOptions)})  #: as a dict
 
     def statistics(self, attention: torch.Tensor, labels: torch.Tensor) -> CCStats:
         if self.gather is not None:

@@ -83,13 +83,11 @@ def _flag(spec: dataclasses.Field, default: Any) -> tuple[str, dict]:
             return f"--no-{dashed}", {"action": "store_false", "help": f"turn off: {help_text} (default: on)"}
         return f"--{dashed}", {"action": "store_true", "help": f"{help_text} (default: off)"}
     if spec.name == "lr_milestones":
-        shown = " ".join(map(str, default))
         return f"--{dashed}", {"type": float, "nargs": "+", "default": list(default),
-                               "help": f"{help_text} (default: {shown})"}  # fmt: skip
-    choices = spec.metadata.get("choices") or None
+                               "help": f"{help_text} (default: {' '.join(map(str, default))})"}  # fmt: skip
     parse = lambda text: _typed(text, target, nullable)  # noqa: E731
     parse.__name__ = target.__name__  # what argparse prints: "invalid int value"
-    keywords = {"type": parse, "default": default, "choices": choices}
+    keywords = {"type": parse, "default": default, "choices": spec.metadata.get("choices") or None}
     return f"--{dashed}", {**keywords, "help": f"{help_text} (default: {default})"}
 
 

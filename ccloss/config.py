@@ -21,28 +21,27 @@ from .runtime.distributed import SCOPES as CC_SCOPES
 __all__ = ["TrainConfig", "EVAL_SPLITS", "CC_SCOPES", "COSINE_HEAD_LOSSES", "PRESETS", "build_for_config"]
 
 EVAL_SPLITS = ("test", "val")
-#: Losses defined on the cosine head's unit class vectors (SphereFace's margin, ICAL's and FICAL's penalties).
-COSINE_HEAD_LOSSES = ("asoftmax", "ical", "fical")
-#: Hyperparameters with a field of their own; they reach only the losses that take them (CE has no lam).
-ROUTED = ("lam", "form", "group_size")
+COSINE_HEAD_LOSSES = ("asoftmax", "ical", "fical")  #: losses defined on the cosine head's unit class vectors
+ROUTED = ("lam", "form", "group_size")  #: hyperparameters with a field, routed to the losses that take them
 _PUBLISHED_CC = {"squared": True, "eps": 1e-3, "relative_eps": False, "normalize": "none", "warmup": 0.0, "ramp": 0.0}
+_PRESET_ROWS = (  # name, lambda, form, the SE block's hidden floor, more loss_params, what it is
+    ("paper", 1.0, "ratio", 1, {}, "the paper's ratio, lambda 1, SE as published"),
+    ("cc_v1", 1.0, "ratio", 1, {}, "the same, the first default, whose runs collapsed"),
+    ("cc_v2", 0.03, "ratio", 1, {}, "lambda 0.03, the study's stage-two winner"),
+    ("cc_pair", 0.1, "pair_ratio", 32, {"tau": 0.1}, "the class-pair form of Part 5"),
+)
 #: Named settings, every CC-Loss choice explicit (docs/usage.md, "Presets"), with the fixed eps of the committed runs.
 # fmt: off
 PRESETS: dict[str, dict[str, Any]] = {
     name: {"loss": "cc", "lam": lam, "form": form, "group_size": None, "loss_params": {**_PUBLISHED_CC, **extra},
            "cam": True, "cam_activation": "relu", "cam_min_hidden": hidden}
-    for name, lam, form, hidden, extra in (
-        ("paper", 1.0, "ratio", 1, {}),  # the paper's loss as reconstructed: ratio, lambda 1, SE as published
-        ("cc_v1", 1.0, "ratio", 1, {}),  # the first default (the same settings), kept to reproduce its collapse
-        ("cc_v2", 0.03, "ratio", 1, {}),  # the study's stage-two winner
-        ("cc_pair", 0.1, "pair_ratio", 32, {"tau": 0.1}),  # Part 5's class-pair form: today's default, fixed eps
-    )
+    for name, lam, form, hidden, extra, _ in _PRESET_ROWS
 }
 # fmt: on
 PRESET_HELP = (
-    "named settings (ccloss.config.PRESETS): paper = the paper's ratio, lambda 1, SE as published; cc_v1 = the "
-    "same, the first default, whose runs collapsed; cc_v2 = lambda 0.03; cc_pair = the class-pair form of "
-    "Part 5 (all with the fixed eps of those runs). Flags that differ from their defaults override it."
+    "named settings (ccloss.config.PRESETS, all with the fixed eps of those runs): "
+    + "; ".join(f"{row[0]} = {row[-1]}" for row in _PRESET_ROWS)
+    + ". Flags that differ from their defaults override it."
 )
 
 

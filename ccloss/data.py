@@ -74,11 +74,10 @@ _READERS = {"digits": embedded.load_digits, "mnist5k": embedded.load_mnist5k, "m
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """Return the :class:`DatasetInfo` of ``name``; unknown names raise ``ValueError``."""
-    try:
-        return DATASETS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}") from None
+    """The :class:`DatasetInfo` of ``name``; unknown names raise ``ValueError``."""
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return DATASETS[name]
 
 
 def load_tensors(

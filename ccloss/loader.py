@@ -48,10 +48,9 @@ def _check(images, labels: torch.Tensor, batch_size: int, info, shard: tuple[int
 
 
 class TensorLoader:
-    """Batches ``(x float32, y int64)`` of uint8 ``images`` on ``device``, ``(x / 255 - mean) / std`` with ``info``'s.
-    ``augment`` None: ``info.augment`` for training, else ``"none"`` (centre crop); ``drop_last`` None: ``train``.
-    Call ``set_epoch(e)`` before each epoch. ``shard = (r, world_size)``: rank r takes its ``batch_size`` slice of
-    every global batch (a last, partial one split evenly), so each image is seen once per epoch."""
+    """Batches ``(x float32, y int64)`` of uint8 ``images`` on ``device``, ``(x / 255 - mean) / std`` with ``info``'s;
+    ``augment`` None: ``info.augment`` in training, else centre crops. Call ``set_epoch(e)`` before each epoch.
+    ``shard = (r, world_size)``: rank r's ``batch_size`` slice of every global batch (each image once an epoch)."""
 
     def __init__(
         self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool, info,

@@ -141,9 +141,8 @@ def unseparated_pairs(train_vectors, train_labels, eval_vectors, eval_labels, th
 
 
 def class_distance_matrix(vectors, labels, num_classes: int | None = None) -> np.ndarray:
-    """K x K, D[a, b] = mean over i in a, j in b of ||x_i - x_j||^2 (i != j when a = b; NaN under two samples), in
-    O(N C): D_ab = m_a + m_b - 2 mu_a . mu_b (m mean squared norm, mu mean), D_aa = (2 n S_a - 2 ||sum_a||^2) /
-    (n (n - 1)) (S_a the sum of squared norms)."""
+    """K x K, D[a, b] = mean of ||x_i - x_j||^2 over i in a, j in b (i != j; NaN under two samples), in O(N C):
+    D_ab = m_a + m_b - 2 mu_a . mu_b (m mean squared norm, mu mean), D_aa = 2 (n S_a - ||sum_a||^2) / (n (n - 1))."""
     x, y = _as_numpy(vectors, labels)
     k = int(num_classes) if num_classes is not None else int(y.max()) + 1
     if y.max() >= k:
@@ -184,12 +183,10 @@ def class_structure(train_vectors, train_labels, eval_vectors, eval_labels, spli
     dist = class_distance_matrix(*eval_)
     geometry, pairs = geometry_from_distances(dist), unseparated_pairs(*train, *eval_)
     record = {"knn_acc": knn_accuracy(*train, *eval_, k=k), "probe_acc": probe_accuracy(*train, *eval_)}
-    record.update(precision_at_1_and_map_at_r(*train, *eval_))
-    record.update(
-        unseparated_pairs=pairs.below, unseparated_pair_list=pairs.below_list, pair_accuracy_min=pairs.minimum
-    )
-    record.update(class_pairs=pairs.pairs, pair_geometry_min=geometry.minimum, pair_geometry_below_2=geometry.below)
-    record["pair_geometry_below_2_list"] = geometry.below_list
+    record.update(precision_at_1_and_map_at_r(*train, *eval_), unseparated_pairs=pairs.below)
+    record.update(unseparated_pair_list=pairs.below_list, pair_accuracy_min=pairs.minimum, class_pairs=pairs.pairs)
+    below = {"pair_geometry_below_2": geometry.below, "pair_geometry_below_2_list": geometry.below_list}
+    record.update(pair_geometry_min=geometry.minimum, **below)
     if len(dist) <= MAX_STORED_CLASSES:
         record["classes"] = list(range(len(dist)))
         record["class_distances"] = [[None if math.isnan(v) else float(v) for v in row] for row in dist]

@@ -130,10 +130,8 @@ def backbone_channels(backbone: nn.Module, channels: int | None = None) -> int:
             if isinstance(value, bool) or int(value) != value or int(value) < 1:
                 raise ValueError(f"the backbone's channel count must be a positive integer, got {value!r}")
             return int(value)
-    raise ValueError(
-        f"cannot tell how many channels {type(backbone).__name__} returns: pass channels=C (C of its "
-        "B x C x H x W output, or of its B x N x C tokens), or give the module an out_channels attribute"
-    )
+    fix = "pass channels=C (of its B x C x H x W output or B x N x C tokens), or give it an out_channels attribute"
+    raise ValueError(f"cannot tell how many channels {type(backbone).__name__} returns: {fix}")
 
 
 class CCModel(nn.Module):
@@ -162,10 +160,9 @@ class CCModel(nn.Module):
         feature_map = self.backbone(x)
         tokens = feature_map.dim() == 3
         if feature_map.shape[2 if tokens else 1] != self.channels or feature_map.dim() not in (3, 4):
-            raise ValueError(
-                f"the backbone returned shape {tuple(feature_map.shape)}; CCModel was built for B x "
-                f"{self.channels} x H x W maps or B x N x {self.channels} tokens (channels={self.channels})"
-            )
+            shape, c = tuple(feature_map.shape), self.channels
+            expected = f"B x {c} x H x W maps or B x N x {c} tokens (channels={c})"
+            raise ValueError(f"the backbone returned shape {shape}; CCModel was built for {expected}")
         attention = None
         if self.cam is not None:
             feature_map, attention = self.cam(feature_map)
@@ -192,10 +189,8 @@ def build_model(
     cam_activation: str = "relu", cam_min_hidden: int = CAM_MIN_HIDDEN,
 ) -> CCModel:
     # fmt: on
-    """ResNet18 or VGG16-BN (+CAM) for ``num_classes`` classes, or :class:`CCModel` around your module (then only
-    ``channels`` and the CAM's and head's arguments apply). ``width_mult`` scales every stage (1.0: torchvision's);
-    ``last_stage_width`` overrides the last (MC-Loss: classes x xi); ``pretrained``: None, a state-dict /
-    checkpoint path, or ``"imagenet"`` (torchvision's weights, ``width_mult=1``)."""
+    """ResNet18 or VGG16-BN (+CAM), or :class:`CCModel` around your module. ``width_mult`` scales every stage (1.0:
+    torchvision's), ``last_stage_width`` the last (MC-Loss: K x xi); ``pretrained``: a state-dict path or "imagenet"."""
     options = dict(
         cam=cam, head=head, reduction=reduction, cam_activation=cam_activation, cam_min_hidden=cam_min_hidden
     )

@@ -43,11 +43,8 @@ def _valid(spec: dataclasses.Field, value: Any) -> tuple[bool, Any]:
 def check(obj: Any, owner: str = "", skip: tuple[str, ...] = ()) -> Any:
     """``obj`` with each field checked (int -> float where float), else a ValueError naming field, rule and value."""
     where = f"{owner}: " if owner else ""
-    for spec in dataclasses.fields(obj):
-        if spec.name in skip:
-            continue
-        value = getattr(obj, spec.name)
-        ok, value = _valid(spec, value)
+    for spec in (f for f in dataclasses.fields(obj) if f.name not in skip):
+        ok, value = _valid(spec, getattr(obj, spec.name))
         if not ok:
             choices = spec.metadata.get("choices", ())
             if choices and isinstance(value, (str, type(None))):

@@ -53,10 +53,8 @@ def load_pretrained(model: nn.Module, backbone: str, source: str | os.PathLike) 
         state[first_conv] = state[first_conv].sum(dim=1, keepdim=True)
     loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not any(k.startswith("backbone.") and not k.endswith("num_batches_tracked") for k in loadable):
-        raise ValueError(
-            f"none of the {len(state)} pretrained tensors fits this model (check backbone, width_mult "
-            "and last_stage_width: ImageNet weights need width_mult=1.0)"
-        )
+        hint = "check backbone, width_mult and last_stage_width: ImageNet weights need width_mult=1.0"
+        raise ValueError(f"none of the {len(state)} pretrained tensors fits this model ({hint})")
     skipped = sorted(k for k in state if k not in loadable)
     if skipped:
         more = " ..." if len(skipped) > 8 else ""

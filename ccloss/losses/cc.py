@@ -43,9 +43,7 @@ class CrossEntropyWithCC(Criterion):
         self.cc = CCLoss(**{f.name: self.hparams[f.name] for f in fields(CCOptions)})
         self.total_steps: int | None = None
 
-    @property
-    def scheduled(self) -> bool:
-        return self.warmup > 0 or self.ramp > 0
+    scheduled = property(lambda self: self.warmup > 0 or self.ramp > 0)  #: lam has a warmup or a ramp
 
     def set_total_steps(self, total_steps: int) -> None:
         """The number of optimisation steps of the whole run (epochs x steps per epoch)."""

@@ -42,12 +42,9 @@ def batch_confusion(probs: Tensor, labels: Tensor, num_classes: int) -> tuple[Te
     return (one_hot.T @ probs) / counts.clamp_min(1.0)[:, None], counts > 0
 
 
-LAM = option(5.0, "weight of the class-vector penalty (5 with augmentation, Hao et al.)", **NONNEGATIVE)
-
-
 @dataclass(frozen=True)
 class ICALOptions:
-    lam: float = LAM
+    lam: float = option(5.0, "weight of the class-vector penalty (5 with augmentation, Hao et al.)", **NONNEGATIVE)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,8 @@ def require(module: str, dataset: str, package: str) -> None:
     except (ImportError, ValueError):  # a parent package missing or blocked
         found = False
     if not found:
-        raise DatasetMissingError(
-            f"Dataset {dataset!r} needs the {package} package, which is not installed. Install the "
-            f"datasets extra: pip install 'ccloss[data]' (or pip install {package})."
-        )
+        extra = f"Install the datasets extra: pip install 'ccloss[data]' (or pip install {package})."
+        raise DatasetMissingError(f"Dataset {dataset!r} needs the {package} package, which is not installed. {extra}")
 
 
 def short(exc: BaseException, limit: int = 400) -> str:

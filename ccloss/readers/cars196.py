@@ -77,10 +77,8 @@ def load_cars196(root: Path, split: str, download: bool) -> tuple[torch.Tensor, 
         pass
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
-        raise DatasetMissingError(
-            f"cars196 ({split}): {len(missing)} of {len(paths)} images named in the annotations are "
-            f"missing, e.g. {missing[0]}.\n" + _missing_message(root, split, download)
-        )
+        head = f"cars196 ({split}): {len(missing)} of {len(paths)} images named in the annotations are missing"
+        raise DatasetMissingError(f"{head}, e.g. {missing[0]}.\n" + _missing_message(root, split, download))
     images, tmp = _decode(paths), cache.with_name(f".{cache.name}.tmp")
     try:  # written whole, then renamed: a reader never sees half a cache
         torch.save({"version": CACHE_VERSION, "images": images, "labels": labels}, tmp)

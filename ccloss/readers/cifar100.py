@@ -43,8 +43,6 @@ def load_cifar100(root: Path, split: str, download: bool) -> tuple[torch.Tensor,
         data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(entry["fine_labels"], dtype=np.int64)
     except Exception as exc:  # garbage unpickles into anything: EOFError, KeyError, MemoryError, ...
-        raise ValueError(
-            f"{path} is not a CIFAR-100 python pickle (dict with 'data' N x 3072 uint8 and "
-            f"'fine_labels'): {short(exc)}. Re-download it (--download)."
-        ) from None
+        what = "a CIFAR-100 python pickle (dict with 'data' N x 3072 uint8 and 'fine_labels')"
+        raise ValueError(f"{path} is not {what}: {short(exc)}. Re-download it (--download).") from None
     return torch.from_numpy(data.copy()), torch.from_numpy(labels.copy())

@@ -32,9 +32,8 @@ def _missing_message(root: Path, extra: str = "") -> str:
     files = "\n".join(f"    {raw / f}   (or {f}.gz)" for f in MNIST_FILES)
     return (
         f"Dataset 'mnist' not found. Expected the four IDX files (unpacked or .gz):\n{files}\n{extra}"
-        f"To get them: run with --download (python -m ccloss train --dataset mnist --download), "
-        f"i.e. load_tensors('mnist', split, root, download=True), or copy the files from "
-        f"another machine into {raw}/. Use --data-dir to point at a different data folder."
+        f"To get them: run with --download (load_tensors(..., download=True)), or copy the files into {raw}/. "
+        f"Use --data-dir to point at a different data folder."
     )
 
 

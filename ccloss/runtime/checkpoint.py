@@ -19,6 +19,7 @@ from .atomic import atomic_write, read_json, write_json
 
 CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE = "config.json", "metrics.json", "checkpoint.pt"
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"  #: the checkpoint before the last one
+RUN_FILES = (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, METRICS_FILE)  #: a run's files besides its config
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "criterion", "epoch", "step", "history", "best", "rng")
 #: Config fields that may change between a run and its resumption: where and how it runs, not what it trains.
 RESUME_FREE = frozenset({"out", "out_dir", "resume", "overwrite", "quiet", "device", "download", "data_dir",
@@ -59,9 +60,8 @@ def check_paths(config) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as error:
-        raise PathArgumentError(
-            f"--out {out}: cannot write there ({error.strerror}); give a folder you can write to"
-        ) from None
+        fix = "give a folder you can write to"
+        raise PathArgumentError(f"--out {out}: cannot write there ({error.strerror}); {fix}") from None
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -137,10 +137,8 @@ def prepare_run_dir(config, loss_hparams: dict | None = None) -> dict | None:
     out = Path(config.out)
     for leftover in out.glob(".*.tmp"):  # atomic_write's, of a process killed mid-write
         leftover.unlink(missing_ok=True)
-    if config.overwrite or not any(
-        (out / n).exists() for n in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, METRICS_FILE)
-    ):
-        return None  # fmt: skip
+    if config.overwrite or not any((out / n).exists() for n in RUN_FILES):
+        return None
     if not config.resume:
         raise RunExistsError(f"{out} already holds a run; pass --resume to continue (or load) it, "
                              "or --overwrite to start again")  # fmt: skip
@@ -176,7 +174,7 @@ def _same(out: Path, what: str, saved: dict, now: dict, advice: str) -> None:
 
 def start_run_dir(out: Path, config: dict, extra: dict) -> None:
     """A fresh run: remove a stale checkpoint and metrics, write the config and a running status."""
-    for stale in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, METRICS_FILE):
+    for stale in RUN_FILES:
         (out / stale).unlink(missing_ok=True)
     write_json(out / CONFIG_FILE, config)
     write_json(out / METRICS_FILE, {"status": "running", "history": [], "final": None, **extra})
@@ -212,14 +210,12 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
         saved_config, metrics = read_json(run_dir / CONFIG_FILE), read_json(run_dir / METRICS_FILE)
         state = read_checkpoint(run_dir / CHECKPOINT_FILE)
     except (ValueError, CorruptRunError) as error:
-        raise CorruptRunError(
-            f"cannot load {run_dir}: {error}. Resuming it (--resume) rebuilds config.json and metrics.json from "
-            "its checkpoint; an unreadable checkpoint of a finished run means training it again (--overwrite)"
-        ) from None
+        advice = "Resuming it (--resume) rebuilds config.json and metrics.json from its checkpoint; an unreadable"
+        advice += " checkpoint of a finished run means training it again (--overwrite)"
+        raise CorruptRunError(f"cannot load {run_dir}: {error}. {advice}") from None
     config = dataclasses.replace(TrainConfig.from_dict(saved_config), pretrained=None)  # the checkpoint has the weights
-    if metrics.get("loss_hparams"):
-        saved = dict(metrics["loss_hparams"])
-        config = dataclasses.replace(config, lam=None, form=None, group_size=None, loss_params=saved)
+    if saved := metrics.get("loss_hparams"):  # what it was trained with, whatever the defaults are now
+        config = dataclasses.replace(config, lam=None, form=None, group_size=None, loss_params=dict(saved))
     _, model = build_for_config(config, dataset_info(config.dataset), torch.device(device))
     model.load_state_dict(state["model"])
     return config, metrics, model.eval()
