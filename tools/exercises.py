@@ -26,7 +26,9 @@ EXERCISE_DIR = NOTEBOOK_DIR / "exercises"
 SOLUTION_TAG = "solution"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 #: A Colab link to a solution notebook; the copies' badges must open the copy itself.
-COLAB_NOTEBOOK = re.compile(r"(colab\.research\.google\.com/github/[^/\s]+/[^/\s]+/blob/[^/\s]+/notebooks/)(?!exercises/)")
+COLAB_NOTEBOOK = re.compile(
+    r"(colab\.research\.google\.com/github/[^/\s]+/[^/\s]+/blob/[^/\s]+/notebooks/)(?!exercises/)"
+)
 
 
 def solution_cells(nb: nbformat.NotebookNode) -> list[int]:
