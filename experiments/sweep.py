@@ -273,7 +273,7 @@ def load_sweep(path: str | os.PathLike, overrides: dict | None = None, check_not
     if overrides:
         apply_overrides(sweep, overrides)
     points = _check_points(sweep, source)
-    _check_configs(points)
+    _check_configs(points, source)
     if check_notebook:
         _check_parameters(sweep, points)
     return sweep
@@ -385,13 +385,13 @@ def point_config(parameters: dict):
     return TrainConfig(**{k: v for k, v in values.items() if k in names})
 
 
-def _check_configs(points: list[Point]) -> None:
+def _check_configs(points: list[Point], source: Path) -> None:
     """Every value checked the way a run checks it, before anything runs: TrainConfig.validate()."""
     for point in points:
         try:
             point_config(point.parameters).validate()
         except (TypeError, ValueError) as error:
-            raise ValueError(f"point {point.name}: {error}") from None
+            raise ValueError(f"{source}: point {point.name}: {error}") from None
 
 
 # --------------------------------------------------------------------------------------------

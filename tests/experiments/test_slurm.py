@@ -32,9 +32,16 @@ seeds = [0]  # seeds
 device = "cpu"  # device
 out_dir = "runs/tiny"  # folder of the run directories"""
 
-BODY = """from pathlib import Path
+BODY = """import os
+import time
+from pathlib import Path
 
 from ccloss import TrainConfig, fit
+
+# the victim's first attempt under SLURM lingers, so that the requeue always lands mid-point
+if os.environ.get("SLURM_ARRAY_TASK_ID") and os.environ.get("SLURM_RESTART_COUNT", "0") == "0":
+    if lam == 0.1 and seeds == [2]:
+        time.sleep(60)
 
 for loss in losses:
     for seed in seeds:

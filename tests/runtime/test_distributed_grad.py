@@ -160,22 +160,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory):
-    out_dir = tmp_path_factory.mktemp("ddp")
+def _spawn(out_dir: Path) -> Exception | None:
+    """Run the ranks once; the exception of a rank that failed, or None."""
     ctx = mp.spawn(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD, join=False)
     deadline = time.monotonic() + 120
     try:
         while not ctx.join(timeout=0.2):
             if time.monotonic() > deadline:
                 pytest.fail("distributed workers did not finish within 120 s")
-    except Exception as err:  # a rank raised: show its traceback
-        errors = "\n".join(p.read_text() for p in sorted(out_dir.glob("*.err")))
-        pytest.fail(f"distributed worker failed: {err}\n{errors}")
+    except Exception as err:  # a rank raised or died
+        return err
     finally:
         for p in ctx.processes:
             if p.is_alive():
                 p.terminate()
+    return None
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("ddp")
+    error = _spawn(out_dir)
+    if isinstance(error, mp.ProcessExitedException):  # killed by a signal (gloo aborts when its free port is
+        error = _spawn(out_dir)  # taken by another process in between): once more, on a new port
+    if error is not None:  # a rank raised: show its traceback
+        errors = "\n".join(p.read_text() for p in sorted(out_dir.glob("*.err")))
+        pytest.fail(f"distributed worker failed: {error}\n{errors}")
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
