@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import data as datasets
@@ -135,21 +135,24 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def exit_code_of(command: Callable[[], Any], errors: Sequence[tuple[type, int, str]], on_interrupt: str) -> int:
+    """Run ``command()``; an error of a kind in ``errors`` (first match wins) prints ``<prefix>: <message>``
+    on stderr and returns its code; Ctrl-C prints ``interrupted; <on_interrupt>`` and returns 130."""
+    try:
+        return int(command() or 0)
+    except tuple(kind for kind, _, _ in errors) as error:
+        _, code, prefix = next(entry for entry in errors if isinstance(error, entry[0]))
+        message = error.strerror if isinstance(error, OSError) and error.strerror else error
+        print(f"{prefix}: {message}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        print(f"interrupted; {on_interrupt}", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ccloss train``: 0 done, 1 missing data, NaN or full disk, 2 bad input, EXIT_CODE preempted, 130."""
     args = build_parser().parse_args(argv)
-    codes = ((datasets.DatasetMissingError, 1), (NonFiniteLossError, 1), (ValueError, 2), (RunExistsError, 2))
-    try:
-        return _train(args)
-    except tuple(kind for kind, _ in codes) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return next(code for kind, code in codes if isinstance(error, kind))
-    except Preempted as error:
-        print(f"stopped: {error}", file=sys.stderr)
-        return EXIT_CODE
-    except DiskFullError as error:
-        print(f"error: {error.strerror}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; rerun with --resume to continue", file=sys.stderr)
-        return 130
+    errors = [(DiskFullError, 1, "error"), (datasets.DatasetMissingError, 1, "error"), (NonFiniteLossError, 1, "error")]
+    errors += [(ValueError, 2, "error"), (RunExistsError, 2, "error"), (Preempted, EXIT_CODE, "stopped")]
+    return exit_code_of(lambda: _train(args), errors, "rerun with --resume to continue")

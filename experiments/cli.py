@@ -50,23 +50,28 @@ def _add_sweep(sub) -> None:
     )  # fmt: skip
 
 
+def _folders_command(sub, name: str, summary: str, description: str, example: str):
+    """A subcommand that reads sweep folders (positional ``folders``)."""
+    command = sub.add_parser(name, help=summary, description=description)
+    command.add_argument("folders", nargs="+", help=f"sweep folders, e.g. {example}")
+    return command
+
+
 def _add_report_and_study(sub) -> None:
-    report = sub.add_parser(
-        "report", help="mean +/- std over seeds of a sweep folder, beside the paper",
-        description="Aggregate a sweep folder over seeds (mean +/- std, n), join the paper's table, and write "
-        "report.csv and report.md into the folder.",
+    report = _folders_command(
+        sub, "report", "mean +/- std over seeds of a sweep folder, beside the paper",
+        "Aggregate a sweep folder over seeds (mean +/- std, n), join the paper's table, and write report.csv and "
+        "report.md into the folder.", "runs/small_lambda",
     )  # fmt: skip
-    report.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/small_lambda")
     report.add_argument(
         "--export", default=None, metavar="DIR",
         help="also copy the small result files (no checkpoints, no notebooks) to DIR/<name>/",
     )  # fmt: skip
-    study = sub.add_parser(
-        "study", help="the CC-Loss default study: mean +/- std per candidate and the selection",
-        description="Read the study's sweep folders (points with a label) and apply the "
-        "pre-registered selection rule of docs/study_cc_default.md.",
+    study = _folders_command(
+        sub, "study", "the CC-Loss default study: mean +/- std per candidate and the selection",
+        "Read the study's sweep folders (points with a label) and apply the pre-registered selection rule of "
+        "docs/study_cc_default.md.", "runs/study_screen runs/study_finalists",
     )  # fmt: skip
-    study.add_argument("folders", nargs="+", help="sweep folders, e.g. runs/study_screen runs/study_finalists")
     study.add_argument(
         "--only", nargs="+", metavar="LABEL", default=None,
         help="rank only these candidates (beside CE+CAM), e.g. --only se_wide+lam0.03 se_wide+lam0.1",
@@ -192,13 +197,10 @@ _COMMANDS = {"sweep": _sweep_command, "report": _report_command, "study": _study
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m experiments ...``: 0 done, 2 bad input, 130 interrupted."""
+    from ccloss.cli import exit_code_of
+
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv[:1]).parse_args(argv)
-    try:
-        return int(_COMMANDS[args.command](args) or 0)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    command = _COMMANDS[args.command]
+    return exit_code_of(lambda: command(args), [(ValueError, 2, "error")], "rerun the same command to resume")

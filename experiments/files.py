@@ -4,20 +4,9 @@ sees the old file or the new one, never half of one."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from ccloss.runtime.atomic import atomic_write, read_json, write_json
-from ccloss.runtime.checkpoint import CONFIG_FILE, METRICS_FILE
+from ccloss.runtime.checkpoint import CONFIG_FILE, METRICS_FILE, is_complete
 
 __all__ = ["METRICS_FILE", "CONFIG_FILE", "POINT_FILE", "atomic_write", "write_json", "read_json", "is_complete"]
 
 POINT_FILE = "point.json"  #: a sweep point's parameters and status
-
-
-def is_complete(run_dir: str | os.PathLike) -> bool:
-    """True when ``run_dir/metrics.json`` says the run (or the sweep point) finished."""
-    try:
-        return read_json(Path(run_dir) / METRICS_FILE).get("status") == "complete"
-    except (OSError, ValueError, AttributeError):
-        return False

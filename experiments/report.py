@@ -53,13 +53,16 @@ CITATION = (
     "Song, Chang, Ma, Li, Tan. CC-Loss: Channel Correlation Loss for Image Classification. "
     "ICPR 2020, arXiv:2010.05469 (tables transcribed in ccloss/paper/)."
 )
-METRICS = ("test_acc", "test_intra_inter", "best_test_acc", "test_knn_acc", "test_probe_acc", "test_merged_pairs")
-#: The class-structure measures (ccloss.separation) and their report columns, shown when recorded.
+METRICS = ("test_acc", "test_intra_inter", "best_test_acc", "test_precision_at_1", "test_map_at_r")
+METRICS += ("test_unseparated_pairs", "test_knn_acc", "test_probe_acc")
+#: The class measures of the attention vectors (ccloss.measures) and their report columns, shown when recorded.
 STRUCTURE_COLUMNS = {
-    "test_knn_acc": ("ours: attention 10-NN (%)", 1),
-    "test_probe_acc": ("ours: attention probe (%)", 1),
-    "test_merged_pairs": ("ours: merged class pairs", 1),
+    "test_precision_at_1": ("ours: P@1 (%)", 1),
+    "test_map_at_r": ("ours: MAP@R (%)", 1),
+    "test_unseparated_pairs": ("ours: unseparated pairs", 1),
 }
+#: What runs recorded before precision@1 existed; shown only for those.
+OLDER_STRUCTURE_COLUMNS = {"test_knn_acc": ("ours: attention 10-NN (%)", 1), "test_probe_acc": ("ours: probe (%)", 1)}
 CONTEXT = ("dataset", "backbone", "width_mult", "cam", "loss", "lam", "form", "group_size", "batch_size", "epochs")
 _VALUE_COLUMNS = ("accuracy", "std", "note")
 
@@ -279,25 +282,30 @@ def _baseline_row(table: pd.DataFrame, spec: dict, row: Any = None) -> pd.Series
     if not baseline or table.empty:
         return None
     varied = list(spec["varied"])
-    if row is None:
-        target = dict(baseline)
-    else:
-        target = {k: v for k, v in _context(row, varied).items() if k in varied}
-        target.update(baseline)
-    hits = [other for _, other in table.iterrows() if _matches(_context(other, varied), target)]
+    contexts = [(other, _context(other, varied)) for _, other in table.iterrows()]
+    target = dict(baseline)
+    if row is not None:  # the row's other varied values, except those the baseline rows leave unset (a CE form)
+        candidates = [context for _, context in contexts if _matches(context, baseline)]
+        kept = [k for k in varied if k not in baseline and any(not _missing(c.get(k)) for c in candidates)]
+        target.update({k: v for k, v in _context(row, varied).items() if k in kept})
+    hits = [other for other, context in contexts if _matches(context, target)]
     return hits[0] if len(hits) == 1 else None
 
 
 def group_label(row: pd.Series | dict, varied: Sequence[str]) -> str:
     """A short label: ``CE+CAM`` for loss/cam groups, else ``lam=0.5``-style."""
     keys = [k for k in varied]
-    if keys and set(keys) <= {"loss", "cam"}:
-        loss = row.get("loss")
+    if keys and set(keys) <= {"loss", "cam", "form"}:
+        loss, cam, form = row.get("loss"), row.get("cam"), row.get("form") if "form" in keys else None
         name = PAPER_NAMES.get(loss, str(loss))
-        cam = row.get("cam")
-        with_cam = (loss == "cc") if cam is None or (isinstance(cam, float) and math.isnan(cam)) else bool(cam)
-        return name + ("+CAM" if with_cam else "")
+        with_cam = (loss == "cc") if _missing(cam) else bool(cam)
+        return name + ("+CAM" if with_cam else "") + ("" if _missing(form) else f" ({form})")
     return ", ".join(f"{k}={value_key(row.get(k))}" for k in keys) or "all"
+
+
+def _missing(value: Any) -> bool:
+    """None or NaN: a key a point does not set (e.g. ``form`` of a CE point)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def baseline_text(baseline: dict) -> str:
@@ -330,7 +338,7 @@ def format_report(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     for _, row in table.iterrows():
         out: dict[str, Any] = {}
         for key in varied:
-            out[key] = value_key(row[key])
+            out[key] = "" if _missing(row[key]) else value_key(row[key])
         out["n"] = int(row["n"])
         out[f"ours: {split} acc (%)"] = _mean_std(row, "test_acc", 2)
         if "test_intra_inter_mean" in table and table["test_intra_inter_mean"].notna().any():
@@ -341,7 +349,7 @@ def format_report(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
             )
             if row.get("collapsed", 0) and not pd.isna(row.get("collapsed")):
                 out[f"ours: {split} intra/inter"] += f" ({int(row['collapsed'])} of {int(row['n'])} collapsed)"
-        for metric, (column, digits) in STRUCTURE_COLUMNS.items():
+        for metric, (column, digits) in _structure_columns(table).items():
             if f"{metric}_mean" in table and table[f"{metric}_mean"].notna().any():
                 out[column] = "" if pd.isna(row[f"{metric}_mean"]) else _mean_std(row, metric, digits)
         if paper:
@@ -393,21 +401,37 @@ def _measure_notes(table: pd.DataFrame, split: str = "test") -> list[str]:
             f"{split.capitalize()} intra/inter: mean squared distance between the attention vectors of same-class "
             f"{split} images over that of different-class ones (lower: tighter classes). It is NaN for a run whose "
             "attention vectors are all identical (0/0); such runs are counted as `[k of n NaN]`. A run "
-            "counts as *collapsed* when the evaluated set's mean inter-class distance is below 1e-3 (the loss's "
-            "eps): its ratio then says nothing about separated classes (docs/study_cc_default.md, notebook 06).",
+            "counts as *collapsed* when the evaluated set's mean inter-class distance falls below 1 % of its "
+            "value at initialisation: its ratio then says nothing about separated classes (notebook 03).",
             "",
         ]
-    if "test_knn_acc_mean" in table and not table.empty and table["test_knn_acc_mean"].notna().any():
+    if not table.empty and _recorded(table, "test_precision_at_1"):
         lines += [
-            "Measured independently of the loss (ccloss.separation; the ratio can be lowered by pushing a few "
-            "classes far away while others stay merged): attention 10-NN and probe: accuracy of a 10-nearest-"
-            "neighbour vote and of a linear probe on the evaluated split's attention vectors, fit on the training "
-            "split's; "
-            "merged class pairs: pairs whose class means are closer than their pooled spread, "
-            "s_ab = D_ab / ((D_aa + D_bb) / 2) < 2 (of K (K - 1) / 2 pairs for K classes).",
+            "Measured independently of the loss (ccloss.measures; a ratio can be lowered by pushing a few classes "
+            "far away while others stay merged), on the attention vectors, with the training split's as "
+            "references: P@1 and MAP@R (pytorch-metric-learning's AccuracyCalculator; Musgrave et al., 2020); "
+            "unseparated pairs: class pairs whose held-out per-pair classifier (a shrinkage LDA fit on the "
+            "training split's vectors of the two classes) reaches less than 95 % balanced accuracy "
+            "(of K (K - 1) / 2 pairs for K classes).",
+            "",
+        ]
+    elif not table.empty and _recorded(table, "test_knn_acc"):
+        lines += [
+            "Measured independently of the loss (runs from before precision@1 was recorded): attention 10-NN and "
+            "probe: accuracy of a 10-nearest-neighbour vote and of a linear probe on the evaluated split's "
+            "attention vectors, fit on the training split's.",
             "",
         ]
     return lines
+
+
+def _recorded(table: pd.DataFrame, metric: str) -> bool:
+    return f"{metric}_mean" in table and table[f"{metric}_mean"].notna().any()
+
+
+def _structure_columns(table: pd.DataFrame) -> dict:
+    """The class-measure columns to show: the current ones, or the older ones for runs without them."""
+    return STRUCTURE_COLUMNS if _recorded(table, "test_precision_at_1") else OLDER_STRUCTURE_COLUMNS
 
 
 def write_report(sweep_dir: str | os.PathLike) -> dict:

@@ -91,14 +91,20 @@ def test_04_runs_the_paper_lambda_sweep_shrunk_to_two_cpu_runs(tmp_path):
 @pytest.mark.slow
 def test_06_runs_the_paper_table_shrunk_to_three_cpu_runs(tmp_path):
     """The paper's table-1 sweep file with its points cut to CE and CC-Loss (overrides cannot drop points),
-    their seeds cut to one and two, and the overrides making each run a one-epoch digits run on the CPU."""
+    their seeds cut to one and two, and the overrides making each run a one-epoch digits run on the CPU;
+    the CAM sweep the notebook reads beside it cut to its CE+CAM point, shrunk by the same overrides."""
     sweep = yaml.safe_load((REPO_ROOT / "sweeps" / "paper_table1_losses.yaml").read_text())
     sweep["points"] = [{**p, "seeds": [0] if p["loss"] == "ce" else [0, 1]} for p in sweep["points"]
                        if p["loss"] in ("ce", "cc")]  # fmt: skip
     sweep_file = tmp_path / "paper_table1_losses.yaml"
     sweep_file.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    cam_sweep = yaml.safe_load((REPO_ROOT / "sweeps" / "paper_cam.yaml").read_text())
+    cam_sweep["points"], cam_sweep["seeds"] = [{"loss": "ce", "cam": True}], [0]  # its CE+CAM row only
+    cam_sweep_file = tmp_path / "paper_cam.yaml"
+    cam_sweep_file.write_text(yaml.safe_dump(cam_sweep, sort_keys=False))
     parameters = {
-        "sweep_file": str(sweep_file), "run": True, "check_claims": False, "jobs": 2,
+        "sweep_file": str(sweep_file), "cam_sweep_file": str(cam_sweep_file), "run": True, "check_claims": False,
+        "jobs": 2,
         "runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "none"),
         "figures_dir": str(tmp_path / "figures"), "overrides": {**TINY, "backbone": "resnet18"},
     }  # fmt: skip
@@ -106,6 +112,8 @@ def test_06_runs_the_paper_table_shrunk_to_three_cpu_runs(tmp_path):
     sweep_dir = tmp_path / "runs" / "paper_table1_losses"
     n = pd.read_csv(sweep_dir / "report.csv").set_index("loss")["n"].to_dict()
     assert n == {"ce": 1, "cc": 2}  # the points' own seeds
+    cam_point = tmp_path / "runs" / "paper_cam" / "loss=ce,cam=true,backbone=resnet18,dataset=digits,seed=0"
+    assert json.loads((cam_point / "config.json").read_text())["epochs"] == 1  # the CAM sweep, shrunk the same way
     assert (tmp_path / "figures" / "06_losses.png").exists()
     text = _outputs(_read(output))
     assert "left out: ['asoftmax', 'fical', 'focal', 'ical', 'mcloss']" in text

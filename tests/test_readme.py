@@ -67,7 +67,7 @@ def test_other_pages_give_the_same_notebook_times(page):
 
 
 def test_take_home_numbers_of_this_repository_are_what_the_script_prints():
-    printed = "\n".join(readme_numbers.table("mnist5k"))
+    printed = "\n".join(readme_numbers.small_table() + readme_numbers.table("mnist5k"))
     cited = re.findall(r"\d+\.\d+ ± \d+\.\d+", _section(README, "Take-home"))
     assert len(cited) >= 4
     for value in cited:
@@ -153,3 +153,24 @@ def test_table_reads_complete_runs_and_falls_back_for_the_ratio(monkeypatch, tmp
     assert ratio[1:4] == ["5", "98.00 ± 1.58", "60.0 (n = 1)"]
     assert ratio[-1] == "1 of 1 |"
     assert pair[2] == "98.50 ± 0.71" and pair[3] == "not measured" and pair[-1] == "0 of 5 |"
+
+
+def test_small_table_keeps_the_rows_of_the_cam_sweep_apart(monkeypatch, tmp_path):
+    """The class-pair form's prefix (``loss=cc,cam=true,seed=``) must not take the ratio's points, and a
+    point still running is left out."""
+    sweep = tmp_path / readme_numbers.SMALL_SWEEP
+
+    def point(name: str, final: dict, status: str = "complete") -> None:
+        (sweep / name).mkdir(parents=True)
+        (sweep / name / "metrics.json").write_text(json.dumps({"status": status, "final": final}))
+
+    for seed, acc in enumerate([97.0, 98.0, 99.0]):
+        point(f"loss=ce,cam=true,seed={seed}", {"test_acc": acc, "test_map_at_r": 60.0 + 10 * seed})
+        point(f"loss=cc,cam=true,form=ratio,seed={seed}", {"test_acc": 90.0, "test_unseparated_pairs": seed})
+        point(f"loss=cc,cam=true,seed={seed}", {"test_acc": acc + 1, "test_unseparated_pairs": 0})
+    point("loss=cc,cam=true,seed=3", {"test_acc": 0.0}, status="running")
+    monkeypatch.setattr(readme_numbers, "RESULTS", tmp_path)
+    ce, ratio, pair = ([c.strip() for c in line.strip("|").split("|")] for line in readme_numbers.small_table()[2:])
+    assert ce[:3] == ["CE+CAM", "3", "98.00 ± 1.00"] and ce[5] == "70.0 ± 10.0"  # MAP@R 60, 70, 80
+    assert ratio[1:3] == ["3", "90.00 ± 0.00"] and ratio[6] == "1.0 ± 1.0"  # unseparated 0, 1, 2
+    assert pair[1:3] == ["3", "99.00 ± 1.00"] and pair[4] == "not measured" and pair[6] == "0.0 ± 0.0"

@@ -2,8 +2,9 @@
 
 ``python -m tools.readme_numbers`` from the repository root prints (1) the take-home of the runs of this
 repository, CE+CAM against the paper's ratio and the class-pair form on the test split (mean ± sample std
-over seeds, ddof = 1, as the sweep reports), read from ``results/``, and (2) each notebook's measured run
-time from its papermill metadata (the ``make run`` that executed the committed notebooks).
+over seeds, ddof = 1, as the sweep reports), read from ``results/``: the CPU sweep the notebooks read
+(``small_cam``, with every class measure) and the study's 40-epoch stage C, and (2) each notebook's
+measured run time from its papermill metadata (the ``make run`` that executed the committed notebooks).
 Standard library only: it runs before anything is installed.
 """
 
@@ -26,16 +27,18 @@ ROWS = (
 FALLBACK = {"default": ("study_combined_test", "se_wide+lam0.1")}
 MIN_SEEDS = 5
 DATASETS = ("mnist5k", "digits")
-#: metrics.json ``final`` keys and their column; a key that no run has yet prints as "not measured".
-#: The last three are what the reruns of issue 25 add (edit the names here if measures.py writes others).
-COLUMNS = (
-    ("test_acc", "test acc (%)", 2),
-    ("test_knn_acc", "attention 10-NN (%)", 1),
-    ("test_probe_acc", "attention probe (%)", 1),
-    ("test_precision_at_1", "precision@1 (%)", 1),
-    ("test_map_at_r", "MAP@R", 3),
-    ("test_unseparated_pairs", "unseparated pairs (of 45)", 1),
-)
+#: metrics.json ``final`` keys -> (column, decimals); a key that no run has prints as "not measured".
+MEASURES = {
+    "test_acc": ("test acc (%)", 2),
+    "test_intra_inter": ("intra/inter", 3),
+    "test_knn_acc": ("attention 10-NN (%)", 1),
+    "test_probe_acc": ("attention probe (%)", 1),
+    "test_precision_at_1": ("P@1 (%)", 1),
+    "test_map_at_r": ("MAP@R (%)", 1),
+    "test_unseparated_pairs": ("unseparated pairs (of 45)", 1),
+}
+#: The study's columns (its runs predate P@1, MAP@R and the per-pair classifier: "not measured").
+COLUMNS = tuple((key, *MEASURES[key]) for key in MEASURES if key != "test_intra_inter")
 
 
 def read_points(folder: str, label: str, dataset: str) -> list[dict]:
@@ -87,6 +90,33 @@ def table(dataset: str) -> list[str]:
     return lines + [f"- {note}" for note in notes]
 
 
+#: The three rows of the CPU sweep the notebooks read (results/small_cam): row -> its points' name prefix.
+SMALL_SWEEP = "small_cam"
+SMALL_ROWS = (
+    ("CE+CAM", "loss=ce,cam=true,seed="),
+    ("CC-Loss, the paper's ratio", "loss=cc,cam=true,form=ratio,seed="),
+    ("CC-Loss, the class-pair form (default)", "loss=cc,cam=true,seed="),
+)
+SMALL_COLUMNS = tuple((key, *MEASURES[key]) for key in MEASURES if key not in ("test_knn_acc", "test_probe_acc"))
+
+
+def small_table() -> list[str]:
+    """CE+CAM, the ratio and the class-pair form in ``results/small_cam``: mean ± std over its seeds."""
+    head = ["", "n", *(name for _, name, _ in SMALL_COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row, prefix in SMALL_ROWS:
+        finals = []
+        for path in sorted((RESULTS / SMALL_SWEEP).glob(f"{prefix}*/metrics.json")):
+            metrics = json.loads(path.read_text())
+            if metrics.get("status") == "complete" and path.parent.name[len(prefix) :].isdigit():
+                finals.append(metrics["final"])
+        cells = [row, str(len(finals))]
+        for key, _, digits in SMALL_COLUMNS:
+            cells.append(mean_std([f[key] for f in finals if f.get(key) is not None], digits))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def notebook_times() -> list[str]:
     """Each numbered notebook's run time from its papermill metadata, as the README prints it."""
     lines = []
@@ -105,6 +135,8 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def main() -> int:
+    print(f"## mnist5k test, results/{SMALL_SWEEP} (3 epochs)\n")
+    print("\n".join(small_table()), end="\n\n")
     for dataset in DATASETS:
         print(f"## {dataset} test, 40 epochs, trained on the whole train split\n")
         print("\n".join(table(dataset)), end="\n\n")

@@ -190,10 +190,10 @@ def save_epoch(out: Path, state: dict, metrics: dict) -> None:
 
 
 def is_complete(run_dir: str | os.PathLike) -> bool:
-    """True when ``run_dir/metrics.json`` says the run finished."""
+    """True when ``run_dir/metrics.json`` says the run (or a sweep point) finished."""
     try:
         return read_json(Path(run_dir) / METRICS_FILE).get("status") == "complete"
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # missing, unreadable, or not a JSON object
         return False
 
 

@@ -43,7 +43,7 @@ BASE = {
 }
 
 
-def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=(), collapsed=None) -> Path:
+def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=(), collapsed=None, extra=None) -> Path:
     """Write what ``experiments.sweep.run_sweep`` leaves: sweep.json and one folder per point."""
     sweep_dir = folder / sweep.name
     write_json(sweep_dir / "sweep.json", sweep.to_dict())
@@ -71,6 +71,7 @@ def fake_sweep(folder: Path, sweep: Sweep, accuracy, ratio=None, incomplete=(), 
             final["test_intra_inter"] = ratio(point.values)
         if collapsed is not None:
             final["test_attention_collapsed"] = collapsed(point.values)
+        final.update(extra(point.values) if extra is not None else {})
         (point_dir / "cc_seed0").mkdir()
         (point_dir / "cc_seed0" / "checkpoint.pt").write_bytes(b"not small")
         (point_dir / "notebook.ipynb").write_text("{}")
@@ -122,6 +123,27 @@ def test_aggregation_matches_a_hand_computation(tmp_path):
     assert table.loc[0, "test_acc_std"] == pytest.approx(2.6457513, abs=1e-6)  # 90, 91, 95
     assert table.loc[0, "dataset"] == "digits" and table.loc[0, "backbone"] == "resnet18"
     assert list(table["ours_delta"]) == pytest.approx([0.0, 92.8333333 - 92.0, 82.5 - 92.0], abs=1e-6)
+
+
+def test_class_measures_are_averaged_and_shown_beside_accuracy(tmp_path):
+    def measures(v):  # seed 0, 1, 2: P@1 90, 92, 94 - lam; MAP@R half of it; unseparated pairs 0, 1, 2
+        return {"test_precision_at_1": 90.0 + 2 * v["seed"] - v["lam"], "test_map_at_r": (90.0 + 2 * v["seed"]) / 2,
+                "test_unseparated_pairs": v["seed"], "test_knn_acc": 50.0}  # fmt: skip
+
+    table, spec = report_table(fake_sweep(tmp_path, lambda_sweep(), acc, extra=measures))
+    row = table[table["lam"] == 1.0].iloc[0]
+    assert row["test_precision_at_1_mean"] == pytest.approx(91.0) and row["test_precision_at_1_std"] == pytest.approx(2)
+    assert row["test_map_at_r_mean"] == pytest.approx(46.0) and row["test_unseparated_pairs_mean"] == pytest.approx(1)
+    shown = format_report(table, spec).set_index("lam").loc["1"]
+    assert shown["ours: P@1 (%)"] == "91.0 ± 2.0" and shown["ours: MAP@R (%)"] == "46.0 ± 1.0"
+    assert shown["ours: unseparated pairs"] == "1.0 ± 1.0"
+    assert "ours: attention 10-NN (%)" not in shown  # the older measure only for runs without P@1
+
+
+def test_runs_from_before_precision_at_1_show_their_older_measures(tmp_path):
+    table, spec = report_table(fake_sweep(tmp_path, lambda_sweep(), acc, extra=lambda v: {"test_knn_acc": 80.0}))
+    shown = format_report(table, spec)
+    assert list(shown["ours: attention 10-NN (%)"]) == ["80.0 ± 0.0"] * 3 and "ours: P@1 (%)" not in shown
 
 
 def test_incomplete_points_are_left_out_and_named(tmp_path):
@@ -368,3 +390,20 @@ def test_paper_main_table_layout(tmp_path):
     assert cc["paper: CIFAR-100 ResNet18"] == "78.23 ± 0.07"
     assert main[main["loss"] == "MC-Loss"].iloc[0]["paper: Cars-196 ResNet18"] == "not reported"
     assert cc["ours: digits ResNet18"] == "96.50 ± 0.71 (n=2)"
+
+
+def test_a_form_set_on_some_points_only_keeps_every_row_against_the_baseline(tmp_path):
+    """small_cam: CE points set no form, CC-Loss points the ratio or none (the default): each row's change
+    is still taken against plain CE, labelled by its form, and an unset form shows empty."""
+    points = [{"loss": "ce", "cam": False}, {"loss": "ce", "cam": True}]
+    points += [{"loss": "cc", "cam": True, "form": "ratio"}, {"loss": "cc", "cam": True}]
+    sweep = Sweep(
+        name="cam", notebook=ROOT / "notebooks" / "02_train.ipynb", fixed={"dataset": "mnist"}, points=points,
+        seeds=[0, 1], paper={"table": "cam", "baseline": {"loss": "ce", "cam": False}},
+    )  # fmt: skip
+    scores = {(False, None): 97.0, (True, None): 97.5, (True, "ratio"): 98.25}
+    table, spec = report_table(fake_sweep(tmp_path, sweep, lambda v: scores[(v["cam"], v.get("form"))] + v["seed"]))
+    assert list(table["ours_delta"]) == pytest.approx([0.0, 0.5, 1.25, 0.5])
+    labels = [group_label(row, spec["varied"]) for _, row in table.iterrows()]
+    assert labels == ["CE", "CE+CAM", "CC-Loss+CAM (ratio)", "CC-Loss+CAM"]
+    assert list(format_report(table, spec)["form"]) == ["", "", "ratio", ""]
