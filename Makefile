@@ -27,14 +27,16 @@ run: $(STAMP)
 	$(PY) -m tools.run_all
 
 # Every test suite, and every notebook executed start to end with nbval (outputs of cells marked
-# `# NBVAL_CHECK_OUTPUT` compared after notebooks/sanitize.cfg), in two processes (pytest-xdist): the
-# notebooks in order in one of them (02 trains the runs that 04 reads; notebooks/conftest.py), the tests
-# spread over both.
+# `# NBVAL_CHECK_OUTPUT` compared after notebooks/sanitize.cfg), in pytest-xdist workers: each notebook's
+# cells in one worker, in order, with the notebook whose runs it reads (05 reads 02's;
+# notebooks/conftest.py). The notebooks come first, so that the longest unit (02, then 05) starts at once.
+# One worker more than the 2 cores of CI: the subprocess, SLURM and kill tests spend much of their time
+# waiting, and every worker keeps torch to one thread (tests/conftest.py).
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
-JOBS ?= 2
+JOBS ?= 3
 
 test: lint
-	$(PY) -m pytest tests notebooks $(NBVAL) -n $(JOBS) -p no:cacheprovider --timeout 1800 --durations 15
+	$(PY) -m pytest notebooks tests $(NBVAL) -n $(JOBS) -p no:cacheprovider --timeout 1800 --durations 15
 
 # ruff: the lint rules and the formatting of pyproject.toml, on the package, tests, benchmarks and notebooks.
 lint: $(STAMP)
