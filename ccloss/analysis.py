@@ -13,7 +13,7 @@ import torch
 from .cc_loss import cc_statistics, pairwise_distances
 from .measures import class_distance_matrix
 from .metrics import upgrade_keys
-from .runtime.checkpoint import CONFIG_FILE, METRICS_FILE
+from .runtime.run_dir import CONFIG_FILE, METRICS_FILE
 
 __all__ = ["collect_embeddings", "test_embeddings", "class_sorted", "stratified_subset", "class_distance_matrix"]
 __all__ += ["class_channel_matrix", "channel_order", "tsne_embed", "silhouette", "toy_attention"]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import data as datasets
 from .config import PRESET_HELP, PRESETS, TrainConfig
 from .losses import LOSSES
 from .options import kind
+from .runtime import exit_code_of
 from .runtime.atomic import DiskFullError
 from .runtime.checkpoint import RunExistsError
 from .runtime.preemption import EXIT_CODE, Preempted
@@ -133,21 +133,6 @@ def _train(args: argparse.Namespace) -> int:
     acc, best = final.get(f"{split}_acc", float("nan")), final.get(f"best_{split}_acc", float("nan"))
     print(f"done: {split}_acc {acc:.2f}%  best {best:.2f}%  run directory {args.out}")
     return 0
-
-
-def exit_code_of(command: Callable[[], Any], errors: Sequence[tuple[type, int, str]], on_interrupt: str) -> int:
-    """Run ``command()``; an error of a kind in ``errors`` (first match wins) prints ``<prefix>: <message>``
-    on stderr and returns its code; Ctrl-C prints ``interrupted; <on_interrupt>`` and returns 130."""
-    try:
-        return int(command() or 0)
-    except tuple(kind for kind, _, _ in errors) as error:
-        _, code, prefix = next(entry for entry in errors if isinstance(error, entry[0]))
-        message = error.strerror if isinstance(error, OSError) and error.strerror else error
-        print(f"{prefix}: {message}", file=sys.stderr)
-        return code
-    except KeyboardInterrupt:
-        print(f"interrupted; {on_interrupt}", file=sys.stderr)
-        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

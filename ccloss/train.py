@@ -20,9 +20,10 @@ from .metrics import eval_record, final_record, structure_record
 from .runtime import checkpoint as ckpt
 from .runtime import distributed as dist_utils
 from .runtime.atomic import read_json
-from .runtime.checkpoint import RunExistsError, is_complete, load_run
+from .runtime.checkpoint import RunExistsError, load_run
 from .runtime.devices import configure_cuda, resolve_device, to_channels_last
 from .runtime.preemption import Preempted, sigterm_ends_after_epoch
+from .runtime.run_dir import is_complete
 
 __all__ = ["TrainConfig", "NonFiniteLossError", "Preempted", "RunExistsError", "fit", "train_one_epoch", "evaluate",
            "model_device", "load_run", "is_complete"]  # fmt: skip

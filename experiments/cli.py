@@ -119,8 +119,7 @@ def _parse_value(text: str) -> Any:
 
 
 def _sweep_command(args: argparse.Namespace) -> int:
-    from .report import write_report
-    from .sweep import NAME_UNSAFE, load_sweep, run_sweep
+    from .sweep import NAME_UNSAFE, load_sweep, run_sweep  # no torch: a sweep process only starts points
 
     sweep = load_sweep(args.file, {name: _parse_value(value) for name, value in (args.parameters or [])})
     if args.name:
@@ -142,6 +141,8 @@ def _sweep_command(args: argparse.Namespace) -> int:
     if result.interrupted:
         return 143  # stopped by SIGTERM/SIGINT: every point stopped after its epoch, with a checkpoint
     if result.ok and args.report:
+        from .report import write_report
+
         print(write_report(result.sweep_dir)["markdown"])
     return 0 if result.ok else 1
 
@@ -198,7 +199,7 @@ _COMMANDS = {"sweep": _sweep_command, "report": _report_command, "study": _study
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m experiments ...``: 0 done, 2 bad input, 130 interrupted."""
-    from ccloss.cli import exit_code_of
+    from ccloss.runtime import exit_code_of
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv[:1]).parse_args(argv)

@@ -5,7 +5,7 @@ sees the old file or the new one, never half of one."""
 from __future__ import annotations
 
 from ccloss.runtime.atomic import atomic_write, read_json, write_json
-from ccloss.runtime.checkpoint import CONFIG_FILE, METRICS_FILE, is_complete
+from ccloss.runtime.run_dir import CONFIG_FILE, METRICS_FILE, is_complete
 
 __all__ = ["METRICS_FILE", "CONFIG_FILE", "POINT_FILE", "atomic_write", "write_json", "read_json", "is_complete"]
 

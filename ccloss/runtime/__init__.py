@@ -3,7 +3,9 @@
 import os
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 _PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
 
@@ -17,3 +19,18 @@ def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)
     else:
         warnings.warn(message, UserWarning, stacklevel=level)
+
+
+def exit_code_of(command: Callable[[], Any], errors: Sequence[tuple[type, int, str]], on_interrupt: str) -> int:
+    """Run ``command()``; an error of a kind in ``errors`` (first match wins) prints ``<prefix>: <message>``
+    on stderr and returns its code; Ctrl-C prints ``interrupted; <on_interrupt>`` and returns 130."""
+    try:
+        return int(command() or 0)
+    except tuple(kind for kind, _, _ in errors) as error:
+        _, code, prefix = next(entry for entry in errors if isinstance(error, entry[0]))
+        message = error.strerror if isinstance(error, OSError) and error.strerror else error
+        print(f"{prefix}: {message}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        print(f"interrupted; {on_interrupt}", file=sys.stderr)
+        return 130

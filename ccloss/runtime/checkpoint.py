@@ -16,10 +16,8 @@ import torch
 from ..pretrained import check_weights_file
 from . import warn
 from .atomic import atomic_write, read_json, write_json
+from .run_dir import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, PREVIOUS_CHECKPOINT_FILE, RUN_FILES
 
-CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE = "config.json", "metrics.json", "checkpoint.pt"
-PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"  #: the checkpoint before the last one
-RUN_FILES = (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, METRICS_FILE)  #: a run's files besides its config
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "criterion", "epoch", "step", "history", "best", "rng")
 #: Config fields that may change between a run and its resumption: where and how it runs, not what it trains.
 RESUME_FREE = frozenset({"out", "out_dir", "resume", "overwrite", "quiet", "device", "download", "data_dir",
@@ -187,14 +185,6 @@ def save_epoch(out: Path, state: dict, metrics: dict) -> None:
     data = buffer.getbuffer()
     atomic_write(out / CHECKPOINT_FILE, lambda f: f.write(data), "wb", out / PREVIOUS_CHECKPOINT_FILE, len(data))
     write_json(out / METRICS_FILE, metrics)
-
-
-def is_complete(run_dir: str | os.PathLike) -> bool:
-    """True when ``run_dir/metrics.json`` says the run (or a sweep point) finished."""
-    try:
-        return read_json(Path(run_dir) / METRICS_FILE).get("status") == "complete"
-    except (OSError, ValueError, AttributeError):  # missing, unreadable, or not a JSON object
-        return False
 
 
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
