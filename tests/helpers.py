@@ -1,8 +1,10 @@
 """Helpers shared by the test modules."""
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,3 +52,21 @@ def wait_for_epochs(out: Path, epochs: int, process=None, timeout_s: float = 300
             raise AssertionError(f"the run ended early (exit code {process.returncode})")
         time.sleep(0.02)
     raise AssertionError(f"{out} did not reach {epochs} epoch(s) in {timeout_s} s")
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder that ``build(folder)`` fills once per test session, also under pytest-xdist, whose workers
+    would each rebuild a module fixture: the first worker builds it under a file lock in the folder the
+    workers share, the others wait and read it (pytest-xdist's documented pattern). Read it, never write."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    folder, done = root / f"built-{name}", root / f"built-{name}.done"
+    with FileLock(str(root / f"built-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder

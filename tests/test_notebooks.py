@@ -124,6 +124,7 @@ def test_nbval_checked_cells_exist():
 def test_02_runs_with_overridden_parameters(tmp_path):
     out_dir = tmp_path / "runs"
     parameters = {
+        "dataset": "digits",
         "losses": ["ce", "cc"],
         "seeds": [0],
         "epochs": 1,
@@ -139,6 +140,7 @@ def test_02_runs_with_overridden_parameters(tmp_path):
         config = json.loads((run / "config.json").read_text())
         assert metrics["status"] == "complete" and len(metrics["history"]) == 1
         assert (config["loss"], config["epochs"], config["width_mult"], config["seed"]) == (loss, 1, 0.125, 0)
+        assert config["dataset"] == "digits"
         assert config["lam"] is None  # lam = None in the notebook: the loss's own default applies
         assert (run / "checkpoint.pt").exists()
     summary = (out_dir / "summary.md").read_text()

@@ -19,7 +19,7 @@ from ccloss.config import TrainConfig
 from ccloss.losses import build_criterion
 from ccloss.runtime.atomic import read_json, write_json
 from ccloss.train import NonFiniteLossError, RunExistsError, fit, is_complete, load_run
-from tests.helpers import cli, wait_for_epochs, without_timings
+from tests.helpers import built_once, cli, wait_for_epochs, without_timings
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="digits", width_mult=0.125, batch_size=64, quiet=True)
@@ -27,9 +27,9 @@ TINY = dict(dataset="digits", width_mult=0.125, batch_size=64, quiet=True)
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref") / "run"
-    metrics = fit(TrainConfig(**TINY, epochs=2, out=str(out)))
-    return out, metrics
+    """A finished 2-epoch run (trained once for all workers; read it, never write into it)."""
+    folder = built_once(tmp_path_factory, "train-ref", lambda f: fit(TrainConfig(**TINY, epochs=2, out=str(f / "run"))))
+    return folder / "run", read_json(folder / "run" / "metrics.json")
 
 
 def test_run_directory_contents(reference_run):

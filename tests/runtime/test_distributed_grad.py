@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ccloss import CCLoss
 from ccloss.runtime import distributed as cdist
+from tests.helpers import built_once
 
 WORLD = 2
 B = 6  # per-rank batch
@@ -177,15 +178,18 @@ def _spawn(out_dir: Path) -> Exception | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory):
-    out_dir = tmp_path_factory.mktemp("ddp")
+def _run_ranks(out_dir: Path) -> None:
     error = _spawn(out_dir)
     if isinstance(error, mp.ProcessExitedException):  # killed by a signal (gloo aborts when its free port is
         error = _spawn(out_dir)  # taken by another process in between): once more, on a new port
     if error is not None:  # a rank raised: show its traceback
         errors = "\n".join(p.read_text() for p in sorted(out_dir.glob("*.err")))
         pytest.fail(f"distributed worker failed: {error}\n{errors}")
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    out_dir = built_once(tmp_path_factory, "ddp-grad", _run_ranks)  # once for all workers
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 

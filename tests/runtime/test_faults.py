@@ -22,7 +22,7 @@ from ccloss.runtime import atomic
 from ccloss.runtime.atomic import DiskFullError, read_json
 from ccloss.runtime.checkpoint import CorruptRunError, PathArgumentError, load_run
 from ccloss.train import TrainConfig, fit
-from tests.helpers import ROOT, cli, wait_for_epochs, without_timings
+from tests.helpers import ROOT, built_once, cli, wait_for_epochs, without_timings
 
 TINY = dict(dataset="digits", width_mult=0.125, batch_size=64, quiet=True, epochs=3)
 
@@ -33,8 +33,9 @@ class Crash(Exception):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict:
-    """The uninterrupted run every recovery must equal."""
-    return fit(TrainConfig(**TINY, out=str(tmp_path_factory.mktemp("ref") / "run")))
+    """The uninterrupted run every recovery must equal (trained once for all workers)."""
+    folder = built_once(tmp_path_factory, "faults-reference", lambda f: fit(TrainConfig(**TINY, out=str(f / "run"))))
+    return read_json(folder / "run" / "metrics.json")
 
 
 def crashed_run(out: Path, monkeypatch, after_epochs: int) -> Path:
