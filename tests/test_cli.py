@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ccloss.cli import describe_losses, parse_loss_params
+from ccloss.cli import describe_losses, main, parse_loss_params
 from ccloss.config import TrainConfig
 from ccloss.losses import LOSSES, PAPER_NAMES, build_criterion
 from tests.helpers import cli
@@ -114,27 +114,31 @@ def test_cli_missing_dataset_says_where_and_how(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", sorted(LOSSES))
-def test_every_loss_trains_one_epoch_from_the_cli(loss, tmp_path):
+def test_every_loss_trains_one_epoch_from_the_cli(loss, tmp_path, capsys):
+    """``python -m ccloss train``'s main() in this process (the subprocess entry point has its own test)."""
     out = tmp_path / loss
     extra = ["--no-cam"] if loss not in ("cc",) else []
-    result = cli(
-        "train",
-        "--loss",
-        loss,
-        "--dataset",
-        "digits",
-        "--width-mult",
-        "0.125",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--quiet",
-        "--out",
-        str(out),
-        *extra,
+    code = main(
+        [
+            "train",
+            "--loss",
+            loss,
+            "--dataset",
+            "digits",
+            "--width-mult",
+            "0.125",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--quiet",
+            "--out",
+            str(out),
+            *extra,
+        ]
     )
-    assert result.returncode == 0, result.stderr
+    assert code == 0, capsys.readouterr().err
+    assert f"run directory {out}" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     record = metrics["history"][0]
     assert all(torch.isfinite(torch.tensor(record[k])) for k in ("loss", "ce"))
