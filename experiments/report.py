@@ -388,7 +388,7 @@ def _fixed_text(table: pd.DataFrame, spec: dict) -> str:
     for column in CONTEXT:
         if column in table and column not in spec["varied"] and table[column].nunique(dropna=False) == 1:
             value = table[column].iloc[0]
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            if not _missing(value):
                 parts.append(f"{column} {value_key(value)}")
     return ", ".join(parts)
 

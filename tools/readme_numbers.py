@@ -106,9 +106,9 @@ def small_table() -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for row, prefix in SMALL_ROWS:
         finals = []
-        for path in sorted((RESULTS / SMALL_SWEEP).glob(f"{prefix}*/metrics.json")):
+        for path in sorted((RESULTS / SMALL_SWEEP).glob(f"{prefix}[0-9]*/metrics.json")):
             metrics = json.loads(path.read_text())
-            if metrics.get("status") == "complete" and path.parent.name[len(prefix) :].isdigit():
+            if metrics.get("status") == "complete":
                 finals.append(metrics["final"])
         cells = [row, str(len(finals))]
         for key, _, digits in SMALL_COLUMNS:
