@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ccloss.metrics import upgrade_keys
+
 from .files import read_json
 from .tables import format_mean_std, markdown_table
 
@@ -50,8 +52,13 @@ TIE_PP = 0.1  #: scores closer than this (percentage points) are a tie
 RATIO_FACTOR = 0.5  #: eligible only at most this times the reference's intra/inter ratio
 FINAL_SEEDS = 5  #: seeds per dataset of a finalist after stage 2
 LAMBDA_LABELS = ("lam0.3", "lam0.1", "lam0.03")  #: the λ rows of the candidate table
-#: Study columns read from the class-structure measures of a run (NaN for runs made before them).
-STRUCTURE_FIELDS = {"knn": "knn_acc", "probe": "probe_acc", "merged": "merged_pairs", "sep_min": "pair_sep_min"}
+#: Study columns read from the class-structure measures of a run (NaN for runs made before them), by the
+#: names of ``ccloss.metrics.upgrade_keys`` (Part 5's ``merged_pairs`` is the s < 2 geometry count).
+STRUCTURE_FIELDS = {"knn": "knn_acc", "probe": "probe_acc", "merged": "pair_geometry_below_2"}
+STRUCTURE_FIELDS |= {"sep_min": "pair_geometry_min", "p_at_1": "precision_at_1", "map_r": "map_at_r"}
+STRUCTURE_FIELDS["unseparated"] = "unseparated_pairs"
+#: Shown beside every study table, never ruled on: the field's measures of issue 25 (column -> its name).
+MEASURED_BESIDE = {"p_at_1": "P@1 (%)", "map_r": "MAP@R (%)", "unseparated": "unseparated pairs (of 45)"}
 
 
 def _split_of(final: dict) -> str | None:
@@ -74,7 +81,7 @@ def _point_row(point_dir: Path, values: dict) -> dict | None:
     except (OSError, ValueError):
         metrics = None
     if metrics and metrics.get("status") == "complete" and metrics.get("final"):
-        final = metrics["final"]
+        final = upgrade_keys(metrics["final"])
         split = _split_of(final)
         row.update(
             split=split,
@@ -118,10 +125,11 @@ def load_study(sweep_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per label and dataset: n, mean/std of accuracy and ratio, collapsed and failed counts."""
+    """Per label and dataset: n, mean/std of accuracy, ratio, P@1, MAP@R and unseparated pairs (NaN for runs
+    made before them), collapsed and failed counts."""
     grouped = runs.groupby(["label", "dataset"], sort=False)
     table = grouped.size().rename("n").to_frame()
-    for metric in ("acc", "ratio"):
+    for metric in ("acc", "ratio", *MEASURED_BESIDE):
         table[f"{metric}_mean"] = grouped[metric].mean()
         table[f"{metric}_std"] = grouped[metric].std(ddof=1).fillna(0.0)
     table["collapsed"] = grouped["collapsed"].sum().astype(int)
@@ -213,10 +221,13 @@ def study_markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
                 "n": int(r["n"]),
                 f"{split} acc (%)": format_mean_std(r["acc_mean"], r["acc_std"]),
                 f"{split} intra/inter": format_mean_std(r["ratio_mean"], r["ratio_std"], 3),
+                **{
+                    name: format_mean_std(r[f"{key}_mean"], r[f"{key}_std"], 1) for key, name in MEASURED_BESIDE.items()
+                },
                 "collapsed": f"{int(r['collapsed'])} of {int(r['n'])}",
             }
         )
-    text = markdown_table(pd.DataFrame(rows))
+    text = markdown_table(pd.DataFrame(rows).replace({name: {"": "not measured"} for name in MEASURED_BESIDE.values()}))
     if split == "test":  # stage 3: reported beside the paper and checked, never used to choose
         if reference in set(summary["label"]):
             text += "\n\nStage 3 checks (issue 12's acceptance criteria), with the paper's MNIST ResNet18+CAM:\n\n"

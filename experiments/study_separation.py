@@ -1,7 +1,8 @@
 """Part 5 of the CC-Loss default study (docs/study_cc_default.md): its tables and pre-registered rule.
 
 Part 5 judges candidates by measures the loss cannot game (:mod:`ccloss.separation`), read per run
-by :func:`experiments.study.load_study` (columns ``knn``, ``probe``, ``merged``, ``sep_min``):
+by :func:`experiments.study.load_study` (columns ``knn``, ``probe``, ``merged`` (the s < 2 geometry count),
+``sep_min``; P@1, MAP@R and unseparated pairs are reported beside, not ruled on):
 
 - eligible: (a) no run collapsed or failed; (b) no run with a merged class pair; (c) on each dataset
   a mean accuracy of at least CE+CAM's mean minus CE+CAM's seed std;
@@ -46,11 +47,12 @@ CURRENT_DEFAULT = "default"
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per label and dataset: n, mean/std of accuracy, 10-NN, probe and ratio; merged pairs (total,
-    runs with any, mean of the least separated pair); collapsed and failed counts."""
+    """Per label and dataset: n, mean/std of accuracy, 10-NN, probe, ratio, P@1, MAP@R and unseparated pairs
+    (NaN for runs made before them); merged (s < 2) pairs: total, runs with any, mean of the least separated
+    pair; collapsed and failed counts."""
     grouped = runs.groupby(["label", "dataset"], sort=False)
     table = grouped.size().rename("n").to_frame()
-    for metric in ("acc", "knn", "probe", "ratio", "sep_min"):
+    for metric in ("acc", "knn", "probe", "ratio", "sep_min", "p_at_1", "map_r", "unseparated"):
         table[f"{metric}_mean"] = grouped[metric].mean()
         table[f"{metric}_std"] = grouped[metric].std(ddof=1).fillna(0.0)
     table["merged_total"] = grouped["merged"].sum()
@@ -180,31 +182,36 @@ def decision(runs: pd.DataFrame, candidate: str, reference: str = REFERENCE) -> 
 
 
 def _format_summary(table: pd.DataFrame, split: str) -> pd.DataFrame:
-    def mean_std(r, metric, digits):
-        return format_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"], digits)
+    def column(metric, digits):
+        return [format_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"], digits) or "not measured"
+                for _, r in table.iterrows()]  # fmt: skip
 
     return pd.DataFrame(
         {
             "candidate": table["label"],
             "dataset": table["dataset"],
             "n": table["n"],
-            f"{split} acc (%)": [mean_std(r, "acc", 2) for _, r in table.iterrows()],
-            "attention 10-NN (%)": [mean_std(r, "knn", 1) for _, r in table.iterrows()],
-            "attention probe (%)": [mean_std(r, "probe", 1) for _, r in table.iterrows()],
-            "runs with merged pairs": [f"{int(r['runs_merged'])} of {int(r['n'])}" for _, r in table.iterrows()],
-            "merged pairs per run": (table["merged_total"] / table["n"]).map(lambda v: f"{v:.1f}"),
-            "least separated pair s": [mean_std(r, "sep_min", 2) for _, r in table.iterrows()],
-            f"{split} intra/inter": [mean_std(r, "ratio", 3) for _, r in table.iterrows()],
+            f"{split} acc (%)": column("acc", 2),
+            "P@1 (%)": column("p_at_1", 1),
+            "MAP@R (%)": column("map_r", 1),
+            "unseparated pairs (of 45)": column("unseparated", 1),
+            "attention 10-NN (%)": column("knn", 1),
+            "attention probe (%)": column("probe", 1),
+            "runs with s < 2 pairs": [f"{int(r['runs_merged'])} of {int(r['n'])}" for _, r in table.iterrows()],
+            "s < 2 pairs per run": (table["merged_total"] / table["n"]).map(lambda v: f"{v:.1f}"),
+            "least separated pair s": column("sep_min", 2),
+            f"{split} intra/inter": column("ratio", 3),
             "collapsed": [f"{int(r['collapsed'])} of {int(r['n'])}" for _, r in table.iterrows()],
         }
     )
 
 
-def markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
-    """Part 5's table, then on val the ranking and stage B's finalists, on test each candidate's checks."""
+def markdown(runs: pd.DataFrame, reference: str = REFERENCE, decide: bool = True) -> str:
+    """Part 5's table, then (``decide``) on val the ranking and stage B's finalists, on test each candidate's
+    checks."""
     split = runs["split"].dropna().iloc[0] if runs["split"].notna().any() else "val"
     text = markdown_table(_format_summary(summary(runs), split))
-    if reference not in set(runs["label"]) or runs["label"].nunique() < 2:
+    if not decide or reference not in set(runs["label"]) or runs["label"].nunique() < 2:
         return text
     if split == "test":
         checks = pd.concat([decision(runs, label, reference) for label in runs["label"].unique() if label != reference])

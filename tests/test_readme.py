@@ -129,30 +129,30 @@ def test_format_seconds():
     assert readme_numbers.format_seconds(None) == "not measured"
 
 
-def _write_run(folder: Path, label: str, seed: int, final: dict, status: str = "complete") -> None:
-    run = folder / f"label={label},dataset=mnist5k,seed={seed}"
+def _write_run(folder: Path, label: str, seed: int, final: dict, status: str = "complete", dataset="mnist5k") -> None:
+    run = folder / f"label={label},dataset={dataset},seed={seed}"
     run.mkdir(parents=True)
     (run / "metrics.json").write_text(json.dumps({"status": status, "final": final}))
 
 
-def test_table_reads_complete_runs_and_falls_back_for_the_ratio(monkeypatch, tmp_path):
-    stage_c, part4 = tmp_path / "study_part5_test", tmp_path / "study_combined_test"
-    for seed, (acc, knn) in enumerate([(98.0, 90.0), (99.0, 92.0), (97.0, 94.0), (98.0, 96.0), (98.0, 98.0)]):
-        _write_run(stage_c, "ce_cam", seed, {"test_acc": acc, "test_knn_acc": knn, "test_merged_pairs": seed % 2})
-        _write_run(stage_c, "pair_ratio", seed, {"test_acc": acc + 0.5, "test_merged_pairs": 0})
-        _write_run(part4, "se_wide+lam0.1", seed, {"test_acc": 96.0 + seed})
-    _write_run(stage_c, "default", 0, {"test_acc": 50.0, "test_knn_acc": 60.0, "test_merged_pairs": 3})
+def test_stage_c_table_reads_the_complete_runs_of_one_dataset(monkeypatch, tmp_path):
+    stage_c = tmp_path / readme_numbers.STAGE_C
+    for seed, (acc, map_r) in enumerate([(98.0, 90.0), (99.0, 92.0), (97.0, 94.0), (98.0, 96.0), (98.0, 98.0)]):
+        _write_run(stage_c, "ce_cam", seed, {"test_acc": acc, "test_map_at_r": map_r, "test_unseparated_pairs": seed})
+        _write_run(stage_c, "pair_ratio", seed, {"test_acc": acc + 0.5, "test_unseparated_pairs": 0})
+        _write_run(stage_c, "ce_cam", seed, {"test_acc": 10.0}, dataset="digits")  # another dataset: left out
+    _write_run(stage_c, "default", 0, {"test_acc": 50.0, "test_map_at_r": 60.0})
+    _write_run(stage_c, "default", 1, {"test_acc": 52.0})
+    _write_run(stage_c, "default", 2, {"test_acc": 54.0, "test_map_at_r": 70.0})
     _write_run(stage_c, "ce_cam", 9, {"test_acc": 0.0}, status="running")  # an incomplete run is left out
     monkeypatch.setattr(readme_numbers, "RESULTS", tmp_path)
-    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in readme_numbers.table("mnist5k")[2:5]}
-    ce, ratio, pair = rows["CE+CAM"], rows[readme_numbers.ROWS[1][0]], rows[readme_numbers.ROWS[2][0]]
+    ce, ratio, pair = ([c.strip() for c in line.strip("|").split("|")] for line in readme_numbers.table("mnist5k")[2:])
     # CE+CAM: accuracies 98, 99, 97, 98, 98: mean 98, squared deviations 0 + 1 + 1 + 0 + 0 = 2, / 4: std 0.707
-    assert ce[1:4] == ["5", "98.00 ± 0.71", "94.0 ± 3.2"]  # 10-NN 90..98 step 2: std sqrt(40 / 4) = 3.16
-    assert ce[-1] == "2 of 5 |"
-    # the ratio: 1 run in stage C, so its accuracy comes from Part 4 (96..100: mean 98, std 1.58)
-    assert ratio[1:4] == ["5", "98.00 ± 1.58", "60.0 (n = 1)"]
-    assert ratio[-1] == "1 of 1 |"
-    assert pair[2] == "98.50 ± 0.71" and pair[3] == "not measured" and pair[-1] == "0 of 5 |"
+    assert ce[:3] == ["CE+CAM", "5", "98.00 ± 0.71"]
+    assert ce[5] == "94.0 ± 3.2"  # MAP@R 90..98 step 2: std sqrt(40 / 4) = 3.16
+    assert ce[6] == "2.0 ± 1.6"  # unseparated 0..4: std sqrt(10 / 4) = 1.58
+    assert ratio[1:3] == ["3", "52.00 ± 2.00"] and ratio[5] == "65.0 ± 7.1 (n = 2)"  # MAP@R in 2 of the 3 runs
+    assert pair[2] == "98.50 ± 0.71" and pair[3] == "not measured" and pair[6] == "0.0 ± 0.0"
 
 
 def test_small_table_keeps_the_rows_of_the_cam_sweep_apart(monkeypatch, tmp_path):

@@ -3,7 +3,8 @@
 ``python -m tools.readme_numbers`` from the repository root prints (1) the take-home of the runs of this
 repository, CE+CAM against the paper's ratio and the class-pair form on the test split (mean ± sample std
 over seeds, ddof = 1, as the sweep reports), read from ``results/``: the CPU sweep the notebooks read
-(``small_cam``, with every class measure) and the study's 40-epoch stage C, and (2) each notebook's
+(``small_cam``, 3 epochs) and the study's 40-epoch stage C rerun with every measure
+(``study_part5_test_measures``), and (2) each notebook's
 measured run time from its papermill metadata (the ``make run`` that executed the committed notebooks).
 Standard library only: it runs before anything is installed.
 """
@@ -17,34 +18,36 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-#: (row, results folder, the point's label in it): stage C of the study's Part 5, and Part 4's test of
-#: the ratio, which stands in where stage C has fewer than MIN_SEEDS runs of the ratio.
-ROWS = (
-    ("CE+CAM", "study_part5_test", "ce_cam"),
-    ("the paper's ratio (λ 0.1, SE floor 32)", "study_part5_test", "default"),
-    ("the class-pair form (λ 0.1, SE floor 32)", "study_part5_test", "pair_ratio"),
-)
-FALLBACK = {"default": ("study_combined_test", "se_wide+lam0.1")}
-MIN_SEEDS = 5
-DATASETS = ("mnist5k", "digits")
 #: metrics.json ``final`` keys -> (column, decimals); a key that no run has prints as "not measured".
 MEASURES = {
     "test_acc": ("test acc (%)", 2),
     "test_intra_inter": ("intra/inter", 3),
-    "test_knn_acc": ("attention 10-NN (%)", 1),
-    "test_probe_acc": ("attention probe (%)", 1),
     "test_precision_at_1": ("P@1 (%)", 1),
     "test_map_at_r": ("MAP@R (%)", 1),
     "test_unseparated_pairs": ("unseparated pairs (of 45)", 1),
 }
-#: The study's columns (its runs predate P@1, MAP@R and the per-pair classifier: "not measured").
-COLUMNS = tuple((key, *MEASURES[key]) for key in MEASURES if key != "test_intra_inter")
+#: The CPU sweep the notebooks read: row -> its points' name prefix (``loss=cc,cam=true,seed=`` is the
+#: class-pair form; the ratio's points carry ``form=ratio``).
+SMALL_SWEEP = "small_cam"
+SMALL_ROWS = (
+    ("CE+CAM", "loss=ce,cam=true,seed="),
+    ("CC-Loss, the paper's ratio", "loss=cc,cam=true,form=ratio,seed="),
+    ("CC-Loss, the class-pair form (default)", "loss=cc,cam=true,seed="),
+)
+#: Stage C of the study's Part 5 rerun with every measure (40 epochs): row -> the point's label.
+STAGE_C = "study_part5_test_measures"
+STAGE_C_ROWS = (
+    ("CE+CAM", "ce_cam"),
+    ("CC-Loss, the paper's ratio", "default"),
+    ("CC-Loss, the class-pair form (default)", "pair_ratio"),
+)
+DATASETS = ("mnist5k", "digits")
 
 
-def read_points(folder: str, label: str, dataset: str) -> list[dict]:
-    """The ``final`` metrics of the complete runs of one label and dataset in ``results/<folder>``."""
+def complete_finals(folder: Path, pattern: str) -> list[dict]:
+    """The ``final`` metrics of the complete runs ``folder/<pattern>/metrics.json``, in name order."""
     finals = []
-    for path in sorted((RESULTS / folder).glob(f"label={label},dataset={dataset},seed=*/metrics.json")):
+    for path in sorted(folder.glob(f"{pattern}/metrics.json")):
         metrics = json.loads(path.read_text())
         if metrics.get("status") == "complete":
             finals.append(metrics["final"])
@@ -60,61 +63,31 @@ def mean_std(values: list[float], digits: int) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def table(dataset: str) -> list[str]:
-    """The take-home table of one dataset, as markdown lines, then the lines saying where each row is from."""
-    head = ["", "n", *(name for _, name, _ in COLUMNS), "runs with s < 2 merged pairs"]
+def markdown_rows(rows: list[tuple[str, list[dict]]]) -> list[str]:
+    """A markdown table: one row per (name, runs' final metrics), n and mean ± std of each measure."""
+    head = ["", "n", *(name for name, _ in MEASURES.values())]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    notes = []
-    for row, folder, label in ROWS:
-        finals = read_points(folder, label, dataset)
-        source = f"results/{folder} ({label})"
-        if len(finals) < MIN_SEEDS and label in FALLBACK:
-            fallback = read_points(*FALLBACK[label], dataset)
-            notes.append(
-                f"{row}: {len(finals)} of {MIN_SEEDS} runs in results/{folder}; its accuracy is from "
-                f"results/{FALLBACK[label][0]} ({FALLBACK[label][1]}, n = {len(fallback)}), "
-                "its measures from those runs"
-            )
-            finals_acc, finals = fallback, finals
-        else:
-            finals_acc = finals
-            notes.append(f"{row}: {source}, n = {len(finals)}")
-        cells = [row, str(len(finals_acc))]
-        for key, _, digits in COLUMNS:
-            values = [f[key] for f in (finals_acc if key == "test_acc" else finals) if f.get(key) is not None]
-            fewer = f" (n = {len(values)})" if 1 < len(values) < len(finals_acc) else ""
+    for row, finals in rows:
+        cells = [row, str(len(finals))]
+        for key, (_, digits) in MEASURES.items():
+            values = [f[key] for f in finals if f.get(key) is not None]
+            fewer = f" (n = {len(values)})" if 1 < len(values) < len(finals) else ""
             cells.append(mean_std(values, digits) + fewer)
-        merged = [f["test_merged_pairs"] for f in finals if f.get("test_merged_pairs") is not None]
-        cells.append(f"{sum(m > 0 for m in merged)} of {len(merged)}" if merged else "not measured")
         lines.append("| " + " | ".join(cells) + " |")
-    return lines + [f"- {note}" for note in notes]
-
-
-#: The three rows of the CPU sweep the notebooks read (results/small_cam): row -> its points' name prefix.
-SMALL_SWEEP = "small_cam"
-SMALL_ROWS = (
-    ("CE+CAM", "loss=ce,cam=true,seed="),
-    ("CC-Loss, the paper's ratio", "loss=cc,cam=true,form=ratio,seed="),
-    ("CC-Loss, the class-pair form (default)", "loss=cc,cam=true,seed="),
-)
-SMALL_COLUMNS = tuple((key, *MEASURES[key]) for key in MEASURES if key not in ("test_knn_acc", "test_probe_acc"))
+    return lines
 
 
 def small_table() -> list[str]:
-    """CE+CAM, the ratio and the class-pair form in ``results/small_cam``: mean ± std over its seeds."""
-    head = ["", "n", *(name for _, name, _ in SMALL_COLUMNS)]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for row, prefix in SMALL_ROWS:
-        finals = []
-        for path in sorted((RESULTS / SMALL_SWEEP).glob(f"{prefix}[0-9]*/metrics.json")):
-            metrics = json.loads(path.read_text())
-            if metrics.get("status") == "complete":
-                finals.append(metrics["final"])
-        cells = [row, str(len(finals))]
-        for key, _, digits in SMALL_COLUMNS:
-            cells.append(mean_std([f[key] for f in finals if f.get(key) is not None], digits))
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    """CE+CAM, the ratio and the class-pair form in ``results/small_cam`` (3 epochs): mean ± std over seeds."""
+    folder = RESULTS / SMALL_SWEEP
+    return markdown_rows([(row, complete_finals(folder, f"{prefix}[0-9]*")) for row, prefix in SMALL_ROWS])
+
+
+def table(dataset: str) -> list[str]:
+    """The same three rows after 40 epochs on ``dataset`` (stage C rerun): mean ± std over seeds."""
+    folder = RESULTS / STAGE_C
+    pattern = "label={},dataset=" + dataset + ",seed=*"
+    return markdown_rows([(row, complete_finals(folder, pattern.format(label))) for row, label in STAGE_C_ROWS])
 
 
 def notebook_times() -> list[str]:
@@ -138,7 +111,7 @@ def main() -> int:
     print(f"## mnist5k test, results/{SMALL_SWEEP} (3 epochs)\n")
     print("\n".join(small_table()), end="\n\n")
     for dataset in DATASETS:
-        print(f"## {dataset} test, 40 epochs, trained on the whole train split\n")
+        print(f"## {dataset} test, results/{STAGE_C} (40 epochs, the whole train split)\n")
         print("\n".join(table(dataset)), end="\n\n")
     print("## notebook run times (papermill metadata of the committed notebooks)\n")
     print("\n".join(notebook_times()))

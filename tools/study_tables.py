@@ -45,11 +45,12 @@ def _part4_val() -> str:
     return study_markdown(only_labels(runs, ["se_wide+lam0.03", "se_wide+lam0.1"]))
 
 
-def _part5(*folders: str) -> str:
-    """Part 5: accuracy with the class measures as recorded, then the rule (val) or the decision (test)."""
+def _part5(*folders: str, decide: bool = True) -> str:
+    """Part 5: accuracy with the class measures as recorded, then (``decide``) the rule (val) or the decision
+    (test)."""
     from experiments.study_separation import markdown
 
-    return markdown(_runs(*folders))
+    return markdown(_runs(*folders), decide=decide)
 
 
 def _budget() -> str:
@@ -78,6 +79,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "part5-screen": lambda: _part5("study_part5_screen"),
     "part5-finalists": lambda: _part5("study_part5_screen", "study_part5_finalists"),
     "part5-test": lambda: _part5("study_part5_test"),
+    "part5-test-measures": lambda: _part5("study_part5_test_measures", decide=False),
 }
 
 

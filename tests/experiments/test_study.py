@@ -31,7 +31,8 @@ def make_study(tmp_path: Path, runs: list[dict], split: str = "val", name: str =
         if run.get("failed"):
             return None
         return {f"{split}_acc": run["acc"], f"{split}_intra_inter": run["ratio"], f"{split}_d_inter": 1.0,
-                f"{split}_attention_collapsed": bool(run.get("collapsed", False))}  # fmt: skip
+                f"{split}_attention_collapsed": bool(run.get("collapsed", False)),
+                **{f"{split}_{key}": value for key, value in run.get("measures", {}).items()}}  # fmt: skip
 
     return study_folder(tmp_path, runs, final_of, name)
 
@@ -149,6 +150,16 @@ def test_markdown_lists_every_candidate(tmp_path):
     runs = REF + grid("a", [[99.0, 98.0], [98.0, 97.0]], [[0.01, 0.01], [0.01, 0.01]], collapsed={("digits", 0)})
     text = study_markdown(load_study([make_study(tmp_path, runs)]))
     assert "| a | digits | 2 | 98.50 ± 0.71 |" in text and "1 of 2" in text and "ratio condition" in text
+    assert "| 0.010 ± 0.000 | not measured | not measured | not measured | 1 of 2 |" in text  # runs before P@1 etc.
+
+
+def test_markdown_shows_the_measures_a_run_recorded(tmp_path):
+    runs = grid("a", [[99.0, 98.0]], [[0.01, 0.03]], datasets=("digits",))
+    for run, map_r in zip(runs, (80.0, 90.0)):
+        run["measures"] = {"precision_at_1": 95.0, "map_at_r": map_r, "unseparated_pairs": 0}
+    text = study_markdown(load_study([make_study(tmp_path, runs)]))
+    # MAP@R 80 and 90: mean 85, sample std sqrt(50) = 7.07
+    assert "| a | digits | 2 | 98.50 ± 0.71 | 0.020 ± 0.014 | 95.0 ± 0.0 | 85.0 ± 7.1 | 0.0 ± 0.0 | 0 of 2 |" in text
 
 
 def _curves(final20, final40, last5_range=0.0):

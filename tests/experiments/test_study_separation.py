@@ -112,7 +112,8 @@ def test_decision_on_test(tmp_path):
 def test_markdown_and_cli(tmp_path):
     folder = make_study(tmp_path, REF + candidate("good", [99, 98], [95, 93]))
     text = part5.markdown(load_study([folder]))
-    assert "| good | digits | 3 | 99.00 ± 0.00 | 95.0 ± 0.0 |" in text and "Stage B's finalists" in text
+    unmeasured = "not measured | " * 3  # P@1, MAP@R, unseparated pairs: these runs predate them
+    assert f"| good | digits | 3 | 99.00 ± 0.00 | {unmeasured}95.0 ± 0.0 |" in text and "Stage B's finalists" in text
     result = cli("study", str(folder), "--part5")
     assert result.returncode == 0, result.stderr
     assert "Part 5's rule" in result.stdout and "| 1 | good |" in result.stdout
@@ -134,3 +135,25 @@ def test_without_the_reference_the_rule_says_so(tmp_path):
     runs = load_study([make_study(tmp_path, candidate("good", [99, 98], [95, 93]))])
     with pytest.raises(ValueError, match="no 'ce_cam' runs"):
         part5.select(runs)
+
+
+def test_runs_with_todays_keys_are_read_with_every_measure(tmp_path):
+    """A run of today's code writes ``pair_geometry_below_2`` (Part 5's ``merged_pairs``), P@1, MAP@R and the
+    held-out classifier's unseparated pairs; read as 0 merged pairs, not as unmeasured (which counts merged)."""
+
+    def final_of(run):
+        return {
+            "test_acc": run["acc"], "test_intra_inter": 0.1, "test_d_inter": 1.0, "test_knn_acc": run["knn"],
+            "test_probe_acc": run["knn"], "test_pair_geometry_below_2": run["merged"], "test_pair_geometry_min": 3.0,
+            "test_precision_at_1": run["knn"] + 1, "test_map_at_r": run["knn"] - 10,
+            "test_unseparated_pairs": run["merged"],
+        }  # fmt: skip
+
+    runs = candidate(REFERENCE, [99.0, 98.0], [90.0, 80.0], merged={("mnist5k", 0)})
+    table = part5.summary(load_study([study_folder(tmp_path, runs, final_of, "today")])).set_index("dataset")
+    assert table.loc["digits", "runs_merged"] == 0 and table.loc["mnist5k", "runs_merged"] == 1
+    assert table.loc["mnist5k", "merged_total"] == 3 and table.loc["mnist5k", "unseparated_mean"] == pytest.approx(1.0)
+    assert table.loc["digits", "p_at_1_mean"] == pytest.approx(91.0) and table.loc["digits", "map_r_mean"] == 80.0
+    text = part5.markdown(load_study([tmp_path / "today"]), decide=False)
+    assert "| ce_cam | mnist5k | 3 | 98.00 ± 0.00 | 81.0 ± 0.0 | 70.0 ± 0.0 | 1.0 ± 1.7 | 80.0 ± 0.0 |" in text
+    assert "decision" not in text and "rule" not in text

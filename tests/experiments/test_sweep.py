@@ -597,6 +597,7 @@ def test_committed_results_match_their_sweep_files():
         "study_part5_screen",
         "study_part5_finalists",
         "study_part5_test",
+        "study_part5_test_measures",
     }
     for folder in sorted(folders):
         sweep = load_sweep(ROOT / "sweeps" / f"{folder.name}.yaml", check_notebook=False)
