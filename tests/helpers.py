@@ -70,3 +70,21 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Pa
             build(folder)
             done.touch()
     return folder
+
+
+#: ``python -m ccloss`` arguments of the small run that the kill-and-resume tests interrupt (``--out`` last).
+KILLED_RUN_ARGS = ("train", "--dataset", "digits", "--width-mult", "0.125", "--batch-size", "64", "--epochs", "3",
+                   "--quiet", "--out")  # fmt: skip
+
+
+def uninterrupted_cli_run(tmp_path_factory) -> dict:
+    """metrics.json of ``KILLED_RUN_ARGS`` run to the end through the CLI, trained once per session for every
+    test that kills the same run and resumes it."""
+
+    from ccloss.runtime.atomic import read_json
+
+    def build(folder: Path) -> None:
+        result = cli(*KILLED_RUN_ARGS, str(folder / "full"))
+        assert result.returncode == 0, result.stderr
+
+    return read_json(built_once(tmp_path_factory, "cli-uninterrupted", build) / "full" / "metrics.json")

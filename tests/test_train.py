@@ -19,7 +19,7 @@ from ccloss.config import TrainConfig
 from ccloss.losses import build_criterion
 from ccloss.runtime.atomic import read_json, write_json
 from ccloss.train import NonFiniteLossError, RunExistsError, fit, is_complete, load_run
-from tests.helpers import built_once, cli, wait_for_epochs, without_timings
+from tests.helpers import KILLED_RUN_ARGS, built_once, cli, uninterrupted_cli_run, wait_for_epochs, without_timings
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="digits", width_mult=0.125, batch_size=64, quiet=True)
@@ -116,22 +116,8 @@ def test_a_run_trained_under_other_loss_defaults_is_not_silently_reused(referenc
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
-    args = [
-        "train",
-        "--dataset",
-        "digits",
-        "--width-mult",
-        "0.125",
-        "--batch-size",
-        "32",
-        "--epochs",
-        "3",
-        "--quiet",
-        "--out",
-    ]
-    full = cli(*args, str(tmp_path / "full"))
-    assert full.returncode == 0, full.stderr
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, tmp_path_factory):
+    args = KILLED_RUN_ARGS
     out = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, "-m", "ccloss", *args, str(out)],
@@ -147,9 +133,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert partial["status"] == "running" and 1 <= len(partial["history"]) < 3
     resumed = cli(*args, str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert without_timings(read_json(out / "metrics.json")) == without_timings(
-        read_json(tmp_path / "full" / "metrics.json")
-    )
+    full = uninterrupted_cli_run(tmp_path_factory)
+    assert without_timings(read_json(out / "metrics.json")) == without_timings(full)
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import without_timings
+from tests.helpers import built_once, without_timings
 
 ROOT = Path(__file__).resolve().parents[2]
 NPROC = 2
@@ -141,14 +141,14 @@ def runs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(runs) -> Path:
-    out = runs / "uninterrupted"
-    _check_ok(_torchrun(out))
-    return out
+def uninterrupted(tmp_path_factory) -> Path:
+    """The two-process run to the end, trained once for every xdist worker (tests.helpers.built_once)."""
+    folder = built_once(tmp_path_factory, "ddp-uninterrupted", lambda f: _check_ok(_torchrun(f / "uninterrupted")))
+    return folder / "uninterrupted"
 
 
-def test_two_process_run_writes_one_run_directory(runs, uninterrupted):
-    assert sorted(p.name for p in runs.iterdir() if p.name != "killed") == ["uninterrupted"]
+def test_two_process_run_writes_one_run_directory(uninterrupted):
+    assert sorted(p.name for p in uninterrupted.parent.iterdir()) == ["uninterrupted"]
     assert {p.name for p in uninterrupted.iterdir()} == RUN_FILES  # no temporary files left behind
     metrics = _metrics(uninterrupted)
     assert metrics["status"] == "complete"

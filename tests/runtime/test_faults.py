@@ -22,7 +22,15 @@ from ccloss.runtime import atomic
 from ccloss.runtime.atomic import DiskFullError, read_json
 from ccloss.runtime.checkpoint import CorruptRunError, PathArgumentError, load_run
 from ccloss.train import TrainConfig, fit
-from tests.helpers import ROOT, built_once, cli, wait_for_epochs, without_timings
+from tests.helpers import (
+    KILLED_RUN_ARGS,
+    ROOT,
+    built_once,
+    cli,
+    uninterrupted_cli_run,
+    wait_for_epochs,
+    without_timings,
+)
 
 TINY = dict(dataset="digits", width_mult=0.125, batch_size=64, quiet=True, epochs=3)
 
@@ -291,12 +299,10 @@ def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
     assert synced == [False, True]  # the file's data, then the folder's entry
 
 
-def test_sigterm_ends_the_run_after_the_epoch_with_a_checkpoint(tmp_path):
+def test_sigterm_ends_the_run_after_the_epoch_with_a_checkpoint(tmp_path, tmp_path_factory):
     """Through the CLI, as SLURM would stop it (one thread, as tests.helpers.cli runs the reference)."""
     out = tmp_path / "run"
-    args = ["train", "--dataset", "digits", "--width-mult", "0.125", "--batch-size", "64", "--epochs", "3",
-            "--quiet", "--out"]  # fmt: skip
-    assert cli(*args, str(tmp_path / "full")).returncode == 0
+    args = KILLED_RUN_ARGS
     process = subprocess.Popen(
         [sys.executable, "-m", "ccloss", *args, str(out)],
         cwd=ROOT,
@@ -317,14 +323,13 @@ def test_sigterm_ends_the_run_after_the_epoch_with_a_checkpoint(tmp_path):
     assert resumed.returncode == 0 and "Warning" not in resumed.stderr, (
         resumed.stderr
     )  # a clean stop: nothing to repair
-    full = read_json(tmp_path / "full" / "metrics.json")
+    full = uninterrupted_cli_run(tmp_path_factory)
     assert without_timings(read_json(out / "metrics.json")) == without_timings(full)
 
 
 def test_a_second_sigterm_stops_at_once_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--dataset", "digits", "--width-mult", "0.125", "--batch-size", "64", "--epochs", "3",
-            "--quiet", "--out", str(out)]  # fmt: skip
+    args = [*KILLED_RUN_ARGS, str(out)]
     process = subprocess.Popen([sys.executable, "-m", "ccloss", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     wait_for_epochs(out, 1, process)
