@@ -1,4 +1,4 @@
-"""A sweep as a SLURM job array on a real single-node cluster (issue 24 item 3): 6 points, one per task;
+"""A sweep as a SLURM job array on a real single-node cluster (issue 24 item 3): 4 points, one per task;
 one task is requeued mid-point (``scontrol requeue``) and released at once; every point ends done
 exactly once, and the report equals that of one sweep process on this machine.
 
@@ -40,7 +40,7 @@ from ccloss import TrainConfig, fit
 
 # the victim's first attempt under SLURM lingers, so that the requeue always lands mid-point
 if os.environ.get("SLURM_ARRAY_TASK_ID") and os.environ.get("SLURM_RESTART_COUNT", "0") == "0":
-    if lam == 0.1 and seeds == [2]:
+    if lam == 0.1 and seeds == [1]:
         time.sleep(60)
 
 for loss in losses:
@@ -85,21 +85,21 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
 def test_a_job_array_with_a_requeued_task_runs_every_point_once(cluster, tmp_path):
     started = time.time()
     notebook = make_standin_notebook(tmp_path / "tiny.ipynb", PARAMETERS, BODY)
-    path = write_sweep(tmp_path, notebook, name="tiny", grid={"lam": [0.0, 0.1]}, seeds=[0, 1, 2])
+    path = write_sweep(tmp_path, notebook, name="tiny", grid={"lam": [0.0, 0.1]}, seeds=[0, 1])
     out, env = tmp_path / "runs", {**cluster, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     sweep_dir = out / "tiny"
-    submitted = run("sbatch", "--parsable", "--array=0-5", "--cpus-per-task=1", f"--output={tmp_path}/slurm-%A_%a.out",
+    submitted = run("sbatch", "--parsable", "--array=0-3", "--cpus-per-task=1", f"--output={tmp_path}/slurm-%A_%a.out",
                     str(SBATCH), str(path), str(out), env=env)  # fmt: skip
     job = submitted.stdout.strip().split(";")[0]
-    victim = sweep_dir / "lam=0.1,seed=2"  # task 5: it starts last, after the first tasks
-    wait_for(lambda: (victim / "events.log").exists(), 180, "task 5 to start its point")
-    run("scontrol", "requeue", f"{job}_5", env=env)
-    wait_for(lambda: squeue(env, job).get(f"{job}_5") == "PD", 60, "task 5 to be pending again")
-    run("scontrol", "update", f"JobId={job}_5", "StartTime=now", env=env)
+    victim = sweep_dir / "lam=0.1,seed=1"  # task 3: it starts last, after the first tasks
+    wait_for(lambda: (victim / "events.log").exists(), 180, "task 3 to start its point")
+    run("scontrol", "requeue", f"{job}_3", env=env)
+    wait_for(lambda: squeue(env, job).get(f"{job}_3") == "PD", 60, "task 3 to be pending again")
+    run("scontrol", "update", f"JobId={job}_3", "StartTime=now", env=env)
     wait_for(lambda: not squeue(env, job), 240, "every task to end")
 
     events = {p.name: (p / "events.log").read_text().split("\n") for p in sweep_dir.iterdir() if p.is_dir()}
-    assert len(events) == 6
+    assert len(events) == 4
     for name, lines in events.items():
         assert sum(line.endswith(" complete") for line in lines) == 1, (name, lines)
     assert sum(line.endswith(" start") for line in events[victim.name]) == 2  # cancelled mid-point, then resumed
@@ -107,7 +107,7 @@ def test_a_job_array_with_a_requeued_task_runs_every_point_once(cluster, tmp_pat
 
     alone = run(sys.executable, "-m", "experiments", "sweep", str(path), "--out", str(tmp_path / "alone"),
                 "--jobs", "2", "--report", env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)  # fmt: skip
-    assert "6 run, 0 already complete, 0 failed" in alone.stdout
+    assert "4 run, 0 already complete, 0 failed" in alone.stdout
     run(sys.executable, "-m", "experiments", "report", str(sweep_dir))
     assert (sweep_dir / "report.csv").read_text() == (tmp_path / "alone" / "tiny" / "report.csv").read_text()
     print(f"measured: {time.time() - started:.1f} s")
