@@ -58,7 +58,8 @@ STRUCTURE_FIELDS = {"knn": "knn_acc", "probe": "probe_acc", "merged": "pair_geom
 STRUCTURE_FIELDS |= {"sep_min": "pair_geometry_min", "p_at_1": "precision_at_1", "map_r": "map_at_r"}
 STRUCTURE_FIELDS["unseparated"] = "unseparated_pairs"
 #: Shown beside every study table, never ruled on: the field's measures of issue 25 (column -> its name).
-MEASURED_BESIDE = {"p_at_1": "P@1 (%)", "map_r": "MAP@R (%)", "unseparated": "unseparated pairs (of 45)"}
+BESIDE = {"p_at_1": "P@1 (%)", "map_r": "MAP@R (%)", "unseparated": "unseparated pairs (of 45)"}
+UNMEASURED = "not measured"  #: what a table prints for a measure its runs predate
 
 
 def _split_of(final: dict) -> str | None:
@@ -129,7 +130,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     made before them), collapsed and failed counts."""
     grouped = runs.groupby(["label", "dataset"], sort=False)
     table = grouped.size().rename("n").to_frame()
-    for metric in ("acc", "ratio", *MEASURED_BESIDE):
+    for metric in ("acc", "ratio", *BESIDE):
         table[f"{metric}_mean"] = grouped[metric].mean()
         table[f"{metric}_std"] = grouped[metric].std(ddof=1).fillna(0.0)
     table["collapsed"] = grouped["collapsed"].sum().astype(int)
@@ -221,13 +222,11 @@ def study_markdown(runs: pd.DataFrame, reference: str = REFERENCE) -> str:
                 "n": int(r["n"]),
                 f"{split} acc (%)": format_mean_std(r["acc_mean"], r["acc_std"]),
                 f"{split} intra/inter": format_mean_std(r["ratio_mean"], r["ratio_std"], 3),
-                **{
-                    name: format_mean_std(r[f"{key}_mean"], r[f"{key}_std"], 1) for key, name in MEASURED_BESIDE.items()
-                },
+                **{name: format_mean_std(r[f"{k}_mean"], r[f"{k}_std"], 1, UNMEASURED) for k, name in BESIDE.items()},
                 "collapsed": f"{int(r['collapsed'])} of {int(r['n'])}",
             }
         )
-    text = markdown_table(pd.DataFrame(rows).replace({name: {"": "not measured"} for name in MEASURED_BESIDE.values()}))
+    text = markdown_table(pd.DataFrame(rows))
     if split == "test":  # stage 3: reported beside the paper and checked, never used to choose
         if reference in set(summary["label"]):
             text += "\n\nStage 3 checks (issue 12's acceptance criteria), with the paper's MNIST ResNet18+CAM:\n\n"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .study import REFERENCE
+from .study import REFERENCE, UNMEASURED
 from .tables import format_mean_std, markdown_table
 
 __all__ = [
@@ -182,9 +182,8 @@ def decision(runs: pd.DataFrame, candidate: str, reference: str = REFERENCE) -> 
 
 
 def _format_summary(table: pd.DataFrame, split: str) -> pd.DataFrame:
-    def column(metric, digits):
-        return [format_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"], digits) or "not measured"
-                for _, r in table.iterrows()]  # fmt: skip
+    def column(key, digits):
+        return [format_mean_std(r[f"{key}_mean"], r[f"{key}_std"], digits, UNMEASURED) for _, r in table.iterrows()]
 
     return pd.DataFrame(
         {

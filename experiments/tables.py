@@ -101,10 +101,10 @@ def count_collapsed(runs: pd.DataFrame, by: Sequence[str], split: str = "test") 
     return flags.groupby([runs[k] for k in by], dropna=False, sort=False).sum()
 
 
-def format_mean_std(mean: float, std: float, digits: int = 2) -> str:
-    """``"mean ± std"``; the mean alone when the std is undefined (one run); empty without a mean."""
+def format_mean_std(mean: float, std: float, digits: int = 2, missing: str = "") -> str:
+    """``"mean ± std"``; the mean alone when the std is undefined (one run); ``missing`` without a mean."""
     if pd.isna(mean):
-        return ""
+        return missing
     return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 

@@ -54,4 +54,5 @@ def test_format_mean_std_with_one_run_or_none():
     assert format_mean_std(97.4321, 0.456) == "97.43 ± 0.46"
     assert format_mean_std(20.44, float("nan")) == "20.44"  # one seed: no std, not "± nan"
     assert format_mean_std(float("nan"), float("nan")) == ""
+    assert format_mean_std(float("nan"), float("nan"), missing="not measured") == "not measured"
     assert format_mean_std(0.12345, 0.01, digits=3) == "0.123 ± 0.010"
