@@ -1,7 +1,6 @@
 """``python -m ccloss``: see ``ccloss.cli``."""
 
-import sys
-
 from .cli import main
+from .runtime.distributed import exit_process
 
-sys.exit(main())
+exit_process(main())

@@ -18,9 +18,9 @@ from ccloss.config import TrainConfig
 from ccloss.train import fit
 
 from .paper import paper_accuracy
-from .tables import aggregate, collect_runs, count_collapsed
+from .tables import aggregate, collect_runs, count_collapsed, format_mean_std
 
-__all__ = ["ROWS", "run_name", "row_label", "mean_std", "comparison_config", "run_comparison", "comparison_table"]
+__all__ = ["ROWS", "run_name", "row_label", "comparison_config", "run_comparison", "comparison_table"]
 __all__ += ["evaluated_split"]
 
 #: Notebook 02's rows beyond a plain loss name: row -> the objective (``loss``) and its fixed fields.
@@ -80,16 +80,6 @@ def row_label(loss: str, form: Any, cam: bool) -> str:
     return loss if form is None or pd.isna(form) else f"{loss} ({form})"
 
 
-def mean_std(mean: float, std: float, digits: int = 2) -> str:
-    """``"mean ± std"``: the mean to ``digits`` decimals, the std to two significant digits so that a
-    spread never prints as 0 unless it is 0; the mean alone when the std is undefined (one run)."""
-    if pd.isna(mean):
-        return ""
-    if pd.isna(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {0 if std == 0 else float(f'{std:.2g}'):g}"
-
-
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean +/- std over seeds per row (:func:`row_label`): accuracy, P@1, MAP@R, unseparated class pairs
     (held-out per-pair classifier, :mod:`ccloss.measures`), intra/inter ratio, collapsed runs; on test, the
@@ -104,12 +94,12 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, row in table.iterrows():
         out = {"loss": row["row"], "dataset": row["dataset"], "backbone": row["backbone"], "n": int(row["n"])}
-        out[f"{split}_acc (%)"] = mean_std(row[f"{split}_acc_mean"], row[f"{split}_acc_std"])
+        out[f"{split}_acc (%)"] = format_mean_std(row[f"{split}_acc_mean"], row[f"{split}_acc_std"])
         for metric, name, digits in measures:
             if f"{metric}_mean" in row and not pd.isna(row[f"{metric}_mean"]):
-                out[f"{split} {name}"] = mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], digits)
+                out[f"{split} {name}"] = format_mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], digits)
         if f"{split}_intra_inter_mean" in row:
-            ratio = mean_std(row[f"{split}_intra_inter_mean"], row[f"{split}_intra_inter_std"], 3)
+            ratio = format_mean_std(row[f"{split}_intra_inter_mean"], row[f"{split}_intra_inter_std"], 3)
             count = 0 if collapsed is None else int(collapsed.get(tuple(row[k] for k in by), 0))
             out[f"{split} intra/inter"] = ratio + (f" ({count} of {int(row['n'])} collapsed)" if count else "")
         if split == "test":
@@ -125,7 +115,7 @@ def _paper_cell(label: str, loss: str, backbone: str, dataset: str, cam: bool) -
     paper = paper_accuracy(loss, backbone, dataset, bool(cam)) if same else None
     if paper is None:
         return ""
-    return f"{paper[0]:.2f}" if paper[1] is None or math.isnan(paper[1]) else mean_std(paper[0], paper[1])
+    return f"{paper[0]:.2f}" if paper[1] is None or math.isnan(paper[1]) else format_mean_std(paper[0], paper[1])
 
 
 def comparison_config(

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .files import atomic_write, read_json
@@ -102,10 +103,17 @@ def count_collapsed(runs: pd.DataFrame, by: Sequence[str], split: str = "test") 
 
 
 def format_mean_std(mean: float, std: float, digits: int = 2, missing: str = "") -> str:
-    """``"mean ± std"``; the mean alone when the std is undefined (one run); ``missing`` without a mean."""
+    """``"mean ± std"`` to ``digits`` decimals, the std to two significant digits where ``digits`` would round
+    it to 0 (``0.10 ± 0.0040``): only a zero spread prints as 0. The mean alone when the std is undefined
+    (one run); ``missing`` without a mean."""
     if pd.isna(mean):
         return missing
-    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if pd.isna(std):
+        return f"{mean:.{digits}f}"
+    spread = f"{std:.{digits}f}"
+    if std != 0 and float(spread) == 0:
+        spread = np.format_float_positional(std, precision=2, unique=False, fractional=False, trim="k")
+    return f"{mean:.{digits}f} ± {spread}"
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -127,6 +128,18 @@ def cleanup_distributed() -> None:
             nccl = dist.get_backend() == "nccl"
             dist.barrier(device_ids=[torch.cuda.current_device()] if nccl else None)
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """``sys.exit(code)``; on a torchrun rank, the process group destroyed first (after a barrier) and then
+    ``os._exit(code)``: the interpreter's teardown is skipped, where gloo's threads, still holding tensors, can
+    abort a finished run (SIGABRT, "terminate called without an active exception")."""
+    if not (dist.is_available() and dist.is_initialized()):
+        sys.exit(code)
+    cleanup_distributed()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:

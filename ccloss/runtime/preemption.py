@@ -12,6 +12,10 @@ from collections.abc import Callable, Iterator
 EXIT_CODE = 143
 
 
+#: What the first SIGTERM prints on stderr, so a job's log shows that it arrived.
+ACKNOWLEDGED = "SIGTERM: stopping after the epoch under way, with its checkpoint (a second SIGTERM stops at once)"
+
+
 class Preempted(RuntimeError):
     """SIGTERM arrived: the run stopped after saving its checkpoint; rerun it with resume to continue."""
 
@@ -31,6 +35,7 @@ def sigterm_ends_after_epoch(out: str | os.PathLike) -> Iterator[Callable[[], bo
                         "with --resume (resume=True) to continue from it\n".encode())  # fmt: skip
             raise SystemExit(EXIT_CODE)
         requested.set()
+        os.write(2, f"{ACKNOWLEDGED}\n".encode())
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:

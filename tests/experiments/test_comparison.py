@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from experiments.comparison import comparison_config, comparison_table, mean_std, row_label, run_comparison, run_name
+from experiments.comparison import comparison_config, comparison_table, row_label, run_comparison, run_name
 from experiments.tables import collect_runs, markdown_table
 
 from .helpers import fake_run
@@ -57,15 +57,6 @@ def test_run_comparison_trains_each_row_with_its_own_objective(tmp_path, monkeyp
     assert all(resume for *_, resume in seen)
 
 
-def test_mean_std_never_prints_a_nonzero_spread_as_zero():
-    assert mean_std(97.9333, 0.004, 2) == "97.93 ± 0.004"
-    assert mean_std(0.0531, 0.00613, 3) == "0.053 ± 0.0061"
-    assert mean_std(98.1, 0.25166, 2) == "98.10 ± 0.25"
-    assert mean_std(0.0, 0.0, 1) == "0.0 ± 0"
-    assert mean_std(12.5, float("nan"), 1) == "12.5"
-    assert mean_std(float("nan"), 1.0) == ""
-
-
 @pytest.mark.parametrize(
     ("loss", "form", "cam", "label"),
     [
@@ -86,8 +77,8 @@ def test_comparison_table_puts_the_paper_beside_ours(tmp_path):
     assert table.loc["ce+CAM", "paper acc (%)"] == "77.57 ± 0.01"
     assert table.loc["cc (ratio)", "paper acc (%)"] == "78.23 ± 0.07"
     assert table.loc["cc", "paper acc (%)"] == ""  # the paper has no class-pair form
-    assert table.loc["cc", "test_acc (%)"] == f"70.50 ± {statistics.stdev([70.0, 71.0]):.2g}"
-    assert table.loc["cc (ratio)", "test_acc (%)"] == "72.00 ± 0"
+    assert table.loc["cc", "test_acc (%)"] == f"70.50 ± {statistics.stdev([70.0, 71.0]):.2f}"
+    assert table.loc["cc (ratio)", "test_acc (%)"] == "72.00 ± 0.00"
     text = markdown_table(table.reset_index())
     assert text.splitlines()[0].startswith("| loss |") and "78.23 ± 0.07" in text
 
@@ -108,10 +99,10 @@ def test_comparison_table_gives_the_class_measures_of_each_row(tmp_path):
     table = comparison_table(collect_runs(dirs)).set_index("loss")
     for label, loss in (("ce+CAM", "ce"), ("cc", "cc")):
         p1, mapr, pairs = zip(*values[loss])
-        assert table.loc[label, "test P@1 (%)"] == f"{statistics.mean(p1):.2f} ± {statistics.stdev(p1):.2g}"
-        assert table.loc[label, "test MAP@R (%)"] == f"{statistics.mean(mapr):.2f} ± {statistics.stdev(mapr):.2g}"
-    assert table.loc["ce+CAM", "test unseparated"] == f"2.5 ± {statistics.stdev([2, 3]):.2g}"
-    assert table.loc["cc", "test unseparated"] == "0.0 ± 0"
+        assert table.loc[label, "test P@1 (%)"] == f"{statistics.mean(p1):.2f} ± {statistics.stdev(p1):.2f}"
+        assert table.loc[label, "test MAP@R (%)"] == f"{statistics.mean(mapr):.2f} ± {statistics.stdev(mapr):.2f}"
+    assert table.loc["ce+CAM", "test unseparated"] == f"2.5 ± {statistics.stdev([2, 3]):.1f}"
+    assert table.loc["cc", "test unseparated"] == "0.0 ± 0.0"
 
 
 def test_comparison_table_counts_collapsed_runs(tmp_path):
@@ -122,9 +113,9 @@ def test_comparison_table_counts_collapsed_runs(tmp_path):
     dirs += [fake_run(tmp_path / run_name("ce", s), "ce", s, 90.0, 0.12, collapsed=False) for s in range(2)]
     table = comparison_table(collect_runs(dirs)).set_index("loss")
     ratios = [0.04, 0.05, 0.42]
-    expected = f"{statistics.mean(ratios):.3f} ± {statistics.stdev(ratios):.2g}"
+    expected = f"{statistics.mean(ratios):.3f} ± {statistics.stdev(ratios):.3f}"
     assert table.loc["cc", "test intra/inter"] == f"{expected} (1 of 3 collapsed)"
-    assert table.loc["ce+CAM", "test intra/inter"] == "0.120 ± 0"
+    assert table.loc["ce+CAM", "test intra/inter"] == "0.120 ± 0.000"
 
 
 def test_comparison_config_defaults_are_the_packages():

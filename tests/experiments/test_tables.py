@@ -56,3 +56,13 @@ def test_format_mean_std_with_one_run_or_none():
     assert format_mean_std(float("nan"), float("nan")) == ""
     assert format_mean_std(float("nan"), float("nan"), missing="not measured") == "not measured"
     assert format_mean_std(0.12345, 0.01, digits=3) == "0.123 ± 0.010"
+
+
+def test_a_spread_prints_as_zero_only_when_it_is_zero():
+    from experiments.tables import format_mean_std
+
+    assert format_mean_std(97.5, 0.1) == "97.50 ± 0.10"  # the std has the mean's decimals
+    assert format_mean_std(0.1, 0.004) == "0.10 ± 0.0040"  # 0.00 would hide a spread: two significant digits
+    assert format_mean_std(1.0, 0.000041, digits=1) == "1.0 ± 0.000041"
+    assert format_mean_std(0.0, 0.0, digits=1) == "0.0 ± 0.0"  # a true zero stays 0
+    assert format_mean_std(97.5, 0.005) == "97.50 ± 0.01"  # rounds up, not to 0: kept at the mean's decimals

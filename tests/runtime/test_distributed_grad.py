@@ -7,8 +7,10 @@ tests compare them with single-process references computed here, in float64.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -315,3 +317,36 @@ def test_bad_device_type_for_distributed(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="'cuda'.*'cpu'"):
         cdist.init_distributed("mps")
+
+
+def test_exit_process_without_a_process_group_is_sys_exit():
+    assert not torch.distributed.is_initialized()
+    with pytest.raises(SystemExit) as stopped:
+        cdist.exit_process(143)
+    assert stopped.value.code == 143
+
+
+def test_exit_process_on_a_rank_destroys_the_group_then_skips_the_teardown(monkeypatch):
+    """os._exit (no interpreter teardown, where gloo can abort), after the group is gone and stdout flushed."""
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code):
+        seen.update(code=code, group_alive=torch.distributed.is_initialized(), logged=log.getvalue())
+        raise Exited
+
+    seen, log = {}, io.BytesIO()
+    stdout = io.TextIOWrapper(log, encoding="utf-8")  # buffered, as a pipe to a log file is
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(cdist.os, "_exit", fake_exit)
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    try:
+        print("done: test_acc 99.00%")
+        assert log.getvalue() == b""  # still in the buffer: os._exit alone would lose it
+        with pytest.raises(Exited):
+            cdist.exit_process(0)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    assert seen == {"code": 0, "group_alive": False, "logged": b"done: test_acc 99.00%\n"}

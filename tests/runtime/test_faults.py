@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from ccloss import train as train_module
 from ccloss.runtime import atomic
 from ccloss.runtime.atomic import DiskFullError, read_json
 from ccloss.runtime.checkpoint import CorruptRunError, PathArgumentError, load_run
+from ccloss.runtime.preemption import ACKNOWLEDGED
 from ccloss.train import TrainConfig, fit
 from tests.helpers import (
     KILLED_RUN_ARGS,
@@ -328,16 +328,20 @@ def test_sigterm_ends_the_run_after_the_epoch_with_a_checkpoint(tmp_path, tmp_pa
 
 
 def test_a_second_sigterm_stops_at_once_and_says_how_to_resume(tmp_path):
+    """The second SIGTERM is sent once the first is acknowledged, inside an epoch of ~300 steps (seconds long):
+    it must not wait for the epoch's end."""
     out = tmp_path / "run"
-    args = [*KILLED_RUN_ARGS, str(out)]
+    args = [*KILLED_RUN_ARGS[:-1], "--batch-size", "4", "--out", str(out)]  # the later --batch-size wins
     process = subprocess.Popen([sys.executable, "-m", "ccloss", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     wait_for_epochs(out, 1, process)
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    acknowledged = process.stderr.readline()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 143
+    assert acknowledged == ACKNOWLEDGED + "\n"
+    assert process.returncode == 143, stderr
     assert stderr == (f"stopped at once by a second SIGTERM; the last checkpoint in {out} is whole: rerun with "
                       "--resume (resume=True) to continue from it\n")  # fmt: skip
-    assert not list(out.glob(".*.tmp")) and torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] >= 0
+    assert not list(out.glob(".*.tmp")) and torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 0
+    assert len(read_json(out / "metrics.json")["history"]) == 1  # the second epoch was cut short
