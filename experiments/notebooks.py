@@ -8,11 +8,13 @@ folder so relative paths such as ``../data`` work; a kernel that fails to start 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO_ROOT", "NOTEBOOK_DIR", "NotebookFailed", "execute_notebook", "notebook_error"]
+__all__ = ["REPO_ROOT", "NOTEBOOK_DIR", "NotebookFailed", "execute_notebook", "local_kernel_manager", "notebook_error"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  #: the repository that holds experiments/ beside ccloss/
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -22,6 +24,27 @@ STARTUP_FAILURES = ("didn't respond", "before replying to kernel_info")
 
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message holds the failing cell's error (read from the output)."""
+
+
+def local_kernel_manager():
+    """jupyter_client's AsyncKernelManager over IPC (Unix sockets under the temporary folder, one prefix per
+    kernel) on POSIX: no TCP port open on the machine and no "running over TCP without encryption" warning
+    from the kernel; TCP elsewhere."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class LocalKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc" if os.name == "posix" else "tcp"
+
+        @default("ip")
+        def _default_ip(self) -> str:  # the sockets' path prefix: one per kernel, not "kernel-ipc" in the cwd
+            if self.transport != "ipc":
+                return super()._ip_default()
+            return os.path.join(tempfile.gettempdir(), f"ccloss-kernel-{uuid.uuid4().hex[:12]}")
+
+    return LocalKernelManager
 
 
 def notebook_error(output_path: str | os.PathLike) -> str | None:
@@ -51,13 +74,15 @@ def execute_notebook(
     **engine_options: Any,
 ) -> Path:
     """Run ``notebook`` with papermill into ``output``; raise :class:`NotebookFailed` on error.
-    ``engine_options`` go to papermill's engine (nbclient), e.g. ``kernel_manager_class``."""
+    ``engine_options`` go to papermill's engine (nbclient); ``kernel_manager_class`` defaults to
+    :func:`local_kernel_manager`'s."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     notebook, output = Path(notebook), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     cwd = Path(cwd) if cwd is not None else notebook.resolve().parent
+    engine_options.setdefault("kernel_manager_class", local_kernel_manager())
     for attempt in range(retries + 1):
         try:
             pm.execute_notebook(

@@ -105,9 +105,9 @@ def notebook_values(parameters: dict, valid: Sequence[str]) -> dict:
 
 def _owned_kernel_manager():
     """A kernel manager whose kernels die with this process, and whose pids are kept for SIGTERM."""
-    from jupyter_client.manager import AsyncKernelManager
+    from .notebooks import local_kernel_manager
 
-    class OwnedKernelManager(AsyncKernelManager):
+    class OwnedKernelManager(local_kernel_manager()):
         def format_kernel_cmd(self, extra_arguments=None):
             cmd = super().format_kernel_cmd(extra_arguments)
             for i in range(1, len(cmd) - 1):  # python [-X...] -m ipykernel_launcher -f FILE

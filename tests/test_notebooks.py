@@ -7,6 +7,7 @@ committed metadata, and that 02 runs with overridden parameters into a temporary
 
 import ast
 import json
+import os
 
 import nbformat
 import papermill
@@ -150,3 +151,12 @@ def test_02_runs_with_overridden_parameters(tmp_path):
     executed = _read(output)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "epochs = 1" in injected[0].source
+
+
+@pytest.mark.skipif(os.name != "posix", reason="IPC transport (Unix sockets) is POSIX only; TCP elsewhere")
+def test_execute_notebook_talks_to_its_kernel_over_unix_sockets(tmp_path):
+    """No TCP port opened, and no "running over TCP without encryption" warning in `make run`'s output."""
+    cell = "from ipykernel.kernelapp import IPKernelApp\nprint(IPKernelApp.instance().transport)"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)]), str(tmp_path / "in.ipynb"))
+    output = execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb")
+    assert nbformat.read(str(output), as_version=4).cells[0].outputs[0]["text"] == "ipc\n"

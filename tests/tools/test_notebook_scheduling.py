@@ -3,6 +3,7 @@ order, or a cell meets a kernel that never ran the cells before it (CI failed th
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -44,11 +45,10 @@ def test_cells_of_the_notebooks_run_in_one_worker_in_order(tmp_path):
 
 
 def test_a_notebook_that_reads_another_ones_runs_shares_its_worker():
-    sys.path.insert(0, str(ROOT / "notebooks"))
-    try:
-        from conftest import notebook_scope
-    finally:
-        sys.path.pop(0)
+    spec = importlib.util.spec_from_file_location("notebooks_conftest", ROOT / "notebooks" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # by path: the repository's own conftest.py is already `conftest`
+    notebook_scope = module.notebook_scope
     scope = {
         name: notebook_scope(f"notebooks/{name}.ipynb::Cell 3") for name in ("01_method", "02_train", "05_embeddings")
     }
