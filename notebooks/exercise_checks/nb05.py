@@ -1,5 +1,6 @@
-"""Checks of notebook 05 (embeddings): the held-out classifier of one class pair (the measure behind
-"unseparated pairs") and the class that switches on the most channels in the class x channel heat map."""
+"""Checks of notebook 05 (embeddings): the R-precision of one class's test vectors (why P@1 and MAP@R
+differ), the held-out classifier of one class pair (the measure behind "unseparated pairs") and the class
+that switches on the most channels in the class x channel heat map."""
 
 from __future__ import annotations
 
@@ -9,7 +10,29 @@ from sklearn.metrics import balanced_accuracy_score
 
 from . import Case, close, not_done, passed
 
-__all__ = ["CASES", "check_pair_accuracy", "check_busiest_class"]
+__all__ = ["CASES", "check_r_precision", "check_pair_accuracy", "check_busiest_class"]
+
+
+def _r_precision(train_x, train_y, test_x, test_y, c: int, r: int | None = None) -> float:
+    """Mean over the test vectors of class c of the share (%) of class c among their R nearest training
+    vectors (Euclidean; R = the number of training vectors of class c), written as a plain loop."""
+    train_x, train_y = np.asarray(train_x, dtype=np.float64), np.asarray(train_y)
+    r = int((train_y == c).sum()) if r is None else r
+    shares = []
+    for query in np.asarray(test_x, dtype=np.float64)[np.asarray(test_y) == c]:
+        distances = np.sqrt(((train_x - query) ** 2).sum(axis=1))
+        nearest = np.argsort(distances, kind="stable")[:r]
+        shares.append(100.0 * float((train_y[nearest] == c).mean()))
+    return float(np.mean(shares))
+
+
+def check_r_precision(answer, train_x, train_y, test_x, test_y, c: int) -> None:
+    """Your turn 1: the R-precision (%) of the test vectors of class c against the training vectors."""
+    not_done("Your turn 1", answer)
+    ok = close(float(answer), _r_precision(train_x, train_y, test_x, test_y, c), rtol=0.0, atol=0.01)
+    passed("Your turn 1", ok, "queries: the test vectors of class c; references: all training vectors; R: how "
+                              "many training vectors class c has; the share of class c among the R nearest, "
+                              "in percent, averaged over the queries.")  # fmt: skip
 
 
 def _pair(x, y, a: int, b: int):
@@ -25,10 +48,10 @@ def _pair_accuracy(train_x, train_y, test_x, test_y, a: int, b: int) -> float:
 
 
 def check_pair_accuracy(answer, train_x, train_y, test_x, test_y, a: int, b: int) -> None:
-    """Your turn 1: the held-out balanced accuracy (%) of the pair (a, b)'s linear classifier."""
-    not_done("Your turn 1", answer)
+    """Your turn 2: the held-out balanced accuracy (%) of the pair (a, b)'s linear classifier."""
+    not_done("Your turn 2", answer)
     ok = close(float(answer), _pair_accuracy(train_x, train_y, test_x, test_y, a, b), rtol=1e-6)
-    passed("Your turn 1", ok, "fit on the training vectors of the two classes only, score on their test vectors, "
+    passed("Your turn 2", ok, "fit on the training vectors of the two classes only, score on their test vectors, "
                               "balanced accuracy in percent.")  # fmt: skip
 
 
@@ -38,10 +61,10 @@ def _busiest(matrix) -> int:
 
 
 def check_busiest_class(answer, matrix) -> None:
-    """Your turn 2: the class (row) with the most channels above that channel's mean over the classes."""
-    not_done("Your turn 2", answer)
+    """Your turn 3: the class (row) with the most channels above that channel's mean over the classes."""
+    not_done("Your turn 3", answer)
     ok = isinstance(answer, (int, np.integer)) and int(answer) == _busiest(matrix)
-    passed("Your turn 2", ok, "an int, a row of the matrix: compare each entry with its channel's (column's) "
+    passed("Your turn 3", ok, "an int, a row of the matrix: compare each entry with its channel's (column's) "
                               "average over the classes, count per class.")  # fmt: skip
 
 
@@ -57,6 +80,20 @@ def _clusters() -> tuple:
     return train_x, train_y, test_x, test_y, 0, 2
 
 
+def _overlapping() -> tuple:
+    """Three overlapping classes, more training vectors per class (40) than test vectors (30)."""
+    train_x, train_y, test_x, test_y, _, _ = _clusters()
+    return train_x, train_y, test_x, test_y, 1
+
+
+def _nearest_only(train_x, train_y, test_x, test_y, c: int) -> float:
+    return _r_precision(train_x, train_y, test_x, test_y, c, r=1)
+
+
+def _r_from_test(train_x, train_y, test_x, test_y, c: int) -> float:
+    return _r_precision(train_x, train_y, test_x, test_y, c, r=int((np.asarray(test_y) == c).sum()))
+
+
 def _all_classes(train_x, train_y, test_x, test_y, a, b) -> float:
     lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(train_x, train_y)
     x, y = _pair(test_x, test_y, a, b)
@@ -68,6 +105,19 @@ def _matrix() -> tuple:
 
 
 CASES = {
+    "r_precision": Case(
+        check_r_precision,
+        _overlapping,
+        right=_r_precision,
+        wrong={
+            "a fraction, not %": lambda *inputs: _r_precision(*inputs) / 100.0,
+            "the nearest neighbour only (P@1 of the class)": _nearest_only,
+            "R counted in the test split": _r_from_test,
+            "R + 1 neighbours (off by one)": lambda tx, ty, ex, ey, c: _r_precision(
+                tx, ty, ex, ey, c, r=int((np.asarray(ty) == c).sum()) + 1
+            ),
+        },
+    ),
     "pair_accuracy": Case(
         check_pair_accuracy,
         _clusters,
