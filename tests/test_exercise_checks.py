@@ -7,6 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -51,3 +52,17 @@ def test_every_wrong_answer_and_the_placeholder_fail(module, name):
         right = case.right(*inputs)
         if isinstance(right, (int, float)) and not isinstance(right, bool):
             assert f"{right:.4g}" not in message, f"{label}: the hint gives the answer away"
+
+
+def test_r_precision_accepts_either_way_of_breaking_a_tie():
+    """Two training vectors of different classes at the same place: the query's R = 2 nearest hold one
+    certain 1 and one of the tied pair, so the R-precision is 50 % or 100 % by the library's tie-breaking."""
+    nb05 = importlib.import_module("exercise_checks.nb05")
+    train_x = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
+    train_y = np.array([1, 1, 0, 0])
+    inputs = (train_x, train_y, np.array([[0.1, 0.0]]), np.array([1]), 1)
+    assert nb05._r_precision_bounds(*inputs) == (50.0, 100.0)
+    for answer in (50.0, 100.0):
+        nb05.check_r_precision(answer, *inputs)
+    with pytest.raises(AssertionError):
+        nb05.check_r_precision(0.5, *inputs)
