@@ -107,6 +107,10 @@ def _r_from_test(train_x, train_y, test_x, test_y, c: int) -> float:
     return _r_precision(train_x, train_y, test_x, test_y, c, r=int((np.asarray(test_y) == c).sum()))
 
 
+def _one_too_many(train_x, train_y, test_x, test_y, c: int) -> float:
+    return _r_precision(train_x, train_y, test_x, test_y, c, r=int((np.asarray(train_y) == c).sum()) + 1)
+
+
 def _all_classes(train_x, train_y, test_x, test_y, a, b) -> float:
     lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(train_x, train_y)
     x, y = _pair(test_x, test_y, a, b)
@@ -126,9 +130,7 @@ CASES = {
             "a fraction, not %": lambda *inputs: _r_precision(*inputs) / 100.0,
             "the nearest neighbour only (P@1 of the class)": _nearest_only,
             "R counted in the test split": _r_from_test,
-            "R + 1 neighbours (off by one)": lambda tx, ty, ex, ey, c: _r_precision(
-                tx, ty, ex, ey, c, r=int((np.asarray(ty) == c).sum()) + 1
-            ),
+            "R + 1 neighbours (off by one)": _one_too_many,
         },
     ),
     "pair_accuracy": Case(
