@@ -7,6 +7,7 @@ folder so relative paths such as ``../data`` work; a kernel that fails to start 
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
@@ -26,22 +27,24 @@ class NotebookFailed(RuntimeError):
     """A notebook raised; the message holds the failing cell's error (read from the output)."""
 
 
+@functools.cache
 def local_kernel_manager():
-    """jupyter_client's AsyncKernelManager over IPC (Unix sockets under the temporary folder, one prefix per
-    kernel) on POSIX: no TCP port open on the machine and no "running over TCP without encryption" warning
-    from the kernel; TCP elsewhere."""
+    """jupyter_client's AsyncKernelManager, over IPC on POSIX (Unix sockets under the temporary folder, one
+    prefix per kernel): no TCP port open on the machine and no "running over TCP without encryption" warning
+    from the kernel. Elsewhere AsyncKernelManager itself (TCP)."""
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
+
+    if os.name != "posix":
+        return AsyncKernelManager
 
     class LocalKernelManager(AsyncKernelManager):
         @default("transport")
         def _default_transport(self) -> str:
-            return "ipc" if os.name == "posix" else "tcp"
+            return "ipc"
 
         @default("ip")
         def _default_ip(self) -> str:  # the sockets' path prefix: one per kernel, not "kernel-ipc" in the cwd
-            if self.transport != "ipc":
-                return super()._ip_default()
             return os.path.join(tempfile.gettempdir(), f"ccloss-kernel-{uuid.uuid4().hex[:12]}")
 
     return LocalKernelManager

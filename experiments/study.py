@@ -54,9 +54,15 @@ FINAL_SEEDS = 5  #: seeds per dataset of a finalist after stage 2
 LAMBDA_LABELS = ("lam0.3", "lam0.1", "lam0.03")  #: the λ rows of the candidate table
 #: Study columns read from the class-structure measures of a run (NaN for runs made before them), by the
 #: names of ``ccloss.metrics.upgrade_keys`` (Part 5's ``merged_pairs`` is the s < 2 geometry count).
-STRUCTURE_FIELDS = {"knn": "knn_acc", "probe": "probe_acc", "merged": "pair_geometry_below_2"}
-STRUCTURE_FIELDS |= {"sep_min": "pair_geometry_min", "p_at_1": "precision_at_1", "map_r": "map_at_r"}
-STRUCTURE_FIELDS["unseparated"] = "unseparated_pairs"
+STRUCTURE_FIELDS = {
+    "knn": "knn_acc",
+    "probe": "probe_acc",
+    "merged": "pair_geometry_below_2",
+    "sep_min": "pair_geometry_min",
+    "p_at_1": "precision_at_1",
+    "map_r": "map_at_r",
+    "unseparated": "unseparated_pairs",
+}
 #: Shown beside every study table, never ruled on: the field's measures of issue 25 (column -> its name).
 BESIDE = {"p_at_1": "P@1 (%)", "map_r": "MAP@R (%)", "unseparated": "unseparated pairs (of 45)"}
 UNMEASURED = "not measured"  #: what a table prints for a measure its runs predate

@@ -10,10 +10,10 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .files import atomic_write, read_json
+from .formatting import format_mean_std
 
 __all__ = [
     "read_run",
@@ -100,20 +100,6 @@ def count_collapsed(runs: pd.DataFrame, by: Sequence[str], split: str = "test") 
         return None
     flags = runs[column].astype("boolean").fillna(False).astype(int)
     return flags.groupby([runs[k] for k in by], dropna=False, sort=False).sum()
-
-
-def format_mean_std(mean: float, std: float, digits: int = 2, missing: str = "") -> str:
-    """``"mean ± std"`` to ``digits`` decimals, the std to two significant digits where ``digits`` would round
-    it to 0 (``0.10 ± 0.0040``): only a zero spread prints as 0. The mean alone when the std is undefined
-    (one run); ``missing`` without a mean."""
-    if pd.isna(mean):
-        return missing
-    if pd.isna(std):
-        return f"{mean:.{digits}f}"
-    spread = f"{std:.{digits}f}"
-    if std != 0 and float(spread) == 0:
-        spread = np.format_float_positional(std, precision=2, unique=False, fractional=False, trim="k")
-    return f"{mean:.{digits}f} ± {spread}"
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

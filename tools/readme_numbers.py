@@ -16,6 +16,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from experiments.formatting import format_mean_std
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 #: metrics.json ``final`` keys -> (column, decimals); a key that no run has prints as "not measured".
@@ -55,12 +57,13 @@ def complete_finals(folder: Path, pattern: str) -> list[dict]:
 
 
 def mean_std(values: list[float], digits: int) -> str:
-    """``mean ± std`` (sample std); a single value has no spread and prints alone."""
+    """``mean ± std`` (sample std, :func:`experiments.formatting.format_mean_std`); a single value has no
+    spread and prints alone."""
     if not values:
         return "not measured"
     if len(values) == 1:
         return f"{values[0]:.{digits}f} (n = 1)"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    return format_mean_std(statistics.mean(values), statistics.stdev(values), digits)
 
 
 def markdown_rows(rows: list[tuple[str, list[dict]]]) -> list[str]:

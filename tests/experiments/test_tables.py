@@ -2,6 +2,7 @@
 
 import statistics
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,3 +67,11 @@ def test_a_spread_prints_as_zero_only_when_it_is_zero():
     assert format_mean_std(1.0, 0.000041, digits=1) == "1.0 ± 0.000041"
     assert format_mean_std(0.0, 0.0, digits=1) == "0.0 ± 0.0"  # a true zero stays 0
     assert format_mean_std(97.5, 0.005) == "97.50 ± 0.01"  # rounds up, not to 0: kept at the mean's decimals
+
+
+def test_format_mean_std_reads_pandas_and_python_gaps_alike():
+    from experiments.formatting import format_mean_std
+
+    assert format_mean_std(None, None, missing="not measured") == "not measured"
+    assert format_mean_std(pd.NA, 1.0, missing="not measured") == "not measured"
+    assert format_mean_std(np.float32(2.5), None, digits=1) == "2.5"
